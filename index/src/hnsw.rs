@@ -1,0 +1,180 @@
+//! The approximate index: an HNSW graph over the catalogue, searched by exact score.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::build::{build_graph, BuildParams, GraphMetric};
+use crate::error::{IndexError, Result};
+use crate::exact::exact_one;
+use crate::graph::Graph;
+use crate::search::{check_query, resolve_batch, split_batch, to_hits, Exclude, Hit};
+use crate::topk::Scored;
+use crate::vectors::{Catalogue, ItemVectors};
+
+/// HNSW parameters. Defaults suit 100k..1M items of dimension 32..128.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswConfig {
+    /// Links per item on upper layers; layer 0 keeps up to `2 * m`.
+    pub m: usize,
+    /// Beam width while inserting (quality vs build time).
+    pub ef_construction: usize,
+    /// Beam width used by searches that pass `ef = 0`.
+    pub ef_search_default: usize,
+    /// Dissimilarity the graph links are chosen by (search always ranks by `u . v + b`).
+    pub metric: GraphMetric,
+    /// Multiplies hnsw_rs's level scale `1/ln(m)`; below 1 gives fewer layers (0.2..=1).
+    pub level_scale: f64,
+    /// [`crate::Index::build`] builds an exact index below this many items.
+    pub exact_below: usize,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construction: 200,
+            ef_search_default: 128,
+            metric: GraphMetric::default(),
+            level_scale: 1.0,
+            exact_below: 10_000,
+        }
+    }
+}
+
+impl HnswConfig {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<()> {
+        if !(2..=128).contains(&self.m) {
+            return Err(IndexError::InvalidInput(format!(
+                "m = {} (must be 2..=128)",
+                self.m
+            )));
+        }
+        if self.ef_construction == 0 || self.ef_search_default == 0 {
+            return Err(IndexError::InvalidInput(
+                "ef_construction and ef_search_default must be > 0".into(),
+            ));
+        }
+        if !(0.2..=1.0).contains(&self.level_scale) {
+            return Err(IndexError::InvalidInput(format!(
+                "level_scale = {} (must be 0.2..=1)",
+                self.level_scale
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An HNSW index. Answers hold exact scores, best first; an answer has `k` items whenever the
+/// catalogue has `k` items outside the exclusion (the graph's answer is completed by exact
+/// search when it falls short).
+pub struct HnswIndex {
+    pub(crate) cat: Catalogue,
+    pub(crate) graph: Graph,
+    pub(crate) config: HnswConfig,
+}
+
+impl HnswIndex {
+    /// Builds on all rayon threads; `progress(done, total)` is called as items get inserted.
+    /// Takes the vectors over (they are stored once, in the index).
+    pub fn build(
+        items: ItemVectors,
+        config: &HnswConfig,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        config.validate()?;
+        let cat = Catalogue::from_items(items)?;
+        let params = BuildParams {
+            m: config.m,
+            ef_construction: config.ef_construction,
+            metric: config.metric,
+            level_scale: config.level_scale,
+        };
+        let graph = build_graph(&cat, &params, progress);
+        Ok(HnswIndex {
+            cat,
+            graph,
+            config: config.clone(),
+        })
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.cat.len()
+    }
+
+    /// True when there is no item.
+    pub fn is_empty(&self) -> bool {
+        self.cat.len() == 0
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.cat.dim
+    }
+
+    /// The configuration the index was built with.
+    pub fn config(&self) -> &HnswConfig {
+        &self.config
+    }
+
+    /// Number of graph layers.
+    pub fn layers(&self) -> usize {
+        self.graph.layers.len()
+    }
+
+    /// Approximate `k` best items by `u . v + b` with beam width `ef` (0: the configured
+    /// default; at least `k` is used), leaving out `exclude`.
+    pub fn search<'e>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        exclude: impl Into<Exclude<'e>>,
+    ) -> Result<Vec<Hit>> {
+        check_query(&self.cat, query)?;
+        let excluded = exclude.into().resolve(&self.cat);
+        Ok(to_hits(&self.cat, self.search_one(query, k, ef, &excluded)))
+    }
+
+    /// [`HnswIndex::search`] for a row-major batch of queries, in parallel; `exclude` is empty
+    /// (nothing excluded) or has one entry per query.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+        exclude: &[Exclude<'_>],
+    ) -> Result<Vec<Vec<Hit>>> {
+        let rows = split_batch(&self.cat, queries)?;
+        let excluded = resolve_batch(&self.cat, rows.len(), exclude)?;
+        Ok(rows
+            .par_iter()
+            .zip(excluded.par_iter())
+            .map(|(q, e)| to_hits(&self.cat, self.search_one(q, k, ef, e)))
+            .collect())
+    }
+
+    /// Graph search, completed by exact search when it found fewer than `k` eligible items.
+    pub(crate) fn search_one(&self, query: &[f32], k: usize, ef: usize, excluded: &[u32]) -> Vec<Scored> {
+        let ef = if ef == 0 { self.config.ef_search_default } else { ef };
+        let found = self.graph.search(&self.cat, query, k, ef, excluded);
+        let eligible = self.cat.len() - excluded.len();
+        if found.len() < k.min(eligible) {
+            return exact_one(&self.cat, query, k, excluded);
+        }
+        found
+    }
+
+    /// A copy of the indexed vectors.
+    pub fn items(&self) -> ItemVectors {
+        self.cat.to_items()
+    }
+
+    /// Bytes of memory the index holds: vectors, ids, biases, lookups and links (mapped
+    /// vectors excluded).
+    pub fn heap_bytes(&self) -> usize {
+        self.cat.heap_bytes() + self.graph.heap_bytes()
+    }
+}

@@ -1,0 +1,152 @@
+//! The `recpipe` command line: argument definitions and dispatch to the stages.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::generate::{generate, WorldConfig};
+use crate::import::{kuairand, movielens, write_dataset};
+use crate::progress::bar;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// recpipe: a two-stage recommender (candidate generation + watch-time ranking) after Covington
+/// et al., "Deep Neural Networks for YouTube Recommendations" (2016).
+#[derive(Debug, Parser)]
+#[command(name = "recpipe", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings file (default: ./recpipe.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a small synthetic world and run the pipeline on it.
+    Quickstart(QuickstartArgs),
+    /// Generate a synthetic world (events, items, users) as Parquet.
+    Generate(GenerateArgs),
+    /// Import a public data set as Parquet.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// `recpipe quickstart`.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Working folder for the generated data and artifacts.
+    #[arg(long, default_value = "quickstart")]
+    pub dir: PathBuf,
+}
+
+/// `recpipe generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output folder (created when missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of users.
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Number of items.
+    #[arg(long)]
+    pub items: Option<usize>,
+    /// Simulated days.
+    #[arg(long)]
+    pub days: Option<usize>,
+    /// Seed (same seed, same files).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `recpipe import ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// MovieLens: ml-100k, ml-1m or the csv layout (ml-latest, ml-20m, ml-25m).
+    Movielens(ImportArgs),
+    /// KuaiRand: log_*.csv impressions, video and user features.
+    Kuairand(ImportArgs),
+}
+
+/// Input and output folders of an import.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The data set's folder.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output folder for events.parquet, items.parquet, users.parquet.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Generate(a) => {
+            let mut world = config.generate.clone();
+            world.users = a.users.unwrap_or(world.users);
+            world.items = a.items.unwrap_or(world.items);
+            world.days = a.days.unwrap_or(world.days);
+            world.seed = a.seed.unwrap_or(world.seed);
+            run_generate(&world, &a.out)
+        }
+        Command::Import(ImportCommand::Movielens(a)) => run_import(&a, movielens::read),
+        Command::Import(ImportCommand::Kuairand(a)) => run_import(&a, kuairand::read),
+        Command::Quickstart(a) => {
+            let world = WorldConfig {
+                users: 1_000,
+                items: 2_000,
+                days: 14,
+                ..config.generate.clone()
+            };
+            run_generate(&world, &a.dir.join("data"))
+        }
+    }
+}
+
+fn run_generate(world: &WorldConfig, out: &std::path::Path) -> Result<()> {
+    let t = Instant::now();
+    let pb = bar(world.users as u64, "generate");
+    let s = generate(world, out, &|done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "generated {} events ({} watched), {} users, {} items ({} fresh) into {} in {:.1} s ({:.0} events/s)",
+        s.events,
+        s.watched,
+        s.users,
+        s.items,
+        s.fresh_items,
+        out.display(),
+        secs,
+        s.events as f64 / secs
+    );
+    Ok(())
+}
+
+type Reader = fn(
+    &std::path::Path,
+) -> Result<(
+    crate::data::Events,
+    crate::data::Items,
+    crate::data::Users,
+    crate::import::ImportSummary,
+)>;
+
+fn run_import(a: &ImportArgs, read: Reader) -> Result<()> {
+    let t = Instant::now();
+    let (events, items, users, summary) = read(&a.input)?;
+    write_dataset(&a.out, &events, &items, &users)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{summary}\nwrote {} in {:.2} s ({:.0} rows/s)",
+        a.out.display(),
+        secs,
+        summary.events as f64 / secs
+    );
+    Ok(())
+}

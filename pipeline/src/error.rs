@@ -1,0 +1,50 @@
+//! The error type of recpipe: every failure carries a one-line message, and bad input is told
+//! apart from other failures so that the binary can exit with code 2 for it.
+
+use std::path::{Path, PathBuf};
+
+/// What went wrong, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's data or arguments are wrong (exit code 2). The message names the file, column
+    /// and row where it can.
+    #[error("{0}")]
+    Input(String),
+    /// Reading or writing a file failed for a reason outside the data itself.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Anything else (model or index failures, internal errors).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A recpipe result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Bad input found in `file`: `what` says where in it and what is wrong.
+    pub fn input(file: &Path, what: impl std::fmt::Display) -> Self {
+        Error::Input(format!("{}: {what}", file.display()))
+    }
+
+    /// An I/O failure on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error: 2 for bad input, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input(_) => 2,
+            _ => 1,
+        }
+    }
+}

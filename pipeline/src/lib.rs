@@ -1,0 +1,18 @@
+//! recpipe: a two-stage recommender after Covington et al., "Deep Neural Networks for YouTube
+//! Recommendations" (RecSys 2016). This crate holds the command line, data import and validation,
+//! Parquet I/O, example building, stage orchestration and evaluation.
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod generate;
+pub mod import;
+pub mod output;
+pub mod parquet_io;
+pub mod progress;
+pub mod rng;
+pub mod split;
+
+pub use error::{Error, Result};

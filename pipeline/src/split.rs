@@ -1,0 +1,177 @@
+//! Watch sequences per user and the leave-last-out split of EVAL.md section 1.
+
+use crate::data::Events;
+use rayon::prelude::*;
+
+/// Every user's watched events ordered by (timestamp, item id), in CSR layout; users ascending.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSequences {
+    /// User ids, ascending.
+    pub users: Vec<i64>,
+    /// `offsets[u]..offsets[u + 1]` indexes user `u`'s watches (len = users + 1).
+    pub offsets: Vec<usize>,
+    /// Watched item ids.
+    pub items: Vec<i64>,
+    /// Their timestamps (Unix seconds).
+    pub times: Vec<i64>,
+}
+
+impl WatchSequences {
+    /// The watched events of `events` (`watched = true`), grouped by user and ordered by
+    /// (timestamp, item id).
+    pub fn from_events(events: &Events) -> Self {
+        let mut idx: Vec<u32> = (0..events.len() as u32)
+            .filter(|&i| events.watched[i as usize])
+            .collect();
+        idx.par_sort_unstable_by_key(|&i| {
+            let i = i as usize;
+            (events.user_id[i], events.timestamp[i], events.item_id[i], i)
+        });
+        let mut seq = WatchSequences {
+            offsets: vec![0],
+            ..Default::default()
+        };
+        seq.items.reserve(idx.len());
+        seq.times.reserve(idx.len());
+        for &i in &idx {
+            let i = i as usize;
+            let u = events.user_id[i];
+            if seq.users.last() != Some(&u) {
+                if !seq.users.is_empty() {
+                    seq.offsets.push(seq.items.len());
+                }
+                seq.users.push(u);
+            }
+            seq.items.push(events.item_id[i]);
+            seq.times.push(events.timestamp[i]);
+        }
+        if !seq.users.is_empty() {
+            seq.offsets.push(seq.items.len());
+        }
+        seq
+    }
+
+    /// Number of users.
+    pub fn num_users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// User number `u`'s items and times.
+    pub fn user(&self, u: usize) -> (&[i64], &[i64]) {
+        let r = self.offsets[u]..self.offsets[u + 1];
+        (&self.items[r.clone()], &self.times[r])
+    }
+}
+
+/// EVAL.md section 1: users with at least 3 watches; for each, the last watch is the test target,
+/// the second-to-last the validation target, all earlier watches the training history.
+#[derive(Debug, Clone)]
+pub struct LeaveLastOut {
+    /// The kept users' full sequences (the last two watches of each are held out).
+    pub sequences: WatchSequences,
+}
+
+/// Fewest watches a user needs to be evaluated.
+pub const MIN_WATCHES: usize = 3;
+
+impl LeaveLastOut {
+    /// Splits the watched events of `events`.
+    pub fn new(events: &Events) -> Self {
+        Self::from_sequences(&WatchSequences::from_events(events))
+    }
+
+    /// Keeps the users of `all` with at least [`MIN_WATCHES`] watches.
+    pub fn from_sequences(all: &WatchSequences) -> Self {
+        let mut seq = WatchSequences {
+            offsets: vec![0],
+            ..Default::default()
+        };
+        for u in 0..all.num_users() {
+            let (items, times) = all.user(u);
+            if items.len() >= MIN_WATCHES {
+                seq.users.push(all.users[u]);
+                seq.items.extend_from_slice(items);
+                seq.times.extend_from_slice(times);
+                seq.offsets.push(seq.items.len());
+            }
+        }
+        LeaveLastOut { sequences: seq }
+    }
+
+    /// Number of evaluated users.
+    pub fn num_users(&self) -> usize {
+        self.sequences.num_users()
+    }
+
+    /// User `u`'s training history (items, times): everything before the last two watches.
+    pub fn train(&self, u: usize) -> (&[i64], &[i64]) {
+        let (i, t) = self.sequences.user(u);
+        (&i[..i.len() - 2], &t[..t.len() - 2])
+    }
+
+    /// User `u`'s history for the final test figure: training plus the validation watch.
+    pub fn train_and_validation(&self, u: usize) -> (&[i64], &[i64]) {
+        let (i, t) = self.sequences.user(u);
+        (&i[..i.len() - 1], &t[..t.len() - 1])
+    }
+
+    /// User `u`'s validation target (item, time).
+    pub fn validation(&self, u: usize) -> (i64, i64) {
+        let (i, t) = self.sequences.user(u);
+        (i[i.len() - 2], t[t.len() - 2])
+    }
+
+    /// User `u`'s test target (item, time).
+    pub fn test(&self, u: usize) -> (i64, i64) {
+        let (i, t) = self.sequences.user(u);
+        (i[i.len() - 1], t[t.len() - 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Event;
+
+    fn ev(user: i64, item: i64, ts: i64, watched: bool) -> Event {
+        Event {
+            user_id: user,
+            item_id: item,
+            timestamp: ts,
+            watched,
+            watch_time: None,
+            rating: None,
+        }
+    }
+
+    #[test]
+    fn hand_made_split() {
+        let mut e = Events::default();
+        // User 2: four watches out of order, a tie at t=20 broken by item id, one unwatched.
+        for x in [
+            ev(2, 30, 20, true),
+            ev(2, 10, 40, true),
+            ev(2, 50, 10, true),
+            ev(2, 20, 20, true),
+            ev(2, 99, 5, false),
+            // User 1: only two watches -> dropped.
+            ev(1, 1, 1, true),
+            ev(1, 2, 2, true),
+            // User 3: exactly three.
+            ev(3, 7, 3, true),
+            ev(3, 8, 2, true),
+            ev(3, 9, 1, true),
+        ] {
+            e.push(x);
+        }
+        let s = LeaveLastOut::new(&e);
+        assert_eq!(s.sequences.users, vec![2, 3]);
+        assert_eq!(s.train(0).0, &[50, 20]);
+        assert_eq!(s.validation(0), (30, 20));
+        assert_eq!(s.test(0), (10, 40));
+        assert_eq!(s.train_and_validation(0).0, &[50, 20, 30]);
+        assert_eq!(s.train(1).0, &[9]);
+        assert_eq!(s.validation(1).0, 8);
+        assert_eq!(s.test(1).0, 7);
+    }
+}

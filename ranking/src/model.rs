@@ -1,0 +1,182 @@
+//! The ranking network: embedding bags for ids, a ReLU tower and one logit.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Init, Linear, VarBuilder, VarMap};
+
+use crate::batch::{BagTensors, BatchTensors};
+use crate::config::RankerConfig;
+use crate::error::{RankingError, Result};
+use crate::example::FeatureSchema;
+use crate::quantiles::INPUTS_PER_CONTINUOUS;
+use crate::rng::SplitMix64;
+
+/// Standard deviation of the initial embedding entries.
+const EMBEDDING_INIT_STD: f32 = 0.05;
+
+/// An embedding table read as a sum of scaled rows per segment (a masked mean when the scales
+/// are 1 / bag length). Segments without ids come out as zero rows.
+pub(crate) struct EmbeddingBag {
+    table: Tensor,
+    dim: usize,
+}
+
+impl EmbeddingBag {
+    /// A `rows` x `dim` table (at least one row, so that an empty vocabulary still has a table).
+    pub fn new(vb: VarBuilder, rows: usize, dim: usize) -> Result<Self> {
+        let table = vb.get_with_hints((rows.max(1), dim), "table", Init::Const(0.0))?;
+        Ok(Self { table, dim })
+    }
+
+    /// `[n_segments, dim]`: per segment, the sum of its ids' rows times their scales.
+    pub fn forward(&self, bags: &BagTensors) -> Result<Tensor> {
+        let zeros = Tensor::zeros((bags.n_segments, self.dim), DType::F32, self.table.device())?;
+        if bags.len == 0 {
+            return Ok(zeros);
+        }
+        let rows = self.table.index_select(&bags.ids, 0)?.broadcast_mul(&bags.scales)?;
+        Ok(zeros.index_add(&bags.segments, &rows, 0)?)
+    }
+}
+
+/// ReLU layers followed by a linear layer to one logit.
+pub(crate) struct Tower {
+    hidden: Vec<Linear>,
+    out: Linear,
+}
+
+fn linear(vb: VarBuilder, input: usize, output: usize) -> Result<Linear> {
+    let weight = vb.get_with_hints((output, input), "weight", Init::Const(0.0))?;
+    let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+impl Tower {
+    /// Layers `input -> widths[0] -> ... -> 1`.
+    pub fn new(vb: VarBuilder, input: usize, widths: &[usize]) -> Result<Self> {
+        let mut hidden = Vec::with_capacity(widths.len());
+        let mut width = input;
+        for (i, &next) in widths.iter().enumerate() {
+            hidden.push(linear(vb.pp(format!("hidden{i}")), width, next)?);
+            width = next;
+        }
+        let out = linear(vb.pp("out"), width, 1)?;
+        Ok(Self { hidden, out })
+    }
+
+    /// `[batch, input]` -> logits `[batch]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for layer in &self.hidden {
+            h = layer.forward(&h)?.relu()?;
+        }
+        Ok(self.out.forward(&h)?.squeeze(1)?)
+    }
+
+    /// Multiply-adds per example.
+    pub fn multiply_adds(input: usize, widths: &[usize]) -> usize {
+        let mut total = 0;
+        let mut width = input;
+        for &next in widths.iter().chain(std::iter::once(&1)) {
+            total += width * next;
+            width = next;
+        }
+        total
+    }
+}
+
+/// The whole network: candidate item and tokens, user context (recent watches, their tokens,
+/// user categoricals), encoded continuous features, concatenated into the tower.
+pub(crate) struct RankingNet {
+    items: EmbeddingBag,
+    tokens: EmbeddingBag,
+    users: EmbeddingBag,
+    tower: Tower,
+    n_user_fields: usize,
+    user_dim: usize,
+}
+
+impl RankingNet {
+    /// Builds the layers for `schema` with zero weights (see [`seeded_init`]).
+    pub fn new(vb: VarBuilder, schema: &FeatureSchema, config: &RankerConfig) -> Result<Self> {
+        let input = input_width(schema, config);
+        if input == 0 {
+            return Err(RankingError::InvalidConfig("the network has no input".into()));
+        }
+        Ok(Self {
+            items: EmbeddingBag::new(vb.pp("items"), schema.n_items, config.item_dim)?,
+            tokens: EmbeddingBag::new(vb.pp("tokens"), schema.n_tokens, config.token_dim)?,
+            users: EmbeddingBag::new(vb.pp("users"), schema.user_rows(), config.user_dim)?,
+            tower: Tower::new(vb.pp("tower"), input, &config.hidden)?,
+            n_user_fields: schema.user_cardinalities.len(),
+            user_dim: config.user_dim,
+        })
+    }
+
+    /// Logits `[batch]`.
+    pub fn forward(&self, batch: &BatchTensors) -> Result<Tensor> {
+        let mut context = Vec::with_capacity(3);
+        if self.items.dim > 0 {
+            context.push(self.items.forward(&batch.recent)?);
+        }
+        if self.tokens.dim > 0 {
+            context.push(self.tokens.forward(&batch.recent_tokens)?);
+        }
+        if self.user_dim > 0 && self.n_user_fields > 0 {
+            let users = self.users.forward(&batch.users)?;
+            context.push(users.reshape((batch.n_contexts, self.n_user_fields * self.user_dim))?);
+        }
+        let mut parts = Vec::with_capacity(4);
+        if self.items.dim > 0 {
+            parts.push(self.items.forward(&batch.items)?);
+        }
+        if self.tokens.dim > 0 {
+            parts.push(self.tokens.forward(&batch.item_tokens)?);
+        }
+        if !context.is_empty() {
+            parts.push(Tensor::cat(&context, 1)?.index_select(&batch.context_of, 0)?);
+        }
+        if batch.continuous.dim(1)? > 0 {
+            parts.push(batch.continuous.clone());
+        }
+        self.tower.forward(&Tensor::cat(&parts, 1)?)
+    }
+}
+
+/// Width of the tower's input for `schema` and `config`.
+pub(crate) fn input_width(schema: &FeatureSchema, config: &RankerConfig) -> usize {
+    2 * config.item_dim
+        + 2 * config.token_dim
+        + schema.user_cardinalities.len() * config.user_dim
+        + schema.continuous.len() * INPUTS_PER_CONTINUOUS
+}
+
+/// Overwrites every variable with seeded values: embedding tables N(0, 0.05^2), hidden weights
+/// He-uniform, the output weight uniform(+-1/sqrt(fan_in)), biases zero, then the output bias
+/// `output_bias` (the prior log-odds speeds up the first epoch).
+pub(crate) fn seeded_init(varmap: &VarMap, seed: u64, output_bias: f32, device: &Device) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| RankingError::InvalidConfig("variable map lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = SplitMix64::new(seed);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let count: usize = dims.iter().product();
+        let values: Vec<f32> = if name == "tower.out.bias" {
+            vec![output_bias; count]
+        } else if name.ends_with("bias") {
+            vec![0.0; count]
+        } else if name.ends_with("table") {
+            (0..count).map(|_| rng.normal() * EMBEDDING_INIT_STD).collect()
+        } else {
+            let fan_in = dims.last().copied().unwrap_or(1).max(1) as f64;
+            let bound = if name.starts_with("tower.out") { fan_in.recip().sqrt() } else { (6.0 / fan_in).sqrt() };
+            (0..count).map(|_| rng.uniform(bound)).collect()
+        };
+        var.set(&Tensor::from_vec(values, dims, device)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! A trained ranker: scoring, saving and loading.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Batch;
+use crate::config::RankerConfig;
+use crate::error::{RankingError, Result};
+use crate::example::{FeatureSchema, RankingExample};
+use crate::model::{input_width, RankingNet, Tower};
+use crate::quantiles::{ContinuousEncoder, Quantiles};
+
+/// Weights file inside a model folder.
+pub const WEIGHTS_FILE: &str = "ranker.safetensors";
+/// Config, schema and quantiles file inside a model folder.
+pub const META_FILE: &str = "ranker.json";
+/// `format` value of [`META_FILE`].
+const FORMAT: &str = "recpipe-ranker";
+/// Version of [`META_FILE`]'s layout this crate reads and writes.
+const FORMAT_VERSION: u32 = 1;
+/// Examples per forward pass when scoring: large enough for the tower's matmuls to run near the
+/// machine's matmul rate, small enough to keep the activations in a few MB.
+pub const SCORE_BATCH: usize = 4096;
+
+/// What `ranker.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct RankerMeta {
+    format: String,
+    version: u32,
+    config: RankerConfig,
+    schema: FeatureSchema,
+    quantiles: ContinuousEncoder,
+}
+
+/// A trained ranking network with the schema and quantiles it was trained with.
+pub struct Ranker {
+    pub(crate) config: RankerConfig,
+    pub(crate) schema: FeatureSchema,
+    pub(crate) encoder: ContinuousEncoder,
+    pub(crate) net: RankingNet,
+    pub(crate) weights: HashMap<String, Tensor>,
+    pub(crate) device: Device,
+}
+
+impl Ranker {
+    /// Assembles a ranker around trained weights (detached from any gradient graph).
+    pub(crate) fn from_weights(
+        config: RankerConfig,
+        schema: FeatureSchema,
+        encoder: ContinuousEncoder,
+        weights: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, device);
+        let net = RankingNet::new(vb, &schema, &config)?;
+        Ok(Self { config, schema, encoder, net, weights, device: device.clone() })
+    }
+
+    /// The configuration the ranker was trained with.
+    pub fn config(&self) -> &RankerConfig {
+        &self.config
+    }
+
+    /// The feature schema examples must fit.
+    pub fn schema(&self) -> &FeatureSchema {
+        &self.schema
+    }
+
+    /// The fitted quantiles of the continuous features.
+    pub fn quantiles(&self) -> &[Quantiles] {
+        &self.encoder.features
+    }
+
+    /// Multiply-adds of the tower per scored example (the matmul work; embeddings excluded).
+    pub fn tower_multiply_adds(&self) -> usize {
+        Tower::multiply_adds(input_width(&self.schema, &self.config), &self.config.hidden)
+    }
+
+    /// The logit of each example, in batches of [`SCORE_BATCH`].
+    pub fn logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
+        for (index, example) in examples.iter().enumerate() {
+            self.schema.check(index, example)?;
+        }
+        let mut logits = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(SCORE_BATCH) {
+            logits.extend(self.checked_logits(chunk)?);
+        }
+        Ok(logits)
+    }
+
+    /// Logits of examples already checked against the schema.
+    pub(crate) fn checked_logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
+        let batch = Batch::build(&self.schema, &self.encoder, examples.iter());
+        let tensors = batch.to_tensors(&self.device, self.encoder.width())?;
+        Ok(self.net.forward(&tensors)?.to_vec1::<f32>()?)
+    }
+
+    /// The serving score of each example: e^logit, the expected watch time in seconds for a
+    /// ranker trained with watch-time weights (the odds of a watch with `unit_weights`).
+    pub fn score(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
+        let mut scores = self.logits(examples)?;
+        for s in &mut scores {
+            *s = s.exp();
+        }
+        Ok(scores)
+    }
+
+    /// Writes [`WEIGHTS_FILE`] and [`META_FILE`] into `dir` (created if missing).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        candle_core::safetensors::save(&self.weights, &weights_path)?;
+        let meta = RankerMeta {
+            format: FORMAT.to_string(),
+            version: FORMAT_VERSION,
+            config: self.config.clone(),
+            schema: self.schema.clone(),
+            quantiles: self.encoder.clone(),
+        };
+        let meta_path = dir.join(META_FILE);
+        let text = serde_json::to_string_pretty(&meta)
+            .map_err(|source| RankingError::Json { path: meta_path.clone(), source })?;
+        std::fs::write(&meta_path, text).map_err(|source| io_error(&meta_path, source))
+    }
+
+    /// Reads a ranker written by [`Ranker::save`], on the CPU.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let meta_path = dir.join(META_FILE);
+        let text = std::fs::read_to_string(&meta_path).map_err(|source| io_error(&meta_path, source))?;
+        let meta: RankerMeta = serde_json::from_str(&text)
+            .map_err(|source| RankingError::Json { path: meta_path.clone(), source })?;
+        let incompatible = |reason: String| RankingError::IncompatibleModel { path: meta_path.clone(), reason };
+        if meta.format != FORMAT || meta.version != FORMAT_VERSION {
+            return Err(incompatible(format!(
+                "format {} version {}, expected {FORMAT} version {FORMAT_VERSION}",
+                meta.format, meta.version
+            )));
+        }
+        meta.config.validate()?;
+        meta.schema.validate()?;
+        if meta.quantiles.features.len() != meta.schema.continuous.len() {
+            return Err(incompatible("quantiles do not match the continuous features".into()));
+        }
+        for quantiles in &meta.quantiles.features {
+            Quantiles::from_knots(quantiles.knots().to_vec())?;
+        }
+        let weights_path = dir.join(WEIGHTS_FILE);
+        if !weights_path.is_file() {
+            return Err(io_error(&weights_path, std::io::ErrorKind::NotFound.into()));
+        }
+        let device = Device::Cpu;
+        let weights = candle_core::safetensors::load(&weights_path, &device)?;
+        Self::from_weights(meta.config, meta.schema, meta.quantiles, weights, &device)
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> RankingError {
+    RankingError::Io { path: PathBuf::from(path), source }
+}

@@ -1,0 +1,243 @@
+//! Plain data the pipeline hands to the retrieval model.
+
+use crate::error::{invalid, Result};
+
+/// Per-user watch sequences in CSR layout, each ordered by (timestamp, item).
+///
+/// User `u`'s watches are `items[offsets[u]..offsets[u + 1]]`, watched at the matching `times`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WatchHistories {
+    /// Start of each user's watches in `items`/`times`; `users + 1` entries, starting at 0.
+    pub offsets: Vec<usize>,
+    /// Dense item indices `0..num_items`.
+    pub items: Vec<u32>,
+    /// Watch times, Unix seconds.
+    pub times: Vec<i64>,
+}
+
+impl WatchHistories {
+    /// Builds the CSR layout from one already ordered sequence of `(item, time)` per user.
+    pub fn from_sequences(sequences: &[Vec<(u32, i64)>]) -> Self {
+        let mut offsets = Vec::with_capacity(sequences.len() + 1);
+        let mut items = Vec::new();
+        let mut times = Vec::new();
+        offsets.push(0);
+        for seq in sequences {
+            for &(item, time) in seq {
+                items.push(item);
+                times.push(time);
+            }
+            offsets.push(items.len());
+        }
+        Self {
+            offsets,
+            items,
+            times,
+        }
+    }
+
+    /// Number of users.
+    pub fn num_users(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// The watches of user `user` (empty for an unknown user).
+    pub fn user_items(&self, user: usize) -> &[u32] {
+        match (self.offsets.get(user), self.offsets.get(user + 1)) {
+            (Some(&a), Some(&b)) if a <= b && b <= self.items.len() => &self.items[a..b],
+            _ => &[],
+        }
+    }
+
+    /// Checks the layout and that every item is below `num_items`.
+    pub fn validate(&self, num_items: usize) -> Result<()> {
+        if self.offsets.first() != Some(&0) {
+            return Err(invalid("history offsets must start with 0"));
+        }
+        if self.offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err(invalid("history offsets must not decrease"));
+        }
+        if self.offsets.last() != Some(&self.items.len()) || self.items.len() != self.times.len() {
+            return Err(invalid(
+                "history offsets, items and times disagree in length",
+            ));
+        }
+        if let Some(bad) = self.items.iter().find(|&&i| i as usize >= num_items) {
+            return Err(invalid(format!(
+                "history item {bad} is outside the catalogue of {num_items} items"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One training example: the user's last `max_history` watches strictly before position `pos`
+/// of their sequence predict the item at `pos` (Covington et al. 2016, §3.4 "rollback").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Example {
+    /// User index into [`WatchHistories`].
+    pub user: u32,
+    /// Position of the target within the user's sequence (0 = the first watch).
+    pub pos: u32,
+}
+
+/// The item catalogue: its size and the tokens (genres, categories, tags) of each item.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    /// Number of items; item indices are `0..num_items`.
+    pub num_items: usize,
+    /// Tokens of each item (`num_items` lists, or empty when there are none at all).
+    pub item_tokens: Vec<Vec<u32>>,
+    /// Number of distinct tokens; token indices are `0..num_tokens`.
+    pub num_tokens: usize,
+}
+
+impl Catalog {
+    /// A catalogue of `num_items` items without tokens.
+    pub fn without_tokens(num_items: usize) -> Self {
+        Self {
+            num_items,
+            item_tokens: Vec::new(),
+            num_tokens: 0,
+        }
+    }
+
+    /// Checks sizes and token ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_items == 0 {
+            return Err(invalid("the catalogue has no items"));
+        }
+        if self.num_items > u32::MAX as usize {
+            return Err(invalid("the catalogue has more than u32::MAX items"));
+        }
+        if !self.item_tokens.is_empty() && self.item_tokens.len() != self.num_items {
+            return Err(invalid(format!(
+                "item_tokens has {} lists for {} items",
+                self.item_tokens.len(),
+                self.num_items
+            )));
+        }
+        let bad = self.item_tokens.iter().flatten();
+        if let Some(t) = bad.into_iter().find(|&&t| t as usize >= self.num_tokens) {
+            return Err(invalid(format!(
+                "token {t} is outside the {} tokens",
+                self.num_tokens
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Optional per-user side features.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserFeatures {
+    /// Number of values of each categorical feature.
+    pub cardinalities: Vec<usize>,
+    /// Per user, one value (below its cardinality) per categorical feature.
+    pub categorical: Vec<Vec<u32>>,
+    /// Number of numeric features.
+    pub num_numeric: usize,
+    /// Per user, `num_numeric` values in [0, 1].
+    pub numeric: Vec<Vec<f32>>,
+}
+
+impl UserFeatures {
+    /// Checks that one user's feature values fit the declared features.
+    pub fn check_values(&self, categorical: &[u32], numeric: &[f32]) -> Result<()> {
+        if !categorical.is_empty() {
+            if categorical.len() != self.cardinalities.len() {
+                return Err(invalid(format!(
+                    "{} categorical values for {} features",
+                    categorical.len(),
+                    self.cardinalities.len()
+                )));
+            }
+            for (value, &card) in categorical.iter().zip(&self.cardinalities) {
+                if *value as usize >= card {
+                    return Err(invalid(format!(
+                        "categorical value {value} is outside cardinality {card}"
+                    )));
+                }
+            }
+        }
+        if !numeric.is_empty() && numeric.len() != self.num_numeric {
+            return Err(invalid(format!(
+                "{} numeric values for {} features",
+                numeric.len(),
+                self.num_numeric
+            )));
+        }
+        if numeric.iter().any(|x| !x.is_finite()) {
+            return Err(invalid("numeric user feature is not finite"));
+        }
+        Ok(())
+    }
+
+    /// Checks every user's values; `num_users` is the number of users they must cover.
+    pub fn validate(&self, num_users: usize) -> Result<()> {
+        if self.cardinalities.contains(&0) {
+            return Err(invalid("a categorical user feature has cardinality 0"));
+        }
+        if self.categorical.len() != num_users && !self.cardinalities.is_empty() {
+            return Err(invalid(format!(
+                "categorical features for {} users, expected {num_users}",
+                self.categorical.len()
+            )));
+        }
+        if self.numeric.len() != num_users && self.num_numeric > 0 {
+            return Err(invalid(format!(
+                "numeric features for {} users, expected {num_users}",
+                self.numeric.len()
+            )));
+        }
+        for user in 0..num_users {
+            self.check_values(self.categorical_of(user), self.numeric_of(user))?;
+        }
+        Ok(())
+    }
+
+    /// Categorical values of `user` (empty when there are none).
+    pub fn categorical_of(&self, user: usize) -> &[u32] {
+        self.categorical.get(user).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Numeric values of `user` (empty when there are none).
+    pub fn numeric_of(&self, user: usize) -> &[f32] {
+        self.numeric.get(user).map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// A held-out next watch used for model selection (EVAL.md §1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValidationCase {
+    /// User index (for user features).
+    pub user: u32,
+    /// All the user's training watches, oldest first.
+    pub history: Vec<u32>,
+    /// The held-out item.
+    pub target: u32,
+    /// Items never recommended to this user (their history); the target is never excluded.
+    pub exclude: Vec<u32>,
+}
+
+/// What the model needs to compute one user vector: any history, also of a new user.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UserQuery<'a> {
+    /// Watches, oldest first; only the last `max_history` are used.
+    pub history: &'a [u32],
+    /// One value per categorical user feature, or empty when unknown.
+    pub categorical: &'a [u32],
+    /// One value per numeric user feature, or empty when unknown.
+    pub numeric: &'a [f32],
+}
+
+impl<'a> UserQuery<'a> {
+    /// A query from a history alone (no user features).
+    pub fn from_history(history: &'a [u32]) -> Self {
+        Self {
+            history,
+            categorical: &[],
+            numeric: &[],
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests of the recpipe binary and library live in tests/.
