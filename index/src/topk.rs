@@ -48,11 +48,6 @@ impl TopK {
         }
     }
 
-    /// Number of items held.
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
-    }
-
     /// True once `k` items are held.
     pub(crate) fn is_full(&self) -> bool {
         self.heap.len() >= self.k

@@ -32,6 +32,16 @@ pub enum Command {
     /// Import a public data set as Parquet.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Validate a data folder (events.parquet, and items/users.parquet when present).
+    Check(DataArgs),
+}
+
+/// A data folder argument.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Folder holding events.parquet (and optionally items.parquet, users.parquet).
+    #[arg(long)]
+    pub data: PathBuf,
 }
 
 /// `recpipe quickstart`.
@@ -96,6 +106,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Import(ImportCommand::Movielens(a)) => run_import(&a, movielens::read),
         Command::Import(ImportCommand::Kuairand(a)) => run_import(&a, kuairand::read),
+        Command::Check(a) => run_check(&a.data),
         Command::Quickstart(a) => {
             let world = WorldConfig {
                 users: 1_000,
@@ -148,5 +159,34 @@ fn run_import(a: &ImportArgs, read: Reader) -> Result<()> {
         secs,
         summary.events as f64 / secs
     );
+    Ok(())
+}
+
+fn run_check(data: &std::path::Path) -> Result<()> {
+    let events = crate::data::read_events(&data.join("events.parquet"), &[])?;
+    let seq = crate::split::WatchSequences::from_events(&events);
+    let split = crate::split::LeaveLastOut::from_sequences(&seq);
+    println!(
+        "events.parquet: {} events, {} watched, {} users with watches ({} with >= 3, evaluated)",
+        events.len(),
+        seq.items.len(),
+        seq.num_users(),
+        split.num_users()
+    );
+    let items_path = data.join("items.parquet");
+    if items_path.is_file() {
+        let items = crate::data::read_items(&items_path)?;
+        println!("items.parquet: {} items", items.len());
+    }
+    let users_path = data.join("users.parquet");
+    if users_path.is_file() {
+        let users = crate::data::read_users(&users_path)?;
+        println!(
+            "users.parquet: {} users, {} categorical and {} numeric features",
+            users.len(),
+            users.categorical.len(),
+            users.numeric.len()
+        );
+    }
     Ok(())
 }

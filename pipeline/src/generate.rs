@@ -24,7 +24,7 @@ const COUNTRIES: usize = 12;
 
 /// The shape of a synthetic world.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorldConfig {
     /// Number of users.
     pub users: usize,

@@ -30,7 +30,7 @@ impl SeededVarMap {
 
     /// A `VarBuilder` over this backend (f32, CPU or any device).
     pub fn into_var_builder(self, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self), DType::F32, device)
+        VarBuilder::from_backend(Box::new(self), DType::F32, device.clone())
     }
 
     fn draw(&self, shape: &Shape, init: Init) -> candle_core::Result<Vec<f32>> {

@@ -1,1 +1,66 @@
-//! End-to-end tests of the recpipe binary and library live in tests/.
+//! Helpers for recpipe's end-to-end tests: locating the release binary and the shared data sets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `recpipe` binary built by `cargo build --release` (or the profile these tests run in).
+pub fn recpipe_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/recpipe
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join(format!("recpipe{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --release` before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `recpipe` with `args`.
+pub fn recpipe(args: &[&str]) -> Output {
+    Command::new(recpipe_bin())
+        .args(args)
+        .output()
+        .expect("run recpipe")
+}
+
+/// Runs `recpipe` with `args` and asserts success; returns standard output.
+pub fn recpipe_ok(args: &[&str]) -> String {
+    let out = recpipe(args);
+    assert!(
+        out.status.success(),
+        "recpipe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The shared data set `name` (e.g. "ml-100k") under `../shared/data`, or `None` when absent
+/// outside CI (the test then skips, saying so). Under CI (`CI=true`) a missing folder fails.
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let dir = root.join(name);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!(
+            "{} is missing and CI=true: the shared data must be beside the repository",
+            dir.display()
+        );
+    }
+    eprintln!("skipping: {} not found", dir.display());
+    None
+}
+
+/// A fresh, empty temporary folder for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("recpipe-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
