@@ -3,7 +3,8 @@
 //! Environment (all optional): `INDEX_BENCH_ITEMS` (comma list, default `100000`),
 //! `INDEX_BENCH_QUERIES` (1000), `INDEX_BENCH_DIM` (64), `INDEX_BENCH_EF` (comma list),
 //! `INDEX_BENCH_M`, `INDEX_BENCH_EFC`, `INDEX_BENCH_METRIC` (inner_product, angular, ...),
-//! `INDEX_BENCH_EXCLUDE` (100), `INDEX_BENCH_OUT` (folder for JSON reports, default the
+//! `INDEX_BENCH_EXCLUDE` (100), `INDEX_BENCH_NORMS` (`0.5,2`), `INDEX_BENCH_BIAS` (0.1),
+//! `INDEX_BENCH_SPREAD` (0.6), `INDEX_BENCH_OUT` (folder for JSON reports, default the
 //! working directory's `target/`).
 
 use std::time::Instant;
@@ -26,6 +27,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut data = DataConfig::default();
     if let Some(d) = env_one("INDEX_BENCH_DIM") {
         data.dim = d;
+    }
+    if let Ok(v) = std::env::var("INDEX_BENCH_NORMS") {
+        let r: Vec<f64> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+        if let [lo, hi] = r[..] {
+            (data.min_norm, data.max_norm) = (lo, hi);
+        }
+    }
+    if let Some(b) = std::env::var("INDEX_BENCH_BIAS").ok().and_then(|s| s.parse().ok()) {
+        data.bias_std = b;
+    }
+    if let Some(s) = std::env::var("INDEX_BENCH_SPREAD").ok().and_then(|s| s.parse().ok()) {
+        data.spread = s;
     }
     let mut cfg = BenchConfig::default();
     if let Some(ef) = env_list("INDEX_BENCH_EF") {

@@ -31,6 +31,9 @@ pub enum GraphMetric {
     Angular,
     /// Euclidean distance after the MIPS-to-L2 augmentation `[v, b, sqrt(M^2 - |v|^2 - b^2)]`.
     MipsL2,
+    /// Euclidean distance after the Moebius transform `x / |x|^2` of `x = [v, b]`
+    /// (Zhou et al., NeurIPS 2019).
+    Mobius,
 }
 
 /// hnsw_rs distance over dense indices, reading vectors from the catalogue.
@@ -59,6 +62,21 @@ impl<'a> IndexDistance<'a> {
                 norms2
                     .iter()
                     .map(|&x| if x > 0.0 { 1.0 / x.sqrt() } else { 0.0 })
+                    .collect(),
+                0.0,
+            ),
+            GraphMetric::Mobius => (
+                norms2
+                    .iter()
+                    .zip(&cat.bias)
+                    .map(|(x, b)| {
+                        let full = x + b * b;
+                        if full > 0.0 {
+                            1.0 / full
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect(),
                 0.0,
             ),
@@ -92,6 +110,11 @@ impl Distance<u32> for IndexDistance<'_> {
                     + self.cat.bias[a as usize] * self.cat.bias[b as usize]
                     + self.aux[a as usize] * self.aux[b as usize];
                 2.0 * (self.shift - x)
+            }
+            GraphMetric::Mobius => {
+                let (ia, ib) = (self.aux[a as usize], self.aux[b as usize]);
+                let x = d + self.cat.bias[a as usize] * self.cat.bias[b as usize];
+                ia + ib - 2.0 * x * ia * ib
             }
         };
         // Rounding must not make a distance negative (hnsw_rs asserts) or NaN (it panics).

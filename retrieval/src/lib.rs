@@ -21,6 +21,7 @@ pub mod optim;
 pub mod rng;
 pub mod softmax;
 pub mod train;
+pub mod xent;
 
 pub use config::RetrievalConfig;
 pub use data::{Catalog, Example, UserFeatures, UserQuery, ValidationCase, WatchHistories};

@@ -1,15 +1,13 @@
 //! The training loss: full softmax over the catalogue, or sampled softmax with shared
 //! negatives and the logQ correction.
 
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var};
 
 use crate::bag::with_f32_data;
 use crate::error::Result;
 use crate::network::{EmbeddingTable, Network};
 use crate::rng::{AliasTable, Rng};
-
-/// Added to the logit of a sampled negative that is the example's own target.
-pub const ACCIDENTAL_HIT: f32 = -1e9;
+use crate::xent::SoftmaxCrossEntropy;
 
 /// Draws the shared negatives from the popularity distribution (count + 1)^power.
 #[derive(Debug, Clone)]
@@ -37,27 +35,30 @@ impl NegativeSampler {
     }
 }
 
-/// Logit corrections of a sampled batch, `rows x (1 + S)`: column 0 is the target, then the
-/// negatives. Each logit gets `- log(S q)` of its item; a negative equal to the row's target
-/// is masked with [`ACCIDENTAL_HIT`].
-pub fn sampled_corrections(sampler: &NegativeSampler, targets: &[u32], negatives: &[u32]) -> Vec<f32> {
-    let neg: Vec<f32> = negatives
-        .iter()
-        .map(|&j| -sampler.log_expected_count(j))
-        .collect();
-    let cols = 1 + negatives.len();
-    let mut out = Vec::with_capacity(targets.len() * cols);
-    for &t in targets {
-        out.push(-sampler.log_expected_count(t));
-        out.extend_from_slice(&neg);
-        let row = out.len() - negatives.len();
-        for (j, &n) in negatives.iter().enumerate() {
-            if n == t {
-                out[row + j] = ACCIDENTAL_HIT;
-            }
+/// The logQ corrections of a sampled batch whose logit columns are `[target, negatives...]`:
+/// `- log(S q)` of each row's target (per row) and of each negative (per column, 0 for the
+/// target column), and the `(row, column)` of every negative equal to the row's target
+/// (an accidental hit, masked out of the softmax).
+pub fn log_q_corrections(
+    sampler: &NegativeSampler,
+    targets: &[u32],
+    negatives: &[u32],
+) -> (Vec<f32>, Vec<f32>, Vec<(u32, u32)>) {
+    let per_row = targets.iter().map(|&t| -sampler.log_expected_count(t)).collect();
+    let mut per_column = Vec::with_capacity(1 + negatives.len());
+    per_column.push(0.0);
+    per_column.extend(negatives.iter().map(|&j| -sampler.log_expected_count(j)));
+    let mut column_of: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for (j, &n) in negatives.iter().enumerate() {
+        column_of.entry(n).or_default().push(1 + j as u32);
+    }
+    let mut hits = Vec::new();
+    for (b, t) in targets.iter().enumerate() {
+        if let Some(cols) = column_of.get(t) {
+            hits.extend(cols.iter().map(|&c| (b as u32, c)));
         }
     }
-    out
+    (per_row, per_column, hits)
 }
 
 /// What the backward pass must route to the softmax table in sampled mode.
@@ -72,8 +73,8 @@ pub struct SampledRows {
 pub fn full_softmax_loss(u: &Tensor, table: &EmbeddingTable, targets: &[u32]) -> Result<Tensor> {
     let u = Network::with_bias_column(u)?;
     let logits = u.matmul(&table.var().as_tensor().t()?)?;
-    let targets = Tensor::from_slice(targets, targets.len(), u.device())?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    let objective = SoftmaxCrossEntropy::new(targets.to_vec());
+    Ok(logits.apply_op1(objective)?.mean_all()?)
 }
 
 /// Mean sampled-softmax cross-entropy with logQ correction and accidental hits masked.
@@ -102,11 +103,13 @@ pub fn sampled_softmax_loss(
     let negative_rows = leaf.as_tensor().narrow(0, rows, negatives.len())?;
     let true_logits = (&u * &target_rows)?.sum_keepdim(1)?;
     let negative_logits = u.matmul(&negative_rows.t()?)?;
-    let corrections = sampled_corrections(sampler, targets, negatives);
-    let corrections = Tensor::from_vec(corrections, (rows, 1 + negatives.len()), device)?;
-    let logits = (Tensor::cat(&[&true_logits, &negative_logits], 1)? + corrections)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let loss = log_probs.narrow(1, 0, 1)?.mean_all()?.neg()?;
+    let (per_row, per_column, hits) = log_q_corrections(sampler, targets, negatives);
+    let objective = SoftmaxCrossEntropy::new(vec![0; rows])
+        .with_target_adjust(per_row)
+        .with_column_adjust(per_column)
+        .with_masked(hits);
+    let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;
+    let loss = logits.apply_op1(objective)?.mean_all()?;
     Ok((loss, SampledRows { leaf, ids }))
 }
 
@@ -115,23 +118,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn corrections_subtract_log_expected_count_and_mask_hits() {
+    fn corrections_subtract_log_expected_count_and_find_hits() {
         // counts 0, 1, 3 -> weights 1, 2, 4 (power 1) -> q = 1/7, 2/7, 4/7; S = 2 draws.
         let sampler = NegativeSampler::new(&[0, 1, 3], 1.0, 2).unwrap();
-        let c = sampled_corrections(&sampler, &[2, 0], &[0, 1]);
+        let (per_row, per_column, hits) = log_q_corrections(&sampler, &[2, 0], &[0, 1]);
         let lq = |q: f64| -((2.0 * q).ln() as f32);
-        let want = [
-            lq(4.0 / 7.0),
-            lq(1.0 / 7.0),
-            lq(2.0 / 7.0),
-            lq(1.0 / 7.0),
-            ACCIDENTAL_HIT,
-            lq(2.0 / 7.0),
-        ];
-        for (g, w) in c.iter().zip(want) {
-            assert!((g - w).abs() < 1e-6, "{c:?}");
-        }
-        // A rare item (small q) gets a larger boost than a popular one: -log(Sq) falls with q.
-        assert!(c[2] > c[0]);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(&per_row, &[lq(4.0 / 7.0), lq(1.0 / 7.0)]), "{per_row:?}");
+        assert!(close(&per_column, &[0.0, lq(1.0 / 7.0), lq(2.0 / 7.0)]), "{per_column:?}");
+        assert_eq!(hits, vec![(1, 1)]);
+        // The sign: a rarely drawn item gets a larger (positive) boost than a popular one.
+        assert!(per_row[1] > 0.0 && per_row[1] > per_row[0]);
     }
 }

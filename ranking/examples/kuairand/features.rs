@@ -25,6 +25,9 @@ pub struct Impressions<'a> {
     pub item_id: &'a [i64],
     /// Unix time in seconds.
     pub timestamp: &'a [i64],
+    /// The day each impression's page belongs to (pages are (user, day); days must not
+    /// decrease with time).
+    pub day: &'a [i64],
     /// Whether the item was watched (clicked).
     pub watched: &'a [bool],
     /// Watch time in seconds (read only when watched).
@@ -57,8 +60,6 @@ pub struct FeatureConfig {
     pub smoothing: f32,
     /// Impressions at or after this time update no counter (evaluation with frozen counters).
     pub freeze_at: Option<i64>,
-    /// Offset of the local time zone from UTC in seconds: pages are (user, local day).
-    pub utc_offset_s: i64,
 }
 
 /// Names of the continuous features, in example order.
@@ -85,8 +86,10 @@ pub fn continuous_names(with_retrieval: bool) -> Vec<String> {
 
 #[derive(Default)]
 struct UserState {
-    /// Local day of the current page, and the time of its first impression.
+    /// Day of the current page, and the time of its first impression.
     page: Option<(i64, i64)>,
+    /// The global watch rate when the current page started (prior of the user's rate).
+    page_prior_rate: f32,
     /// Impressions of the current page, applied when the next page starts.
     pending: Vec<usize>,
     last_watch: Option<i64>,
@@ -138,8 +141,8 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
         let end = start + order[start..].iter().take_while(|&&i| log.timestamp[i] == t).count();
         let prior_rate = if seen > 0.0 { watched / seen } else { 0.0 };
         let prior_time = if seen > 0.0 { watched_time / seen } else { 0.0 };
-        let day = (t + config.utc_offset_s).div_euclid(86_400);
         for &i in &order[start..end] {
+            let day = log.day[i];
             let (user_id, item_id) = (log.user_id[i], log.item_id[i]);
             let state = users.entry(user_id).or_default();
             if state.page.is_none_or(|(d, _)| d != day) {
@@ -147,6 +150,7 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
                     state.apply(log.item_id[k], log.timestamp[k], log.watched[k], config.recent);
                 }
                 state.page = Some((day, t));
+                state.page_prior_rate = prior_rate;
             }
             let page_start = state.page.map_or(t, |(_, s)| s);
             let user = Some(&*state);
@@ -154,7 +158,8 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
             let recent: Vec<i64> = user.map(|u| u.recent.iter().copied().collect()).unwrap_or_default();
             let (item_seen, item_watched, item_time) =
                 item.map_or((0.0, 0.0, 0.0), |s| (s.impressions, s.watches, s.watch_time));
-            let (user_seen, user_watched) = user.map_or((0.0, 0.0), |u| (u.impressions, u.watches));
+            let (user_seen, user_watched, user_prior) =
+                user.map_or((0.0, 0.0, 0.0), |u| (u.impressions, u.watches, u.page_prior_rate));
             let a = config.smoothing;
             let mut continuous = vec![
                 nan_or(user.and_then(|u| u.last_watch), |w| (page_start - w) as f32),
@@ -166,7 +171,7 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
                 (item_watched + a * prior_rate) / (item_seen + a),
                 (item_time + a * prior_time) / (item_seen + a),
                 user_seen,
-                (user_watched + a * prior_rate) / (user_seen + a),
+                (user_watched + a * user_prior) / (user_seen + a),
             ];
             if let Some((scores, ranks)) = log.retrieval {
                 continuous.extend([scores[i], ranks[i] as f32]);

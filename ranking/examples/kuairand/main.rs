@@ -49,6 +49,12 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--epochs" => args.config.epochs = value()?.parse()?,
             "--seed" => args.config.seed = value()?.parse()?,
             "--lr" => args.config.learning_rate = value()?.parse()?,
+            "--dims" => {
+                let dims: Vec<usize> = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                if let [item, token, user] = dims[..] {
+                    (args.config.item_dim, args.config.token_dim, args.config.user_dim) = (item, token, user);
+                }
+            }
             "--hidden" => {
                 args.config.hidden = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?
             }
@@ -109,6 +115,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             user_id: &log.user_id,
             item_id: &log.item_id,
             timestamp: &timestamp,
+            day: &log.date,
             watched: &log.clicked,
             watch_time: &log.watch_time,
             retrieval: None,
@@ -121,7 +128,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             user_categorical: &users.values,
             n_user_fields: users.cardinalities.len(),
         },
-        &FeatureConfig { recent: 20, smoothing: 20.0, freeze_at, utc_offset_s: 8 * 3600 },
+        &FeatureConfig { recent: 20, smoothing: 20.0, freeze_at },
     );
     let pick = |keep: &dyn Fn(i64) -> bool| -> Vec<RankingExample> {
         (0..n).filter(|&i| keep(log.date[i])).map(|i| examples[i].clone()).collect()
