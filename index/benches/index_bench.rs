@@ -56,6 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(metric) = std::env::var("INDEX_BENCH_METRIC") {
         cfg.hnsw.metric = serde_json::from_str(&format!("\"{metric}\""))?;
     }
+    if let Some(s) = std::env::var("INDEX_BENCH_BIAS_SCALE").ok().and_then(|s| s.parse().ok()) {
+        cfg.hnsw.bias_scale = s;
+    }
     let out_dir = std::env::var("INDEX_BENCH_OUT").unwrap_or_else(|_| "target".into());
     for n in sizes {
         data.clusters = (n / 100).max(10);

@@ -44,11 +44,14 @@ struct IndexDistance<'a> {
     aux: Vec<f32>,
     /// Shift keeping inner-product distances non-negative (hnsw_rs asserts on negative ones).
     shift: f32,
+    /// Biases as graph coordinates: `b / s` for a scale `s` (query side `[u, s]`).
+    bias: Vec<f32>,
 }
 
 impl<'a> IndexDistance<'a> {
-    fn new(cat: &'a Catalogue, metric: GraphMetric) -> Self {
+    fn new(cat: &'a Catalogue, metric: GraphMetric, bias_scale: f32) -> Self {
         let n = cat.len() as u32;
+        let bias: Vec<f32> = cat.bias.iter().map(|b| b / bias_scale).collect();
         let norms2: Vec<f32> = (0..n)
             .into_par_iter()
             .map(|i| dot(cat.row(i), cat.row(i)))
@@ -68,7 +71,7 @@ impl<'a> IndexDistance<'a> {
             GraphMetric::Mobius => (
                 norms2
                     .iter()
-                    .zip(&cat.bias)
+                    .zip(&bias)
                     .map(|(x, b)| {
                         let full = x + b * b;
                         if full > 0.0 {
@@ -91,6 +94,7 @@ impl<'a> IndexDistance<'a> {
             metric,
             aux,
             shift,
+            bias,
         }
     }
 }
@@ -113,7 +117,7 @@ impl Distance<u32> for IndexDistance<'_> {
             }
             GraphMetric::Mobius => {
                 let (ia, ib) = (self.aux[a as usize], self.aux[b as usize]);
-                let x = d + self.cat.bias[a as usize] * self.cat.bias[b as usize];
+                let x = d + self.bias[a as usize] * self.bias[b as usize];
                 ia + ib - 2.0 * x * ia * ib
             }
         };
@@ -132,6 +136,7 @@ pub(crate) struct BuildParams {
     pub(crate) ef_construction: usize,
     pub(crate) metric: GraphMetric,
     pub(crate) level_scale: f64,
+    pub(crate) bias_scale: f32,
 }
 
 /// Builds the graph on all rayon threads, calling `progress(done, total)` between batches.
@@ -151,7 +156,7 @@ pub(crate) fn build_graph(
             }],
         };
     }
-    let dist = IndexDistance::new(cat, params.metric);
+    let dist = IndexDistance::new(cat, params.metric, params.bias_scale);
     let mut hnsw = Hnsw::<u32, IndexDistance>::new(
         params.m,
         n,

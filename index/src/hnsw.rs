@@ -27,6 +27,8 @@ pub struct HnswConfig {
     pub level_scale: f64,
     /// [`crate::Index::build`] builds an exact index below this many items.
     pub exact_below: usize,
+    /// Scale `s` of the bias coordinate in the graph metric: items `[v, b / s]`, queries `[u, s]`.
+    pub bias_scale: f32,
 }
 
 impl Default for HnswConfig {
@@ -38,6 +40,7 @@ impl Default for HnswConfig {
             metric: GraphMetric::default(),
             level_scale: 1.0,
             exact_below: 10_000,
+            bias_scale: 1.0,
         }
     }
 }
@@ -90,6 +93,7 @@ impl HnswIndex {
             ef_construction: config.ef_construction,
             metric: config.metric,
             level_scale: config.level_scale,
+            bias_scale: config.bias_scale,
         };
         let graph = build_graph(&cat, &params, progress);
         Ok(HnswIndex {

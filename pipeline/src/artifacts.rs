@@ -214,7 +214,10 @@ pub fn current_name(root: &Path) -> Result<Option<String>> {
         Ok(s) => {
             let name = s.trim().to_string();
             if name.is_empty() || name.starts_with('.') || name.contains('/') {
-                return Err(Error::input(&cur, format!("'{name}' is not a version name")));
+                return Err(Error::input(
+                    &cur,
+                    format!("'{name}' is not a version name"),
+                ));
             }
             Ok(Some(name))
         }
@@ -246,7 +249,10 @@ impl Version {
             for f in &manifest.files {
                 let p = dir.join(&f.name);
                 let (size, sha) = hash_file(&p).map_err(|_| {
-                    Error::input(&p, "listed in the manifest but missing; rebuild with build-index")
+                    Error::input(
+                        &p,
+                        "listed in the manifest but missing; rebuild with build-index",
+                    )
                 })?;
                 if size != f.size || sha != f.sha256 {
                     return Err(Error::input(
@@ -330,7 +336,11 @@ mod tests {
             let b = VersionBuilder::start(&root).expect("start");
             std::fs::write(b.dir().join("a.bin"), [k as u8; 100]).expect("write");
             let m = b
-                .publish(serde_json::json!({}), serde_json::json!({}), serde_json::json!({"k": k}))
+                .publish(
+                    serde_json::json!({}),
+                    serde_json::json!({}),
+                    serde_json::json!({"k": k}),
+                )
                 .expect("publish");
             assert_eq!(m.files.len(), 1);
             names.push(m.version);
@@ -349,7 +359,9 @@ mod tests {
         let mut bytes = std::fs::read(&p).expect("read");
         bytes[10] ^= 1;
         std::fs::write(&p, bytes).expect("write");
-        let err = Version::open_current(&root, true).expect_err("corrupt").to_string();
+        let err = Version::open_current(&root, true)
+            .expect_err("corrupt")
+            .to_string();
         assert!(err.contains("a.bin") && err.contains("checksum"), "{err}");
         let _ = std::fs::remove_dir_all(&root);
     }

@@ -32,8 +32,21 @@ pub enum Command {
     /// Import a public data set as Parquet.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores).
+    Evaluate(EvaluateArgs),
     /// Validate a data folder (events.parquet, and items/users.parquet when present).
     Check(DataArgs),
+}
+
+/// `recpipe evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Data folder (events.parquet, items.parquet, users.parquet).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// A data folder argument.
@@ -107,6 +120,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(ImportCommand::Movielens(a)) => run_import(&a, movielens::read),
         Command::Import(ImportCommand::Kuairand(a)) => run_import(&a, kuairand::read),
         Command::Check(a) => run_check(&a.data),
+        Command::Evaluate(a) => run_evaluate(&a, &config),
         Command::Quickstart(a) => {
             let world = WorldConfig {
                 users: 1_000,
@@ -187,6 +201,39 @@ fn run_check(data: &std::path::Path) -> Result<()> {
             users.categorical.len(),
             users.numeric.len()
         );
+    }
+    Ok(())
+}
+
+fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
+    use crate::stages::retrieval::{train_retrieval, RetrievalMetrics};
+    let data = crate::dataset::Dataset::load(&a.data)?;
+    let t = Instant::now();
+    let trained = train_retrieval(&data, &config.retrieval, &config.examples)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "retrieval: {} examples, {} items, best epoch {} of {}, {:.1} s",
+        trained.inputs.examples.len(),
+        trained.inputs.catalog.num_items,
+        trained.report.best_epoch,
+        trained.report.epochs.len(),
+        secs
+    );
+    println!("{}", RetrievalMetrics::header());
+    println!("{}", trained.validation.row("validation (exact)"));
+    println!("{}", trained.test.row("test (exact)"));
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({
+            "data": a.data,
+            "retrieval": {
+                "validation_exact": trained.validation,
+                "test_exact": trained.test,
+                "best_epoch": trained.report.best_epoch,
+                "epochs": trained.report.epochs.len(),
+                "train_seconds": secs,
+            },
+        });
+        crate::output::write_json(path, &json)?;
     }
     Ok(())
 }

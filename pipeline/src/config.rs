@@ -2,7 +2,9 @@
 //! falls back to its default; an unknown key is an error, so a typo is never silently ignored.
 
 use crate::error::{Error, Result};
+use crate::examples::ExamplesConfig;
 use crate::generate::WorldConfig;
+use retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -12,6 +14,10 @@ use std::path::Path;
 pub struct Config {
     /// `[generate]`: the synthetic world.
     pub generate: WorldConfig,
+    /// `[examples]`: how training examples are drawn for the retrieval model.
+    pub examples: ExamplesConfig,
+    /// `[retrieval]`: the candidate-generation network and its training.
+    pub retrieval: RetrievalConfig,
 }
 
 impl Config {

@@ -6,8 +6,10 @@ pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod dataset;
 pub mod error;
 pub mod eval;
+pub mod examples;
 pub mod generate;
 pub mod import;
 pub mod output;
@@ -15,5 +17,6 @@ pub mod parquet_io;
 pub mod progress;
 pub mod rng;
 pub mod split;
+pub mod stages;
 
 pub use error::{Error, Result};

@@ -111,3 +111,12 @@ pub fn commit_all(files: Vec<AtomicFile>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes `value` as pretty JSON to `dest`, atomically.
+pub fn write_json(dest: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let (file, mut handle) = AtomicFile::create(dest)?;
+    serde_json::to_writer_pretty(&mut handle, value)
+        .map_err(|e| Error::Other(format!("{}: {e}", dest.display())))?;
+    drop(handle);
+    file.commit()
+}

@@ -67,8 +67,8 @@ impl SoftmaxCrossEntropy {
         self
     }
 
-    /// Fills `z` with row `b`'s adjusted logits; returns their log-sum-exp.
-    fn adjusted_row(&self, b: usize, logits: &[f32], z: &mut Vec<f32>) -> f32 {
+    /// Fills `z` with row `b`'s adjusted logits.
+    fn adjusted_row(&self, b: usize, logits: &[f32], z: &mut Vec<f32>) {
         z.clear();
         z.extend_from_slice(logits);
         if !self.column_adjust.is_empty() {
@@ -85,9 +85,6 @@ impl SoftmaxCrossEntropy {
                 }
             }
         }
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = z.iter().map(|&x| fast_exp(x - max)).sum();
-        max + sum.ln()
     }
 
     fn check(&self, rows: usize, cols: usize) -> candle_core::Result<()> {
@@ -107,9 +104,10 @@ impl SoftmaxCrossEntropy {
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    const ROUND_BITS: u32 = 0x4B40_0000; // bit pattern of ROUND
     let t = x.clamp(-87.0, 88.0) * std::f32::consts::LOG2_E;
-    let n = (t + ROUND) - ROUND;
-    let f = t - n; // in [-0.5, 0.5]
+    let r = t + ROUND;
+    let f = t - (r - ROUND); // in [-0.5, 0.5]
     // 2^f by its Taylor series in f ln 2 (terms up to degree 7).
     let p = 1.0
         + f * (0.693_147_2
@@ -117,7 +115,33 @@ pub fn fast_exp(x: f32) -> f32 {
                 + f * (0.055_504_11
                     + f * (0.009_618_129
                         + f * (0.001_333_355_8 + f * (0.000_154_035_3 + f * 0.000_015_252_73))))));
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+    // r's low mantissa bits hold round(t): 2^round(t) without a float-to-int conversion.
+    let scale = f32::from_bits((r.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127)) << 23);
+    scale * p
+}
+
+/// Lanes of the vectorised reductions.
+const LANES: usize = 16;
+
+/// log(sum(exp(z))), with lane-wise partial reductions so that they vectorise.
+fn log_sum_exp(z: &[f32]) -> f32 {
+    let chunks = z.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for c in chunks.clone() {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = l.max(x);
+        }
+    }
+    let max = tail.iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sums = [0f32; LANES];
+    for c in chunks {
+        for (s, &x) in sums.iter_mut().zip(c) {
+            *s += fast_exp(x - max);
+        }
+    }
+    let sum = sums.iter().sum::<f32>() + tail.iter().map(|&x| fast_exp(x - max)).sum::<f32>();
+    max + sum.ln()
 }
 
 fn dims2(shape: &Shape) -> candle_core::Result<(usize, usize)> {
@@ -143,8 +167,8 @@ impl CustomOp1 for SoftmaxCrossEntropy {
             .par_chunks(cols)
             .enumerate()
             .map_init(Vec::new, |z, (b, row)| {
-                let lse = self.adjusted_row(b, row, z);
-                lse - z[self.targets[b] as usize]
+                self.adjusted_row(b, row, z);
+                log_sum_exp(z) - z[self.targets[b] as usize]
             })
             .collect();
         Ok((CpuStorage::F32(losses), Shape::from(rows)))
@@ -160,11 +184,13 @@ impl CustomOp1 for SoftmaxCrossEntropy {
                 .zip(logits.par_chunks(cols))
                 .enumerate()
                 .for_each_init(Vec::new, |z, (b, (g, row))| {
-                    let lse = self.adjusted_row(b, row, z);
+                    self.adjusted_row(b, row, z);
+                    let lse = log_sum_exp(z);
+                    let s = scale[b];
                     for (g, &x) in g.iter_mut().zip(z.iter()) {
-                        *g = fast_exp(x - lse) * scale[b];
+                        *g = fast_exp(x - lse) * s;
                     }
-                    g[self.targets[b] as usize] -= scale[b];
+                    g[self.targets[b] as usize] -= s;
                 });
         })
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;

@@ -134,8 +134,14 @@ impl CandidatesReader {
             return Ok(None);
         };
         let path = self.input.path().to_path_buf();
-        let users = self.input.column(&batch, 0).map(|a| a.as_primitive::<Int64Type>());
-        let items = self.input.column(&batch, 1).map(|a| a.as_primitive::<Int64Type>());
+        let users = self
+            .input
+            .column(&batch, 0)
+            .map(|a| a.as_primitive::<Int64Type>());
+        let items = self
+            .input
+            .column(&batch, 1)
+            .map(|a| a.as_primitive::<Int64Type>());
         let (Some(users), Some(items)) = (users, items) else {
             return Err(Error::input(&path, "missing user_id or item_id"));
         };
@@ -164,7 +170,10 @@ impl CandidatesReader {
             if score.is_infinite() {
                 return Err(Error::input(
                     &path,
-                    format!("column 'retrieval_score', row {}: infinite score", first + r),
+                    format!(
+                        "column 'retrieval_score', row {}: infinite score",
+                        first + r
+                    ),
                 ));
             }
             out.push(Candidate {

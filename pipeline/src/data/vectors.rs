@@ -26,7 +26,10 @@ pub struct IdVectors {
 }
 
 fn vector_type(dim: usize) -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        dim as i32,
+    )
 }
 
 fn schema(id_col: &str, dim: usize, with_bias: bool) -> SchemaRef {
@@ -101,7 +104,10 @@ pub fn read_vectors(path: &Path, id_col: &str) -> Result<IdVectors> {
             out.dim = dim;
         }
         if dim == 0 || dim != out.dim {
-            return Err(Error::input(path, format!("column 'vector': dimension {dim}")));
+            return Err(Error::input(
+                path,
+                format!("column 'vector': dimension {dim}"),
+            ));
         }
         let values = list.values().as_primitive::<Float32Type>();
         for r in 0..batch.num_rows() {
@@ -120,7 +126,10 @@ pub fn read_vectors(path: &Path, id_col: &str) -> Result<IdVectors> {
             out.data.extend_from_slice(row);
         }
         if has_bias {
-            if let Some(b) = input.column(&batch, 2).map(|a| a.as_primitive::<Float32Type>()) {
+            if let Some(b) = input
+                .column(&batch, 2)
+                .map(|a| a.as_primitive::<Float32Type>())
+            {
                 for r in 0..batch.num_rows() {
                     if b.is_null(r) || !b.value(r).is_finite() {
                         return Err(bad("bias", r, "null or non-finite bias"));
@@ -148,7 +157,10 @@ mod tests {
             data: vec![1.0, 2.0, 3.0, 4.0, -5.0, 0.5],
             bias: vec![0.1, 0.2, 0.3],
         };
-        write_vectors(&p, "item_id", &v).expect("write").commit().expect("commit");
+        write_vectors(&p, "item_id", &v)
+            .expect("write")
+            .commit()
+            .expect("commit");
         assert_eq!(read_vectors(&p, "item_id").expect("read"), v);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,0 +1,412 @@
+//! Example building for the retrieval model: dense ids, item tokens, user features, and the
+//! rollback examples of Covington et al. §3.4 ("the last watches strictly before t -> the watch
+//! at t"), at most a fixed number per user, sampled.
+
+use crate::data::{Items, Users};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::split::{LeaveLastOut, WatchSequences};
+use rayon::prelude::*;
+use retrieval::{Catalog, Example, UserFeatures, ValidationCase, WatchHistories};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// How examples are drawn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExamplesConfig {
+    /// At most this many examples per user, sampled uniformly among the user's watches, so that
+    /// heavy users do not dominate.
+    pub max_per_user: usize,
+    /// Seed of the sampling.
+    pub seed: u64,
+}
+
+impl Default for ExamplesConfig {
+    fn default() -> Self {
+        ExamplesConfig {
+            max_per_user: 300,
+            seed: 17,
+        }
+    }
+}
+
+/// Dense indices for ids, in a fixed order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdMap {
+    /// The ids in index order.
+    pub ids: Vec<i64>,
+    #[serde(skip)]
+    index: HashMap<i64, u32>,
+}
+
+impl IdMap {
+    /// A map over `ids` (duplicates keep their first index).
+    pub fn new(ids: impl IntoIterator<Item = i64>) -> Self {
+        let mut m = IdMap::default();
+        for id in ids {
+            m.insert(id);
+        }
+        m
+    }
+
+    /// Adds `id` when new; returns its index.
+    pub fn insert(&mut self, id: i64) -> u32 {
+        let next = self.ids.len() as u32;
+        let ids = &mut self.ids;
+        *self.index.entry(id).or_insert_with(|| {
+            ids.push(id);
+            next
+        })
+    }
+
+    /// The index of `id`, when known.
+    pub fn get(&self, id: i64) -> Option<u32> {
+        self.index.get(&id).copied()
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no ids.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Rebuilds the lookup after deserialising.
+    pub fn reindex(&mut self) {
+        self.index = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u32))
+            .collect();
+    }
+}
+
+/// Turns `users.parquet` values into model inputs: categorical values to indices (0 = missing
+/// or unseen), numeric values to [0, 1] by the training range (missing = 0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UserFeatureEncoder {
+    /// Per categorical column: its name and known values (index = position + 1).
+    pub categorical: Vec<(String, Vec<String>)>,
+    /// Per numeric column: its name, minimum and maximum.
+    pub numeric: Vec<(String, f64, f64)>,
+    /// Users' rows in `users.parquet` order, by id, for lookups.
+    #[serde(skip)]
+    rows: HashMap<i64, usize>,
+    #[serde(skip)]
+    users: Users,
+    #[serde(skip)]
+    lookup: Vec<HashMap<String, u32>>,
+}
+
+impl UserFeatureEncoder {
+    /// Learns the encoding from `users` (columns with a single value or no values are dropped).
+    pub fn fit(users: &Users) -> Self {
+        let mut enc = UserFeatureEncoder::default();
+        for (name, col) in &users.categorical {
+            let mut values: Vec<String> = col.iter().flatten().cloned().collect();
+            values.sort();
+            values.dedup();
+            if values.len() >= 2 && values.len() <= 100_000 {
+                enc.categorical.push((name.clone(), values));
+            }
+        }
+        for (name, col) in &users.numeric {
+            let vals = col.iter().flatten();
+            let lo = vals.clone().copied().fold(f64::INFINITY, f64::min);
+            let hi = vals.copied().fold(f64::NEG_INFINITY, f64::max);
+            if lo.is_finite() && hi > lo {
+                enc.numeric.push((name.clone(), lo, hi));
+            }
+        }
+        enc.attach(users.clone());
+        enc
+    }
+
+    /// Attaches the user table whose rows [`UserFeatureEncoder::encode`] looks up.
+    pub fn attach(&mut self, users: Users) {
+        self.rows = users
+            .user_id
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| (u, i))
+            .collect();
+        self.lookup = self
+            .categorical
+            .iter()
+            .map(|(_, vals)| {
+                vals.iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.clone(), i as u32 + 1))
+                    .collect()
+            })
+            .collect();
+        self.users = users;
+    }
+
+    /// Whether there is any feature.
+    pub fn is_empty(&self) -> bool {
+        self.categorical.is_empty() && self.numeric.is_empty()
+    }
+
+    /// Cardinalities of the categorical features (including the missing value 0).
+    pub fn cardinalities(&self) -> Vec<usize> {
+        self.categorical.iter().map(|(_, v)| v.len() + 1).collect()
+    }
+
+    /// The encoded features of `user_id` (all missing for an unknown user).
+    pub fn encode(&self, user_id: i64) -> (Vec<u32>, Vec<f32>) {
+        let row = self.rows.get(&user_id).copied();
+        let cat = self
+            .categorical
+            .iter()
+            .zip(&self.lookup)
+            .map(|((name, _), lookup)| {
+                row.and_then(|r| column(&self.users.categorical, name).and_then(|c| c[r].clone()))
+                    .and_then(|v| lookup.get(&v).copied())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let num = self
+            .numeric
+            .iter()
+            .map(|(name, lo, hi)| {
+                row.and_then(|r| column(&self.users.numeric, name).and_then(|c| c[r]))
+                    .map(|x| ((x - lo) / (hi - lo)).clamp(0.0, 1.0) as f32)
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        (cat, num)
+    }
+}
+
+fn column<'a, T>(cols: &'a [(String, Vec<T>)], name: &str) -> Option<&'a [T]> {
+    cols.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Everything the retrieval model trains and is evaluated on.
+pub struct RetrievalInputs {
+    /// Dense item indices (the catalogue's order, then items only seen in events).
+    pub items: IdMap,
+    /// Token vocabulary (categories).
+    pub tokens: IdMapStr,
+    /// The catalogue with its tokens.
+    pub catalog: Catalog,
+    /// Training histories, one per user of `users`.
+    pub histories: WatchHistories,
+    /// Users in `histories` order.
+    pub users: IdMap,
+    /// The sampled rollback examples.
+    pub examples: Vec<Example>,
+    /// User features (aligned with `users`), when the data has any.
+    pub features: Option<UserFeatures>,
+    /// The feature encoder (saved with the model for serving).
+    pub encoder: UserFeatureEncoder,
+    /// Validation cases (EVAL.md §1), one per evaluated user.
+    pub validation: Vec<ValidationCase>,
+    /// Test cases: the validation watch joins the history.
+    pub test: Vec<ValidationCase>,
+}
+
+/// A string vocabulary (token -> index).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdMapStr {
+    /// Tokens in index order.
+    pub tokens: Vec<String>,
+}
+
+impl RetrievalInputs {
+    /// Builds the inputs: every user's watched sequence (`all`) with the last two watches of
+    /// evaluated users (`split`) held out.
+    pub fn build(
+        all: &WatchSequences,
+        split: &LeaveLastOut,
+        items: &Items,
+        users: &Users,
+        cfg: &ExamplesConfig,
+    ) -> Result<Self> {
+        let mut item_map = IdMap::new(items.item_id.iter().copied());
+        for &i in &all.items {
+            item_map.insert(i);
+        }
+        if item_map.is_empty() {
+            return Err(Error::Input("no items: the events hold no watches".into()));
+        }
+        // Tokens: categories of the catalogue.
+        let mut token_index: HashMap<&str, u32> = HashMap::new();
+        let mut tokens = Vec::new();
+        let mut item_tokens = vec![Vec::new(); item_map.len()];
+        for (row, cats) in items.categories.iter().enumerate() {
+            let idx = item_map.get(items.item_id[row]).unwrap_or(0) as usize;
+            for c in cats {
+                let next = tokens.len() as u32;
+                let t = *token_index.entry(c.as_str()).or_insert_with(|| {
+                    tokens.push(c.clone());
+                    next
+                });
+                item_tokens[idx].push(t);
+            }
+        }
+        let catalog = Catalog {
+            num_items: item_map.len(),
+            num_tokens: tokens.len(),
+            item_tokens: if tokens.is_empty() {
+                Vec::new()
+            } else {
+                item_tokens
+            },
+        };
+        let evaluated: HashMap<i64, usize> = split
+            .sequences
+            .users
+            .iter()
+            .enumerate()
+            .map(|(k, &u)| (u, k))
+            .collect();
+        let user_map = IdMap::new(all.users.iter().copied());
+        let sequences: Vec<Vec<(u32, i64)>> = (0..all.num_users())
+            .into_par_iter()
+            .map(|u| {
+                let (it, ts) = match evaluated.get(&all.users[u]) {
+                    Some(&k) => split.train(k),
+                    None => all.user(u),
+                };
+                it.iter()
+                    .zip(ts)
+                    .map(|(&i, &t)| (item_map.get(i).unwrap_or(0), t))
+                    .collect()
+            })
+            .collect();
+        let histories = WatchHistories::from_sequences(&sequences);
+        let examples = sample_examples(&histories, cfg);
+        let encoder = UserFeatureEncoder::fit(users);
+        let features = (!encoder.is_empty()).then(|| {
+            let mut f = UserFeatures {
+                cardinalities: encoder.cardinalities(),
+                num_numeric: encoder.numeric.len(),
+                ..Default::default()
+            };
+            for &u in &user_map.ids {
+                let (c, n) = encoder.encode(u);
+                f.categorical.push(c);
+                f.numeric.push(n);
+            }
+            f
+        });
+        let case = |k: usize, test: bool| {
+            let u = split.sequences.users[k];
+            let (hist, _) = if test {
+                split.train_and_validation(k)
+            } else {
+                split.train(k)
+            };
+            let history: Vec<u32> = hist.iter().map(|&i| item_map.get(i).unwrap_or(0)).collect();
+            let target_id = if test {
+                split.test(k).0
+            } else {
+                split.validation(k).0
+            };
+            ValidationCase {
+                user: user_map.get(u).unwrap_or(0),
+                exclude: history.clone(),
+                history,
+                target: item_map.get(target_id).unwrap_or(0),
+            }
+        };
+        let validation = (0..split.num_users()).map(|k| case(k, false)).collect();
+        let test = (0..split.num_users()).map(|k| case(k, true)).collect();
+        Ok(RetrievalInputs {
+            items: item_map,
+            tokens: IdMapStr { tokens },
+            catalog,
+            histories,
+            users: user_map,
+            examples,
+            features,
+            encoder,
+            validation,
+            test,
+        })
+    }
+}
+
+/// Rollback examples: for each user, positions 1.. of their training sequence (each predicts
+/// its watch from the watches before it), at most `max_per_user`, sampled without replacement
+/// with a per-user seed. Ordered by user then position.
+pub fn sample_examples(h: &WatchHistories, cfg: &ExamplesConfig) -> Vec<Example> {
+    (0..h.num_users())
+        .into_par_iter()
+        .flat_map_iter(|u| {
+            let n = h.offsets[u + 1] - h.offsets[u];
+            let mut pos: Vec<u32> = (1..n as u32).collect();
+            if pos.len() > cfg.max_per_user {
+                let mut rng = Rng::stream(cfg.seed, u as u64);
+                // Partial Fisher-Yates: the first max_per_user are a uniform sample.
+                for i in 0..cfg.max_per_user {
+                    let j = i + rng.below(pos.len() - i);
+                    pos.swap(i, j);
+                }
+                pos.truncate(cfg.max_per_user);
+                pos.sort_unstable();
+            }
+            pos.into_iter().map(move |p| Example {
+                user: u as u32,
+                pos: p,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_are_capped_sampled_and_never_position_zero() {
+        let seqs: Vec<Vec<(u32, i64)>> = vec![
+            (0..10).map(|i| (i, i as i64)).collect(),
+            vec![(1, 5)],
+            (0..3).map(|i| (i, i as i64)).collect(),
+        ];
+        let h = WatchHistories::from_sequences(&seqs);
+        let cfg = ExamplesConfig {
+            max_per_user: 4,
+            seed: 1,
+        };
+        let ex = sample_examples(&h, &cfg);
+        let of = |u: u32| {
+            ex.iter()
+                .filter(|e| e.user == u)
+                .map(|e| e.pos)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(0).len(), 4);
+        assert!(of(0).iter().all(|&p| (1..10).contains(&p)));
+        assert!(of(0).windows(2).all(|w| w[0] < w[1]));
+        assert_ne!(of(0), vec![1, 2, 3, 4], "a sample, not the first four");
+        assert!(of(1).is_empty());
+        assert_eq!(of(2), vec![1, 2]);
+        assert_eq!(sample_examples(&h, &cfg), ex, "seeded");
+    }
+
+    #[test]
+    fn user_features_encode_missing_and_scale() {
+        let users = Users {
+            user_id: vec![1, 2, 3],
+            categorical: vec![("g".into(), vec![Some("M".into()), Some("F".into()), None])],
+            numeric: vec![("age".into(), vec![Some(20.0), Some(40.0), None])],
+        };
+        let enc = UserFeatureEncoder::fit(&users);
+        assert_eq!(enc.cardinalities(), vec![3]);
+        assert_eq!(enc.encode(1), (vec![2], vec![0.0]));
+        assert_eq!(enc.encode(2), (vec![1], vec![1.0]));
+        assert_eq!(enc.encode(3), (vec![0], vec![0.0]));
+        assert_eq!(enc.encode(99), (vec![0], vec![0.0]));
+    }
+}

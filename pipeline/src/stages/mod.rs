@@ -1,0 +1,3 @@
+//! The stages of the pipeline, each from loaded data to a trained model and its figures.
+
+pub mod retrieval;

@@ -1,0 +1,161 @@
+//! Scoring throughput of the default ranker: 1M candidates (2,500 users x 400 candidates),
+//! candidates per second, the tower's achieved FLOP/s beside a plain candle matmul's rate
+//! measured here, latency of one 400-candidate request, and peak memory (VmHWM).
+//!
+//! `cargo bench -p ranking --bench rerank` (threads: RAYON_NUM_THREADS, default all cores).
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample};
+
+const USERS_PER_SLICE: usize = 100;
+const CANDIDATES_PER_USER: usize = 400;
+const SLICES: usize = 25;
+const N_ITEMS: u32 = 100_000;
+const N_TOKENS: u32 = 1_000;
+
+/// Deterministic pseudo-random numbers (an LCG; quality is irrelevant here).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % u64::from(n)) as u32
+    }
+}
+
+fn schema() -> FeatureSchema {
+    FeatureSchema {
+        n_items: N_ITEMS as usize,
+        n_tokens: N_TOKENS as usize,
+        user_cardinalities: vec![10, 10, 50, 200, 1000],
+        continuous: [
+            "since_last_watch",
+            "previous_impressions",
+            "duration",
+            "age",
+            "popularity",
+            "watch_rate",
+            "retrieval_score",
+            "retrieval_rank",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+/// `users` users with 20 recent watches (2 tokens each) and `per_user` candidates each.
+fn examples(rng: &mut Lcg, users: usize, per_user: usize) -> Vec<RankingExample> {
+    let schema = schema();
+    let mut out = Vec::with_capacity(users * per_user);
+    for _ in 0..users {
+        let recent_watches: Vec<u32> = (0..20).map(|_| rng.below(N_ITEMS)).collect();
+        let recent_tokens: Vec<u32> = (0..40).map(|_| rng.below(N_TOKENS)).collect();
+        let user_categorical = schema.user_cardinalities.iter().map(|&c| Some(rng.below(c as u32))).collect();
+        let since_last_watch = rng.below(100_000) as f32;
+        let user = RankingExample { recent_watches, recent_tokens, user_categorical, ..Default::default() };
+        for rank in 0..per_user {
+            out.push(RankingExample {
+                item: Some(rng.below(N_ITEMS)),
+                item_tokens: (0..2).map(|_| rng.below(N_TOKENS)).collect(),
+                continuous: vec![
+                    since_last_watch,
+                    rng.below(3) as f32,
+                    rng.below(600) as f32,
+                    rng.below(1_000_000) as f32,
+                    rng.below(10_000) as f32,
+                    rng.below(1000) as f32 / 1000.0,
+                    rng.below(1000) as f32 / 100.0,
+                    rank as f32,
+                ],
+                label: rng.below(3) == 0,
+                watch_time: rng.below(300) as f32,
+                ..user.clone()
+            });
+        }
+    }
+    out
+}
+
+/// GFLOP/s of `reps` products of an `m x k` by a `k x n` matrix.
+fn matmul_rate(m: usize, k: usize, n: usize, reps: usize) -> Result<f64, candle_core::Error> {
+    let device = Device::Cpu;
+    let a = Tensor::randn(0f32, 1.0, (m, k), &device)?;
+    let b = Tensor::randn(0f32, 1.0, (k, n), &device)?;
+    a.matmul(&b)?;
+    let start = Instant::now();
+    for _ in 0..reps {
+        a.matmul(&b)?;
+    }
+    Ok(2.0 * (m * k * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9)
+}
+
+fn peak_memory_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    let mut rng = Lcg(7);
+    let train = examples(&mut rng, 20, 100);
+    let config = RankerConfig { epochs: 1, ..Default::default() };
+    let (ranker, _) = Ranker::train(schema(), config, &train, &[], &mut |_| {})?;
+    let flops_per_candidate = 2.0 * ranker.tower_multiply_adds() as f64;
+    let slice = examples(&mut rng, USERS_PER_SLICE, CANDIDATES_PER_USER);
+    println!(
+        "tower {:?}, {:.0} kFLOP per candidate (matmuls), threads: {threads}",
+        ranker.config().hidden,
+        flops_per_candidate / 1e3
+    );
+
+    ranker.score(&slice)?;
+    let start = Instant::now();
+    let mut checksum = 0f64;
+    for _ in 0..SLICES {
+        checksum += ranker.score(&slice)?.iter().map(|&s| f64::from(s)).sum::<f64>();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let candidates = (SLICES * slice.len()) as f64;
+    println!(
+        "bulk: {candidates:.0} candidates in {seconds:.2} s = {:.0} candidates/s, tower {:.1} GFLOP/s (checksum {checksum:.3e})",
+        candidates / seconds,
+        candidates * flops_per_candidate / seconds / 1e9
+    );
+
+    let mut latencies: Vec<f64> = Vec::new();
+    for user in slice.chunks(CANDIDATES_PER_USER) {
+        let start = Instant::now();
+        ranker.score(user)?;
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "per request ({CANDIDATES_PER_USER} candidates, {} requests): p50 {:.3} ms, p99 {:.3} ms",
+        latencies.len(),
+        at(0.5),
+        at(0.99)
+    );
+
+    let input = ranking::SCORE_BATCH;
+    let first = ranker.config().hidden.first().copied().unwrap_or(1);
+    let width = (ranker.tower_multiply_adds() - tower_tail(&ranker.config().hidden)) / first;
+    println!(
+        "plain candle matmul: {:.1} GFLOP/s at {input}x{width}x{first} (the first layer's shape), {:.1} GFLOP/s at 1024^3",
+        matmul_rate(input, width, first, 50)?,
+        matmul_rate(1024, 1024, 1024, 10)?
+    );
+    match peak_memory_kb() {
+        Some(kb) => println!("peak memory (VmHWM): {:.1} MB", kb as f64 / 1024.0),
+        None => println!("peak memory: /proc/self/status unavailable"),
+    }
+    Ok(())
+}
+
+/// Multiply-adds of the tower after its first layer.
+fn tower_tail(hidden: &[usize]) -> usize {
+    hidden.windows(2).map(|w| w[0] * w[1]).sum::<usize>() + hidden.last().copied().unwrap_or(0)
+}
