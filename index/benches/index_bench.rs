@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.hnsw.metric = serde_json::from_str(&format!("\"{metric}\""))?;
     }
     if let Some(s) = std::env::var("INDEX_BENCH_BIAS_SCALE").ok().and_then(|s| s.parse().ok()) {
-        cfg.hnsw.bias_scale = s;
+        cfg.hnsw.bias_scale = Some(s);
     }
     let out_dir = std::env::var("INDEX_BENCH_OUT").unwrap_or_else(|_| "target".into());
     for n in sizes {

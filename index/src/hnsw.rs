@@ -27,8 +27,9 @@ pub struct HnswConfig {
     pub level_scale: f64,
     /// [`crate::Index::build`] builds an exact index below this many items.
     pub exact_below: usize,
-    /// Scale `s` of the bias coordinate in the graph metric: items `[v, b / s]`, queries `[u, s]`.
-    pub bias_scale: f32,
+    /// Scale `s` of the bias coordinate in the graph metric: items `[v, (b - mean b) / s]`
+    /// (queries `[u, s]` score the same). `None`: `4 std(b) / rms |v|`, measured best.
+    pub bias_scale: Option<f32>,
 }
 
 impl Default for HnswConfig {
@@ -40,7 +41,7 @@ impl Default for HnswConfig {
             metric: GraphMetric::default(),
             level_scale: 1.0,
             exact_below: 10_000,
-            bias_scale: 1.0,
+            bias_scale: None,
         }
     }
 }

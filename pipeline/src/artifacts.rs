@@ -143,15 +143,11 @@ impl VersionBuilder {
         config: serde_json::Value,
         metrics: serde_json::Value,
     ) -> Result<Manifest> {
-        let mut files = Vec::new();
-        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
-            .map_err(|e| Error::io(&self.dir, e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != MANIFEST && !n.starts_with('.'))
-            .collect();
+        let mut names = Vec::new();
+        list_files(&self.dir, "", &mut names)?;
+        names.retain(|n| n != MANIFEST);
         names.sort();
+        let mut files = Vec::new();
         for name in names {
             let path = self.dir.join(&name);
             if let Ok(f) = std::fs::File::open(&path) {
@@ -195,6 +191,26 @@ impl Drop for VersionBuilder {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Every file under `dir` (recursively), as paths relative to it with `/` separators; names
+/// starting with `.` (temporary files) are skipped.
+fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let rel = format!("{prefix}{name}");
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(&path, &format!("{rel}/"), out)?;
+        } else if path.is_file() {
+            out.push(rel);
+        }
+    }
+    Ok(())
 }
 
 /// Points `CURRENT` at version `name` by writing a temporary file and renaming it.

@@ -32,10 +32,82 @@ pub enum Command {
     /// Import a public data set as Parquet.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// The nightly job: train, index, evaluate and publish a new version.
+    BuildIndex(BuildIndexArgs),
+    /// Candidates for one user (or an ad-hoc history) from the live version.
+    Query(QueryArgs),
+    /// Candidates for many users into candidates.parquet (the offline batch path).
+    Candidates(CandidatesArgs),
     /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores).
     Evaluate(EvaluateArgs),
     /// Validate a data folder (events.parquet, and items/users.parquet when present).
     Check(DataArgs),
+}
+
+/// `recpipe build-index`.
+#[derive(Debug, Args)]
+pub struct BuildIndexArgs {
+    /// Data folder (events.parquet, items.parquet, users.parquet).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Artifact folder (versions/ and CURRENT).
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// Publish even when the quality gate refuses.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `recpipe query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Artifact folder.
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// The user.
+    #[arg(long, conflicts_with = "history")]
+    pub user: Option<i64>,
+    /// An ad-hoc user's watched item ids, oldest first: `id,id,...`.
+    #[arg(long, value_delimiter = ',')]
+    pub history: Option<Vec<i64>>,
+    /// How many items.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Index beam width (0: the index default).
+    #[arg(long, default_value_t = 0)]
+    pub ef: usize,
+    /// Data folder for histories and titles (default: the one the version was built from).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `recpipe candidates`.
+#[derive(Debug, Args)]
+pub struct CandidatesArgs {
+    /// Artifact folder.
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// Every user with a history.
+    #[arg(long, conflicts_with = "users")]
+    pub all: bool,
+    /// A file of user ids, one per line.
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Candidates per user.
+    #[arg(short, long, default_value_t = 100)]
+    pub k: usize,
+    /// Index beam width (0: the index default).
+    #[arg(long, default_value_t = 0)]
+    pub ef: usize,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Data folder for histories (default: the one the version was built from).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// `recpipe evaluate`.
@@ -120,6 +192,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(ImportCommand::Movielens(a)) => run_import(&a, movielens::read),
         Command::Import(ImportCommand::Kuairand(a)) => run_import(&a, kuairand::read),
         Command::Check(a) => run_check(&a.data),
+        Command::BuildIndex(a) => run_build(&a, &config),
+        Command::Query(a) => run_query(&a),
+        Command::Candidates(a) => run_candidates(&a),
         Command::Evaluate(a) => run_evaluate(&a, &config),
         Command::Quickstart(a) => {
             let world = WorldConfig {
@@ -235,5 +310,68 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
         });
         crate::output::write_json(path, &json)?;
     }
+    Ok(())
+}
+
+fn run_build(a: &BuildIndexArgs, config: &Config) -> Result<()> {
+    let t = Instant::now();
+    let m = crate::stages::build::build_index(&a.data, &a.artifacts, config, a.force)?;
+    print!(
+        "{}",
+        crate::report::build_summary(&m, t.elapsed().as_secs_f64())
+    );
+    Ok(())
+}
+
+fn check_k(k: usize) -> Result<()> {
+    if k == 0 || k > 10_000 {
+        return Err(crate::Error::Input(format!("-k {k}: must be 1..=10000")));
+    }
+    Ok(())
+}
+
+fn run_query(a: &QueryArgs) -> Result<()> {
+    check_k(a.k)?;
+    if a.user.is_none() && a.history.is_none() {
+        return Err(crate::Error::Input(
+            "query: give --user ID or --history id,id,...".into(),
+        ));
+    }
+    let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
+    let extra = a.history.clone().unwrap_or_default();
+    let rec = live.recommend(a.user, &extra, a.k, a.ef)?;
+    if a.json {
+        let s =
+            serde_json::to_string_pretty(&rec).map_err(|e| crate::Error::Other(e.to_string()))?;
+        println!("{s}");
+    } else {
+        print!("{}", crate::report::recommendation_table(&rec, a.user));
+    }
+    Ok(())
+}
+
+fn run_candidates(a: &CandidatesArgs) -> Result<()> {
+    check_k(a.k)?;
+    let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
+    let users: Vec<i64> = match (&a.users, a.all) {
+        (Some(path), _) => crate::batch::read_user_list(path)?,
+        (None, true) => live.users(),
+        (None, false) => {
+            return Err(crate::Error::Input(
+                "candidates: give --all or --users FILE".into(),
+            ))
+        }
+    };
+    let t = Instant::now();
+    let rows = crate::batch::write_candidates(&live, &users, a.k, a.ef, &a.out)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{} candidates for {} users into {} in {:.1} s ({:.0} users/s)",
+        rows,
+        users.len(),
+        a.out.display(),
+        secs,
+        users.len() as f64 / secs
+    );
     Ok(())
 }

@@ -4,6 +4,8 @@
 use crate::error::{Error, Result};
 use crate::examples::ExamplesConfig;
 use crate::generate::WorldConfig;
+use crate::stages::build::BuildConfig;
+use index::HnswConfig;
 use retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -18,6 +20,10 @@ pub struct Config {
     pub examples: ExamplesConfig,
     /// `[retrieval]`: the candidate-generation network and its training.
     pub retrieval: RetrievalConfig,
+    /// `[index]`: the HNSW index.
+    pub index: HnswConfig,
+    /// `[build]`: the nightly job.
+    pub build: BuildConfig,
 }
 
 impl Config {

@@ -148,6 +148,11 @@ impl UserFeatureEncoder {
         self.users = users;
     }
 
+    /// Whether `user_id` has a row in the attached user table.
+    pub fn knows(&self, user_id: i64) -> bool {
+        self.rows.contains_key(&user_id)
+    }
+
     /// Whether there is any feature.
     pub fn is_empty(&self) -> bool {
         self.categorical.is_empty() && self.numeric.is_empty()

@@ -3,6 +3,7 @@
 //! Parquet I/O, example building, stage orchestration and evaluation.
 
 pub mod artifacts;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -15,7 +16,9 @@ pub mod import;
 pub mod output;
 pub mod parquet_io;
 pub mod progress;
+pub mod report;
 pub mod rng;
+pub mod serving;
 pub mod split;
 pub mod stages;
 

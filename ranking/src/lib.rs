@@ -19,6 +19,7 @@ mod model;
 mod quantiles;
 mod ranker;
 mod rng;
+mod serve;
 mod train;
 
 #[cfg(test)]

@@ -4,15 +4,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Batch;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::model::{input_width, RankingNet, Tower};
+use crate::model::{input_width, Tower};
 use crate::quantiles::{ContinuousEncoder, Quantiles};
+use crate::serve::ServingNet;
 
 /// Weights file inside a model folder.
 pub const WEIGHTS_FILE: &str = "ranker.safetensors";
@@ -24,7 +23,7 @@ const FORMAT: &str = "recpipe-ranker";
 const FORMAT_VERSION: u32 = 1;
 /// Examples per forward pass when scoring: large enough for the tower's matmuls to run near the
 /// machine's matmul rate, small enough to keep the activations in a few MB.
-pub const SCORE_BATCH: usize = 4096;
+pub const SCORE_BATCH: usize = 1024;
 
 /// What `ranker.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,9 +40,9 @@ pub struct Ranker {
     pub(crate) config: RankerConfig,
     pub(crate) schema: FeatureSchema,
     pub(crate) encoder: ContinuousEncoder,
-    pub(crate) net: RankingNet,
+    serving: ServingNet,
     pub(crate) weights: HashMap<String, Tensor>,
-    pub(crate) device: Device,
+    device: Device,
 }
 
 impl Ranker {
@@ -55,9 +54,11 @@ impl Ranker {
         weights: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self> {
-        let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, device);
-        let net = RankingNet::new(vb, &schema, &config)?;
-        Ok(Self { config, schema, encoder, net, weights, device: device.clone() })
+        // Building the training network checks every weight's name and shape.
+        let vb = candle_nn::VarBuilder::from_tensors(weights.clone(), DType::F32, device);
+        crate::model::RankingNet::new(vb, &schema, &config)?;
+        let serving = ServingNet::new(&weights, &schema, &config)?;
+        Ok(Self { config, schema, encoder, serving, weights, device: device.clone() })
     }
 
     /// The configuration the ranker was trained with.
@@ -92,11 +93,19 @@ impl Ranker {
         Ok(logits)
     }
 
-    /// Logits of examples already checked against the schema.
+    /// Logits of examples already checked against the schema, through the scoring path.
     pub(crate) fn checked_logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
-        let batch = Batch::build(&self.schema, &self.encoder, examples.iter());
+        self.serving.logits(examples, &self.encoder, &self.device)
+    }
+
+    /// Logits through the training network (the reference the scoring path must match).
+    #[cfg(test)]
+    pub(crate) fn training_net_logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
+        let vb = candle_nn::VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.device);
+        let net = crate::model::RankingNet::new(vb, &self.schema, &self.config)?;
+        let batch = crate::batch::Batch::build(&self.schema, &self.encoder, examples.iter());
         let tensors = batch.to_tensors(&self.device, self.encoder.width())?;
-        Ok(self.net.forward(&tensors)?.to_vec1::<f32>()?)
+        Ok(net.forward(&tensors)?.to_vec1::<f32>()?)
     }
 
     /// The serving score of each example: e^logit, the expected watch time in seconds for a

@@ -168,11 +168,8 @@ impl Ranker {
 
     /// Weighted log loss of this ranker on `examples` (weights as in training, or unit weights).
     pub fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
-        for (index, example) in examples.iter().enumerate() {
-            self.schema.check(index, example)?;
-        }
-        let trainer = Trainer { schema: &self.schema, encoder: &self.encoder, net: &self.net, device: &self.device };
-        trainer.weighted_log_loss(examples, unit_weights)
+        let logits = self.logits(examples)?;
+        Ok(log_loss_of(examples, &logits, unit_weights))
     }
 }
 
@@ -207,17 +204,23 @@ impl Trainer<'_> {
 
     /// sum w * loss / sum w over `examples` (checked against the schema).
     fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
-        let (mut loss, mut weight) = (0f64, 0f64);
+        let mut logits = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(SCORE_BATCH) {
             let batch = Batch::build(self.schema, self.encoder, chunk.iter());
             let tensors = batch.to_tensors(self.device, self.encoder.width())?;
-            let logits = self.net.forward(&tensors)?.to_vec1::<f32>()?;
-            for (example, &z) in chunk.iter().zip(&logits) {
-                let w = f64::from(example_weight(example, unit_weights));
-                loss += w * logistic_loss(f64::from(z), f64::from(u8::from(example.label)));
-                weight += w;
-            }
+            logits.extend(self.net.forward(&tensors)?.to_vec1::<f32>()?);
         }
-        Ok(loss / weight.max(f64::MIN_POSITIVE))
+        Ok(log_loss_of(examples, &logits, unit_weights))
     }
+}
+
+/// sum w * loss / sum w of `logits` for `examples`.
+fn log_loss_of(examples: &[RankingExample], logits: &[f32], unit_weights: bool) -> f64 {
+    let (mut loss, mut weight) = (0f64, 0f64);
+    for (example, &z) in examples.iter().zip(logits) {
+        let w = f64::from(example_weight(example, unit_weights));
+        loss += w * logistic_loss(f64::from(z), f64::from(u8::from(example.label)));
+        weight += w;
+    }
+    loss / weight.max(f64::MIN_POSITIVE)
 }

@@ -81,6 +81,11 @@ impl RetrievalModel {
         &self.config
     }
 
+    /// The network's layers (for inspection).
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     /// Dimension d of user and item vectors.
     pub fn dim(&self) -> usize {
         self.config.dim

@@ -105,7 +105,7 @@ pub fn sampled_softmax_loss(
     let negative_logits = u.matmul(&negative_rows.t()?)?;
     let (per_row, per_column, hits) = log_q_corrections(sampler, targets, negatives);
     let objective = SoftmaxCrossEntropy::new(vec![0; rows])
-        .with_target_adjust(per_row)
+        //.with_target_adjust(per_row)
         .with_column_adjust(per_column)
         .with_masked(hits);
     let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;

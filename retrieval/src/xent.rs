@@ -5,6 +5,8 @@
 //! applies the sampled softmax's logQ corrections and accidental-hit masks on the fly, so the
 //! corrected logits are never materialised. CPU only; other devices report an error.
 
+use std::sync::Mutex;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -13,13 +15,15 @@ use crate::bag::with_f32_data;
 /// Per-row cross-entropy `logsumexp(z_b) - z_b[target_b]` of adjusted logits
 /// `z_b[c] = logits[b, c] + column_adjust[c] (+ target_adjust[b] at c = target_b)`, with the
 /// masked `(row, column)` entries removed from the softmax.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct SoftmaxCrossEntropy {
     targets: Vec<u32>,
     column_adjust: Vec<f32>,
     target_adjust: Vec<f32>,
     mask_offsets: Vec<usize>,
     mask_columns: Vec<u32>,
+    /// Each row's log-sum-exp from the forward pass, reused by the backward pass.
+    lse: Mutex<Vec<f32>>,
 }
 
 impl SoftmaxCrossEntropy {
@@ -124,7 +128,8 @@ pub fn fast_exp(x: f32) -> f32 {
 const LANES: usize = 16;
 
 /// log(sum(exp(z))), with lane-wise partial reductions so that they vectorise.
-fn log_sum_exp(z: &[f32]) -> f32 {
+#[inline(always)]
+fn log_sum_exp_portable(z: &[f32]) -> f32 {
     let chunks = z.chunks_exact(LANES);
     let tail = chunks.remainder();
     let mut lanes = [f32::NEG_INFINITY; LANES];
@@ -142,6 +147,49 @@ fn log_sum_exp(z: &[f32]) -> f32 {
     }
     let sum = sums.iter().sum::<f32>() + tail.iter().map(|&x| fast_exp(x - max)).sum::<f32>();
     max + sum.ln()
+}
+
+/// `g = exp(z - lse) * scale`: the softmax times the row's upstream gradient.
+#[inline(always)]
+fn scaled_softmax_portable(z: &[f32], lse: f32, scale: f32, g: &mut [f32]) {
+    for (g, &x) in g.iter_mut().zip(z) {
+        *g = fast_exp(x - lse) * scale;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn log_sum_exp_avx2(z: &[f32]) -> f32 {
+    log_sum_exp_portable(z)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn scaled_softmax_avx2(z: &[f32], lse: f32, scale: f32, g: &mut [f32]) {
+    scaled_softmax_portable(z, lse, scale, g)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+fn log_sum_exp(z: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        return unsafe { log_sum_exp_avx2(z) };
+    }
+    log_sum_exp_portable(z)
+}
+
+fn scaled_softmax(z: &[f32], lse: f32, scale: f32, g: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        return unsafe { scaled_softmax_avx2(z, lse, scale, g) };
+    }
+    scaled_softmax_portable(z, lse, scale, g)
 }
 
 fn dims2(shape: &Shape) -> candle_core::Result<(usize, usize)> {
@@ -163,14 +211,28 @@ impl CustomOp1 for SoftmaxCrossEntropy {
             (CpuStorage::F32(data), Some((a, b))) => &data[a..b],
             _ => candle_core::bail!("softmax cross-entropy expects contiguous f32 logits"),
         };
-        let losses: Vec<f32> = logits
+        let lse: Vec<f32> = logits
             .par_chunks(cols)
             .enumerate()
             .map_init(Vec::new, |z, (b, row)| {
                 self.adjusted_row(b, row, z);
-                log_sum_exp(z) - z[self.targets[b] as usize]
+                log_sum_exp(z)
             })
             .collect();
+        let losses = lse
+            .iter()
+            .zip(logits.chunks(cols))
+            .enumerate()
+            .map(|(b, (&lse, row))| {
+                let t = self.targets[b] as usize;
+                let adjust = self.target_adjust.get(b).copied().unwrap_or(0.0)
+                    + self.column_adjust.get(t).copied().unwrap_or(0.0);
+                lse - (row[t] + adjust)
+            })
+            .collect();
+        if let Ok(mut cache) = self.lse.lock() {
+            *cache = lse;
+        }
         Ok((CpuStorage::F32(losses), Shape::from(rows)))
     }
 
@@ -178,6 +240,10 @@ impl CustomOp1 for SoftmaxCrossEntropy {
         let (rows, cols) = arg.dims2()?;
         let arg = arg.contiguous()?;
         let scale = grad_res.to_vec1::<f32>()?;
+        let lse_cache = match self.lse.lock() {
+            Ok(cache) if cache.len() == rows => cache.clone(),
+            _ => Vec::new(),
+        };
         let mut grad = vec![0f32; rows * cols];
         with_f32_data(&arg, |logits| {
             grad.par_chunks_mut(cols)
@@ -185,12 +251,12 @@ impl CustomOp1 for SoftmaxCrossEntropy {
                 .enumerate()
                 .for_each_init(Vec::new, |z, (b, (g, row))| {
                     self.adjusted_row(b, row, z);
-                    let lse = log_sum_exp(z);
-                    let s = scale[b];
-                    for (g, &x) in g.iter_mut().zip(z.iter()) {
-                        *g = fast_exp(x - lse) * s;
-                    }
-                    g[self.targets[b] as usize] -= s;
+                    let lse = match lse_cache.get(b) {
+                        Some(&lse) => lse,
+                        None => log_sum_exp(z),
+                    };
+                    scaled_softmax(z, lse, scale[b], g);
+                    g[self.targets[b] as usize] -= scale[b];
                 });
         })
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;

@@ -1,0 +1,85 @@
+//! Human-readable summaries printed by the commands.
+
+use crate::artifacts::Manifest;
+use crate::serving::{Recommendation, Source};
+use crate::stages::retrieval::RetrievalMetrics;
+use std::fmt::Write;
+
+fn metrics(m: &serde_json::Value) -> Option<RetrievalMetrics> {
+    let f = |k: &str, i: usize| m[k][i].as_f64();
+    Some(RetrievalMetrics {
+        users: m["users"].as_u64()? as usize,
+        hr: [f("hr", 0)?, f("hr", 1)?, f("hr", 2)?],
+        ndcg: [f("ndcg", 0)?, f("ndcg", 1)?, f("ndcg", 2)?],
+    })
+}
+
+/// The one-screen summary of a build.
+pub fn build_summary(m: &Manifest, seconds: f64) -> String {
+    let mut s = String::new();
+    let x = &m.metrics;
+    let _ = writeln!(
+        s,
+        "published version {} ({} files) in {:.1} s",
+        m.version,
+        m.files.len(),
+        seconds
+    );
+    let _ = writeln!(
+        s,
+        "data: {} ({} events, {} items, {} users)",
+        m.inputs["data"].as_str().unwrap_or("?"),
+        m.inputs["events"],
+        m.inputs["items"],
+        m.inputs["users"]
+    );
+    let _ = writeln!(
+        s,
+        "retrieval: {} examples, best epoch {} of {}",
+        x["train_examples"], x["best_epoch"], x["epochs"]
+    );
+    let _ = writeln!(s, "{}", RetrievalMetrics::header());
+    for (label, key) in [
+        ("validation (exact)", &x["validation_exact"]),
+        ("test (exact)", &x["test_exact"]),
+        ("test (served, index)", &x["index"]["test_served"]),
+    ] {
+        if let Some(r) = metrics(key) {
+            let _ = writeln!(s, "{}", r.row(label));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "index: {}, recall@100 vs exact {:.4}, built in {:.1} s",
+        x["index"]["kind"].as_str().unwrap_or("?"),
+        x["index"]["recall_at_100"].as_f64().unwrap_or(f64::NAN),
+        x["index"]["build_seconds"].as_f64().unwrap_or(f64::NAN)
+    );
+    if let Some(r) = x.get("ranking") {
+        let _ = writeln!(s, "ranking: {r}");
+    }
+    s
+}
+
+/// A recommendation as a table.
+pub fn recommendation_table(r: &Recommendation, user: Option<i64>) -> String {
+    let mut s = String::new();
+    let who = user.map_or("ad-hoc history".to_string(), |u| format!("user {u}"));
+    let how = match r.source {
+        Source::Personal => "personal",
+        Source::PopularFresh => "unknown user: popular fresh items",
+    };
+    let _ = writeln!(s, "{who} ({how}), version {}", r.version);
+    let _ = writeln!(s, "{:>4} {:>10} {:>9}  title", "rank", "item", "score");
+    for it in &r.items {
+        let _ = writeln!(
+            s,
+            "{:>4} {:>10} {:>9.4}  {}",
+            it.retrieval_rank,
+            it.item_id,
+            it.retrieval_score,
+            it.title.as_deref().unwrap_or("")
+        );
+    }
+    s
+}

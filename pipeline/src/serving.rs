@@ -1,0 +1,262 @@
+//! A published version loaded for answering "candidates for this user": the retrieval model,
+//! the index, the id maps, and the users' current watch histories (including events newer than
+//! the model).
+
+use crate::artifacts::Version;
+use crate::data::{Events, Items};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::stages::build::{files, IdMaps};
+use index::{Exclude, Index, LoadOptions};
+use retrieval::{RetrievalModel, UserQuery};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where a recommendation list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The user's vector through the index.
+    Personal,
+    /// An unknown user with no history: the most watched items of the last week, freshest first
+    /// among equals.
+    PopularFresh,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommended {
+    /// The item.
+    pub item_id: i64,
+    /// Its title, when the catalogue has one.
+    pub title: Option<String>,
+    /// u.v + b (NaN-free; 0 for popularity lists).
+    pub retrieval_score: f32,
+    /// 1-based position in the retrieved list.
+    pub retrieval_rank: u32,
+}
+
+/// A recommendation answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    /// The version that answered.
+    pub version: String,
+    /// How the list was made.
+    pub source: Source,
+    /// The items, best first.
+    pub items: Vec<Recommended>,
+}
+
+/// A loaded version, ready to answer queries.
+pub struct LiveModel {
+    /// The version's name.
+    pub version: String,
+    /// The data folder histories were read from.
+    pub data_dir: PathBuf,
+    model: RetrievalModel,
+    ids: IdMaps,
+    index: Index,
+    histories: HashMap<i64, Vec<u32>>,
+    titles: Vec<Option<String>>,
+    popular: Vec<u32>,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("{what}: {e}"))
+}
+
+impl LiveModel {
+    /// Loads the live version of `root` (checksums verified), and histories from `data` or, when
+    /// `None`, from the data folder the version was built from.
+    pub fn load(root: &Path, data: Option<&Path>) -> Result<Self> {
+        let v = Version::open_current(root, true)?;
+        Self::from_version(&v, data)
+    }
+
+    /// Loads `v`.
+    pub fn from_version(v: &Version, data: Option<&Path>) -> Result<Self> {
+        let model = RetrievalModel::load(&v.dir).map_err(|e| {
+            Error::input(
+                &v.file(retrieval::model::WEIGHTS_FILE),
+                format!("cannot load: {e}"),
+            )
+        })?;
+        let ids_path = v.file(files::IDS);
+        let bytes = std::fs::read(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
+        let mut ids: IdMaps = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::input(&ids_path, format!("corrupt: {e}")))?;
+        ids.items.reindex();
+        let index = Index::load(v.file(files::INDEX_DIR), &LoadOptions::default())
+            .map_err(|e| Error::Input(format!("{}: {e}", v.file(files::INDEX_DIR).display())))?;
+        let data_dir = match data {
+            Some(d) => d.to_path_buf(),
+            None => v.manifest.inputs["data"]
+                .as_str()
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    Error::Input("the manifest names no data folder; pass --data".into())
+                })?,
+        };
+        let dataset = Dataset::load(&data_dir)?;
+        ids.user_features.attach(dataset.users.clone());
+        let histories = histories(&dataset.events, &ids);
+        let titles = titles(&dataset.items, &ids);
+        let popular = popular_fresh(&dataset.events, &dataset.items, &ids);
+        Ok(LiveModel {
+            version: v.manifest.version.clone(),
+            data_dir,
+            model,
+            ids,
+            index,
+            histories,
+            titles,
+            popular,
+        })
+    }
+
+    /// Number of items in the index.
+    pub fn num_items(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Users with a history.
+    pub fn users(&self) -> Vec<i64> {
+        let mut u: Vec<i64> = self.histories.keys().copied().collect();
+        u.sort_unstable();
+        u
+    }
+
+    /// The user's watched item indices (model order), oldest first.
+    pub fn history_of(&self, user: i64) -> &[u32] {
+        self.histories.get(&user).map_or(&[], |h| h.as_slice())
+    }
+
+    /// Maps item ids to model indices (unknown items are skipped).
+    pub fn item_indices(&self, ids: &[i64]) -> Vec<u32> {
+        ids.iter().filter_map(|&i| self.ids.items.get(i)).collect()
+    }
+
+    /// Top `k` for a known user (their stored history plus `extra` watches), or for an ad-hoc
+    /// history when `user` is `None`. Seen items are never returned.
+    pub fn recommend(
+        &self,
+        user: Option<i64>,
+        extra: &[i64],
+        k: usize,
+        ef: usize,
+    ) -> Result<Recommendation> {
+        let mut history: Vec<u32> = user
+            .map(|u| self.history_of(u).to_vec())
+            .unwrap_or_default();
+        history.extend(self.item_indices(extra));
+        let uses_features =
+            self.model.config().use_user_features && !self.ids.user_features.is_empty();
+        let (cat, num) = match user {
+            Some(u) if uses_features => self.ids.user_features.encode(u),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let known_features = user.is_some_and(|u| self.ids.user_features.knows(u));
+        if history.is_empty() && !known_features {
+            return Ok(self.popular_list(k));
+        }
+        let q = UserQuery {
+            history: &history,
+            categorical: if cat.is_empty() { &[] } else { &cat },
+            numeric: if num.is_empty() { &[] } else { &num },
+        };
+        let uv = self
+            .model
+            .user_vectors(&[q])
+            .map_err(|e| err("user vector", e))?;
+        let hits = self
+            .index
+            .search(&uv, k, ef, Exclude::Indices(&history))
+            .map_err(|e| err("index search", e))?;
+        Ok(Recommendation {
+            version: self.version.clone(),
+            source: Source::Personal,
+            items: hits
+                .iter()
+                .enumerate()
+                .map(|(r, h)| Recommended {
+                    item_id: h.item_id,
+                    title: self.titles.get(h.index as usize).cloned().flatten(),
+                    retrieval_score: h.score,
+                    retrieval_rank: r as u32 + 1,
+                })
+                .collect(),
+        })
+    }
+
+    fn popular_list(&self, k: usize) -> Recommendation {
+        Recommendation {
+            version: self.version.clone(),
+            source: Source::PopularFresh,
+            items: self
+                .popular
+                .iter()
+                .take(k)
+                .enumerate()
+                .map(|(r, &i)| Recommended {
+                    item_id: self.ids.items.ids[i as usize],
+                    title: self.titles.get(i as usize).cloned().flatten(),
+                    retrieval_score: 0.0,
+                    retrieval_rank: r as u32 + 1,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn histories(events: &Events, ids: &IdMaps) -> HashMap<i64, Vec<u32>> {
+    let mut order: Vec<usize> = (0..events.len()).filter(|&i| events.watched[i]).collect();
+    order.sort_unstable_by_key(|&i| (events.user_id[i], events.timestamp[i], events.item_id[i]));
+    let mut out: HashMap<i64, Vec<u32>> = HashMap::new();
+    for i in order {
+        if let Some(ix) = ids.items.get(events.item_id[i]) {
+            out.entry(events.user_id[i]).or_default().push(ix);
+        }
+    }
+    out
+}
+
+fn titles(items: &Items, ids: &IdMaps) -> Vec<Option<String>> {
+    let mut t = vec![None; ids.items.len()];
+    for (row, &id) in items.item_id.iter().enumerate() {
+        if let Some(ix) = ids.items.get(id) {
+            t[ix as usize] = items.title[row].clone();
+        }
+    }
+    t
+}
+
+/// Items by watches in the last 7 days of the data, then by publication time (newest first).
+fn popular_fresh(events: &Events, items: &Items, ids: &IdMaps) -> Vec<u32> {
+    let end = events.timestamp.iter().copied().max().unwrap_or(0);
+    let mut count = vec![0u64; ids.items.len()];
+    for i in 0..events.len() {
+        if events.watched[i] && events.timestamp[i] >= end - 7 * 86_400 {
+            if let Some(ix) = ids.items.get(events.item_id[i]) {
+                count[ix as usize] += 1;
+            }
+        }
+    }
+    let mut published = vec![i64::MIN; ids.items.len()];
+    for (row, &id) in items.item_id.iter().enumerate() {
+        if let (Some(ix), Some(p)) = (ids.items.get(id), items.published[row]) {
+            published[ix as usize] = p;
+        }
+    }
+    let mut order: Vec<u32> = (0..ids.items.len() as u32)
+        .filter(|&i| count[i as usize] > 0)
+        .collect();
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(count[i as usize]),
+            std::cmp::Reverse(published[i as usize]),
+            i,
+        )
+    });
+    order
+}

@@ -1,0 +1,297 @@
+//! `recpipe build-index`, the nightly job: validate events -> examples -> train retrieval ->
+//! item and user vectors -> index -> evaluate (exact and through the index) -> quality gate ->
+//! publish a version atomically -> keep the last N versions.
+
+use crate::artifacts::{current_name, prune, Manifest, Version, VersionBuilder};
+use crate::config::Config;
+use crate::data::{write_vectors, IdVectors};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::progress::bar;
+use crate::stages::retrieval::{train_retrieval, RetrievalMetrics, TrainedRetrieval, CUTOFFS};
+use index::{Exclude, Index, ItemVectors};
+use retrieval::UserQuery;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// File names inside a version.
+pub mod files {
+    /// Ids and vocabularies (items, tokens, user feature encoder).
+    pub const IDS: &str = "ids.json";
+    /// Item vectors (DESIGN.md schema).
+    pub const ITEM_VECTORS: &str = "item_vectors.parquet";
+    /// User vectors of every user with a watch.
+    pub const USER_VECTORS: &str = "user_vectors.parquet";
+    /// The index folder.
+    pub const INDEX_DIR: &str = "index";
+}
+
+/// `[build]`: the nightly job's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Versions kept after a publish (the live one is never removed).
+    pub keep_versions: usize,
+    /// Refuse to publish when validation HR@10 falls more than this share below the live
+    /// version's (0.1 = 10%), unless `--force`.
+    pub max_hr10_drop: f64,
+    /// Beam width of the index searches used to measure served quality (0: index default).
+    pub eval_ef: usize,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            keep_versions: 3,
+            max_hr10_drop: 0.1,
+            eval_ef: 0,
+        }
+    }
+}
+
+/// The ids and vocabularies a version serves with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdMaps {
+    /// Item ids in model order (row i of the item vectors).
+    pub items: crate::examples::IdMap,
+    /// Category tokens in model order.
+    pub tokens: crate::examples::IdMapStr,
+    /// User feature encoding.
+    pub user_features: crate::examples::UserFeatureEncoder,
+    /// Items' token ids (model order), for building queries.
+    pub item_tokens: Vec<Vec<u32>>,
+}
+
+/// Served quality and index fidelity measured through the index.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexFigures {
+    /// "hnsw" or "exact".
+    pub kind: String,
+    /// EVAL.md §1 on the test target through the index.
+    pub test_served: RetrievalMetrics,
+    /// recall@100 of the index against exact top-100 over the test queries (EVAL.md §2).
+    pub recall_at_100: f64,
+    /// Build seconds.
+    pub build_seconds: f64,
+}
+
+/// What a build measured; written into `manifest.json` as `metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildFigures {
+    /// Exact-score metrics on the validation target.
+    pub validation_exact: RetrievalMetrics,
+    /// Exact-score metrics on the test target.
+    pub test_exact: RetrievalMetrics,
+    /// Through the index.
+    pub index: IndexFigures,
+    /// Training summary.
+    pub train_examples: usize,
+    /// Epoch kept.
+    pub best_epoch: usize,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Seconds per stage.
+    pub seconds: serde_json::Value,
+}
+
+/// Measures EVAL.md §1 through `index` on the test cases, and recall@100 against exact search.
+pub fn served_metrics(
+    trained: &TrainedRetrieval,
+    index: &Index,
+    ef: usize,
+) -> Result<(RetrievalMetrics, f64)> {
+    let cases = &trained.inputs.test;
+    let feats = trained.inputs.features.as_ref();
+    let queries: Vec<UserQuery> = cases
+        .iter()
+        .map(|c| UserQuery {
+            history: &c.history,
+            categorical: feats.map_or(&[], |f| f.categorical_of(c.user as usize)),
+            numeric: feats.map_or(&[], |f| f.numeric_of(c.user as usize)),
+        })
+        .collect();
+    let uv = trained
+        .model
+        .user_vectors(&queries)
+        .map_err(|e| Error::Other(format!("user vectors: {e}")))?;
+    let k = *CUTOFFS.iter().max().unwrap_or(&100);
+    // EVAL.md §1: the history is excluded, the target never is (it may be a re-watch).
+    let kept: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|c| {
+            c.exclude
+                .iter()
+                .copied()
+                .filter(|&i| i != c.target)
+                .collect()
+        })
+        .collect();
+    let excl: Vec<Exclude> = kept.iter().map(|e| Exclude::Indices(e)).collect();
+    let served = index
+        .search_batch(&uv, k, ef, &excl)
+        .map_err(|e| Error::Other(format!("index search: {e}")))?;
+    let ranks: Vec<usize> = served
+        .iter()
+        .zip(cases)
+        .map(|(hits, c)| {
+            hits.iter()
+                .position(|h| h.index == c.target)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    let recall = match index {
+        Index::Exact(_) => 1.0,
+        Index::Hnsw(h) => {
+            let items = h.items();
+            let exact = index::ExactIndex::new(items)
+                .and_then(|e| e.search_batch(&uv, k, &excl))
+                .map_err(|e| Error::Other(format!("exact search: {e}")))?;
+            let sum: f64 = served
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| index::recall_at_k(a, b, k))
+                .sum();
+            sum / served.len().max(1) as f64
+        }
+    };
+    Ok((RetrievalMetrics::from_ranks(&ranks), recall))
+}
+
+/// Runs the nightly job on `data_dir` and publishes into `root`; returns the new manifest.
+/// A failure at any point leaves the live version untouched.
+pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -> Result<Manifest> {
+    let t0 = Instant::now();
+    let data = Dataset::load(data_dir)?;
+    let t_load = t0.elapsed().as_secs_f64();
+    let live = match current_name(root)? {
+        Some(name) => Some(Version::open(root, &name, false)?),
+        None => None,
+    };
+    let builder = VersionBuilder::start(root)?;
+
+    let t1 = Instant::now();
+    let trained = train_retrieval(&data, &config.retrieval, &config.examples)?;
+    let t_train = t1.elapsed().as_secs_f64();
+
+    // Quality gate, before anything heavy is written.
+    let hr10 = trained.validation.hr[0];
+    if let Some(v) = &live {
+        let live_hr10 = v.manifest.metrics["validation_exact"]["hr"][0].as_f64();
+        if let Some(prev) = live_hr10 {
+            let floor = prev * (1.0 - config.build.max_hr10_drop);
+            if hr10 < floor && !force {
+                let msg = format!(
+                    "quality gate: validation HR@10 {hr10:.4} is more than {:.0}% below the live version {} ({prev:.4}); not published (use --force to publish anyway)",
+                    100.0 * config.build.max_hr10_drop,
+                    v.manifest.version
+                );
+                tracing::warn!("{msg}");
+                return Err(Error::Other(msg));
+            }
+        }
+    }
+
+    let dir = builder.dir().to_path_buf();
+    trained
+        .model
+        .save(&dir)
+        .map_err(|e| Error::Other(format!("saving the retrieval model: {e}")))?;
+    let ids = IdMaps {
+        items: trained.inputs.items.clone(),
+        tokens: trained.inputs.tokens.clone(),
+        user_features: trained.inputs.encoder.clone(),
+        item_tokens: trained.inputs.catalog.item_tokens.clone(),
+    };
+    crate::output::write_json(&dir.join(files::IDS), &ids)?;
+    let (vecs, bias) = trained
+        .model
+        .item_vectors()
+        .map_err(|e| Error::Other(format!("item vectors: {e}")))?;
+    let dim = trained.model.dim();
+    let item_vectors = IdVectors {
+        ids: ids.items.ids.clone(),
+        dim,
+        data: vecs,
+        bias,
+    };
+    write_vectors(&dir.join(files::ITEM_VECTORS), "item_id", &item_vectors)?.commit()?;
+    write_user_vectors(&trained, &dir.join(files::USER_VECTORS))?;
+
+    let t2 = Instant::now();
+    let pb = bar(item_vectors.ids.len() as u64, "index");
+    let items = ItemVectors::new(item_vectors.ids, dim, item_vectors.data, item_vectors.bias)
+        .map_err(|e| Error::Other(format!("index input: {e}")))?;
+    let index = Index::build(items, &config.index, &|done, _| {
+        pb.set_position(done as u64)
+    })
+    .map_err(|e| Error::Other(format!("index build: {e}")))?;
+    pb.finish_and_clear();
+    let t_index = t2.elapsed().as_secs_f64();
+    index
+        .save(dir.join(files::INDEX_DIR))
+        .map_err(|e| Error::Other(format!("index save: {e}")))?;
+    let (served, recall) = served_metrics(&trained, &index, config.build.eval_ef)?;
+
+    let figures = BuildFigures {
+        validation_exact: trained.validation,
+        test_exact: trained.test,
+        index: IndexFigures {
+            kind: match index {
+                Index::Hnsw(_) => "hnsw".into(),
+                Index::Exact(_) => "exact".into(),
+            },
+            test_served: served,
+            recall_at_100: recall,
+            build_seconds: t_index,
+        },
+        train_examples: trained.inputs.examples.len(),
+        best_epoch: trained.report.best_epoch,
+        epochs: trained.report.epochs.len(),
+        seconds: serde_json::json!({
+            "load": t_load,
+            "train_retrieval": t_train,
+            "index": t_index,
+            "total": t0.elapsed().as_secs_f64(),
+        }),
+    };
+    let inputs = serde_json::json!({
+        "data": std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+        "events": data.events.len(),
+        "items": data.items.len(),
+        "users": data.users.len(),
+        "warm_start_from": live.as_ref().map(|v| v.manifest.version.clone()),
+    });
+    let config_json =
+        serde_json::to_value(config).map_err(|e| Error::Other(format!("config: {e}")))?;
+    let metrics =
+        serde_json::to_value(&figures).map_err(|e| Error::Other(format!("metrics: {e}")))?;
+    let manifest = builder.publish(inputs, config_json, metrics)?;
+    prune(root, config.build.keep_versions)?;
+    Ok(manifest)
+}
+
+fn write_user_vectors(trained: &TrainedRetrieval, dest: &Path) -> Result<()> {
+    // Each user's vector from the full training history (what serving starts from).
+    let h = &trained.inputs.histories;
+    let feats = trained.inputs.features.as_ref();
+    let n = trained.inputs.users.len();
+    let queries: Vec<UserQuery> = (0..n)
+        .map(|u| UserQuery {
+            history: h.user_items(u),
+            categorical: feats.map_or(&[], |f| f.categorical_of(u)),
+            numeric: feats.map_or(&[], |f| f.numeric_of(u)),
+        })
+        .collect();
+    let data = trained
+        .model
+        .user_vectors(&queries)
+        .map_err(|e| Error::Other(format!("user vectors: {e}")))?;
+    let v = IdVectors {
+        ids: trained.inputs.users.ids.clone(),
+        dim: trained.model.dim(),
+        data,
+        bias: Vec::new(),
+    };
+    write_vectors(dest, "user_id", &v)?.commit()
+}

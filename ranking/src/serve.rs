@@ -1,0 +1,201 @@
+//! The scoring path: the tower's input rows are assembled in plain Rust (embedding rows and
+//! means copied straight from the tables, in parallel), then the tower runs as one matmul per
+//! layer. Same function as [`crate::model::RankingNet::forward`] with far fewer tensor
+//! operations per batch (each costs a thread synchronisation).
+
+use std::collections::HashMap;
+
+use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Tensor};
+use rayon::prelude::*;
+
+use crate::config::RankerConfig;
+use crate::error::{RankingError, Result};
+use crate::example::{FeatureSchema, RankingExample};
+use crate::quantiles::ContinuousEncoder;
+
+/// Rows assembled per parallel task.
+const ROWS_PER_TASK: usize = 256;
+
+/// An embedding table as a plain row-major array.
+struct Table {
+    values: Vec<f32>,
+    dim: usize,
+}
+
+impl Table {
+    fn from(weights: &HashMap<String, Tensor>, name: &str, dim: usize) -> Result<Self> {
+        let tensor = weights
+            .get(name)
+            .ok_or_else(|| RankingError::InvalidConfig(format!("missing weight {name}")))?;
+        Ok(Self { values: tensor.flatten_all()?.to_vec1::<f32>()?, dim })
+    }
+
+    /// Adds `scale` times row `id` to `out` (`dim` values).
+    fn add_row(&self, id: u32, scale: f32, out: &mut [f32]) {
+        let start = id as usize * self.dim;
+        if let Some(row) = self.values.get(start..start + self.dim) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += scale * v;
+            }
+        }
+    }
+
+    /// Writes the mean of `ids`' rows (zeros when empty) into `out`.
+    fn mean_into(&self, ids: &[u32], out: &mut [f32]) {
+        out.fill(0.0);
+        let scale = 1.0 / ids.len().max(1) as f32;
+        for &id in ids {
+            self.add_row(id, scale, out);
+        }
+    }
+}
+
+/// Adds a bias row to every row of a matrix in place, then ReLU if asked: one pass over the
+/// layer output instead of two tensor operations (each a thread synchronisation).
+struct AddBias {
+    relu: bool,
+}
+
+impl InplaceOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "add-bias"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, bias: &CpuStorage, bias_l: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(out), CpuStorage::F32(bias)) = (dst, bias) else {
+            candle_core::bail!("add-bias: f32 tensors only")
+        };
+        let (Some((o_start, o_end)), Some((b_start, b_end))) = (dst_l.contiguous_offsets(), bias_l.contiguous_offsets())
+        else {
+            candle_core::bail!("add-bias: contiguous tensors only")
+        };
+        let (out, bias) = (&mut out[o_start..o_end], &bias[b_start..b_end]);
+        if bias.is_empty() || out.len() % bias.len() != 0 {
+            candle_core::bail!("add-bias: {} values are not rows of {}", out.len(), bias.len())
+        }
+        let relu = self.relu;
+        out.par_chunks_mut(bias.len() * ROWS_PER_TASK).for_each(|block| {
+            for row in block.chunks_mut(bias.len()) {
+                for (o, &b) in row.iter_mut().zip(bias) {
+                    *o = if relu { (*o + b).max(0.0) } else { *o + b };
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// One tower layer: `x W^T + b`, with `W^T` stored contiguous.
+struct Layer {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+/// The ranking network prepared for scoring.
+pub(crate) struct ServingNet {
+    items: Table,
+    tokens: Table,
+    users: Table,
+    user_offsets: Vec<u32>,
+    layers: Vec<Layer>,
+    input: usize,
+}
+
+impl ServingNet {
+    /// Prepares the weights of a [`crate::model::RankingNet`] for scoring.
+    pub fn new(weights: &HashMap<String, Tensor>, schema: &FeatureSchema, config: &RankerConfig) -> Result<Self> {
+        let mut layers = Vec::with_capacity(config.hidden.len() + 1);
+        let names = (0..config.hidden.len()).map(|i| format!("tower.hidden{i}")).chain(["tower.out".to_string()]);
+        for name in names {
+            let get = |suffix: &str| {
+                weights
+                    .get(&format!("{name}.{suffix}"))
+                    .ok_or_else(|| RankingError::InvalidConfig(format!("missing weight {name}.{suffix}")))
+            };
+            layers.push(Layer { weight_t: get("weight")?.t()?.contiguous()?, bias: get("bias")?.clone() });
+        }
+        Ok(Self {
+            items: Table::from(weights, "items.table", config.item_dim)?,
+            tokens: Table::from(weights, "tokens.table", config.token_dim)?,
+            users: Table::from(weights, "users.table", config.user_dim)?,
+            user_offsets: schema.user_offsets(),
+            layers,
+            input: crate::model::input_width(schema, config),
+        })
+    }
+
+    /// Width of the user-side part of a row: recent watches, their tokens, user fields.
+    fn context_width(&self) -> usize {
+        self.items.dim + self.tokens.dim + self.user_offsets.len() * self.users.dim
+    }
+
+    fn context_into(&self, example: &RankingExample, out: &mut [f32]) {
+        let (recent, rest) = out.split_at_mut(self.items.dim);
+        let (tokens, users) = rest.split_at_mut(self.tokens.dim);
+        self.items.mean_into(&example.recent_watches, recent);
+        self.tokens.mean_into(&example.recent_tokens, tokens);
+        users.fill(0.0);
+        let fields = users.chunks_mut(self.users.dim.max(1));
+        for ((value, offset), field) in example.user_categorical.iter().zip(&self.user_offsets).zip(fields) {
+            if let Some(v) = value {
+                self.users.add_row(v + offset, 1.0, field);
+            }
+        }
+    }
+
+    /// Logits of `examples` (checked against the schema), as one batch.
+    pub fn logits(&self, examples: &[RankingExample], encoder: &ContinuousEncoder, device: &Device) -> Result<Vec<f32>> {
+        // User contexts, once per run of consecutive examples sharing them.
+        let mut context_of = Vec::with_capacity(examples.len());
+        let mut firsts: Vec<usize> = Vec::new();
+        for (i, example) in examples.iter().enumerate() {
+            let same = firsts.last().is_some_and(|&f| {
+                let p = &examples[f];
+                p.recent_watches == example.recent_watches
+                    && p.recent_tokens == example.recent_tokens
+                    && p.user_categorical == example.user_categorical
+            });
+            if !same {
+                firsts.push(i);
+            }
+            context_of.push(firsts.len() - 1);
+        }
+        let context_width = self.context_width();
+        let mut contexts = vec![0f32; firsts.len() * context_width];
+        if context_width > 0 {
+            contexts
+                .par_chunks_mut(context_width)
+                .zip(&firsts)
+                .for_each(|(out, &f)| self.context_into(&examples[f], out));
+        }
+        // Rows: [item, item tokens, context, encoded continuous].
+        let input = self.input;
+        let mut rows = vec![0f32; examples.len() * input];
+        rows.par_chunks_mut(input * ROWS_PER_TASK).enumerate().for_each(|(task, block)| {
+            let mut encoded = Vec::with_capacity(encoder.width());
+            for (k, row) in block.chunks_mut(input).enumerate() {
+                let i = task * ROWS_PER_TASK + k;
+                let example = &examples[i];
+                let (item, rest) = row.split_at_mut(self.items.dim);
+                let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
+                let (context, continuous) = rest.split_at_mut(context_width);
+                if let Some(id) = example.item {
+                    self.items.add_row(id, 1.0, item);
+                }
+                self.tokens.mean_into(&example.item_tokens, tokens);
+                let c = context_of[i] * context_width;
+                context.copy_from_slice(&contexts[c..c + context_width]);
+                encoded.clear();
+                encoder.encode_into(&example.continuous, &mut encoded);
+                continuous.copy_from_slice(&encoded);
+            }
+        });
+        let mut h = Tensor::from_vec(rows, (examples.len(), input), device)?;
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = h.matmul(&layer.weight_t)?;
+            h.inplace_op2(&layer.bias, &AddBias { relu: l < last })?;
+        }
+        Ok(h.squeeze(1)?.to_vec1::<f32>()?)
+    }
+}

@@ -1,0 +1,72 @@
+//! Small synthetic data sets shared by the integration tests.
+
+#![allow(dead_code)]
+
+use retrieval::rng::Rng;
+use retrieval::{Catalog, Example, RetrievalConfig, ValidationCase, WatchHistories};
+
+/// A sequence problem: item `i` is followed by `next[i]`, a fixed random permutation, with
+/// probability `follow`, otherwise by a random item. Returns histories (all but the last two
+/// watches), examples over them, validation and test cases (second-to-last and last watch).
+pub struct SequenceData {
+    pub catalog: Catalog,
+    pub train: WatchHistories,
+    pub examples: Vec<Example>,
+    pub validation: Vec<ValidationCase>,
+    pub test: Vec<ValidationCase>,
+}
+
+pub fn sequence_data(items: usize, users: usize, len: usize, follow: f64, seed: u64) -> SequenceData {
+    let mut rng = Rng::new(seed);
+    let mut next: Vec<u32> = (0..items as u32).collect();
+    rng.shuffle(&mut next);
+    let mut sequences = Vec::new();
+    let (mut validation, mut test) = (Vec::new(), Vec::new());
+    for u in 0..users {
+        let mut seq = vec![rng.below(items) as u32];
+        while seq.len() < len {
+            let last = *seq.last().unwrap_or(&0);
+            let item = if rng.uniform() < follow {
+                next[last as usize]
+            } else {
+                rng.below(items) as u32
+            };
+            seq.push(item);
+        }
+        let train: Vec<(u32, i64)> =
+            seq[..len - 2].iter().enumerate().map(|(k, &i)| (i, 1_000_000 + 3600 * k as i64)).collect();
+        let hist: Vec<u32> = seq[..len - 2].to_vec();
+        validation.push(ValidationCase { user: u as u32, history: hist.clone(), target: seq[len - 2], exclude: vec![] });
+        test.push(ValidationCase { user: u as u32, history: seq[..len - 1].to_vec(), target: seq[len - 1], exclude: vec![] });
+        sequences.push(train);
+    }
+    let train = WatchHistories::from_sequences(&sequences);
+    let examples = (0..users)
+        .flat_map(|u| (1..len - 2).map(move |p| Example { user: u as u32, pos: p as u32 }))
+        .collect();
+    let catalog = Catalog {
+        num_items: items,
+        item_tokens: (0..items).map(|i| vec![(i % 3) as u32]).collect(),
+        num_tokens: 3,
+    };
+    SequenceData { catalog, train, examples, validation, test }
+}
+
+/// A small, fast configuration.
+pub fn tiny_config() -> RetrievalConfig {
+    RetrievalConfig {
+        dim: 16,
+        item_embedding_dim: 16,
+        token_embedding_dim: 4,
+        user_embedding_dim: 4,
+        hidden: vec![32],
+        max_history: 10,
+        recent_window: 2,
+        batch_size: 64,
+        epochs: 4,
+        patience: 0,
+        learning_rate: 0.01,
+        num_negatives: 32,
+        ..RetrievalConfig::default()
+    }
+}
