@@ -4,8 +4,8 @@
 //! `INDEX_BENCH_QUERIES` (1000), `INDEX_BENCH_DIM` (64), `INDEX_BENCH_EF` (comma list),
 //! `INDEX_BENCH_M`, `INDEX_BENCH_EFC`, `INDEX_BENCH_METRIC` (inner_product, angular, ...),
 //! `INDEX_BENCH_EXCLUDE` (100), `INDEX_BENCH_NORMS` (`0.5,2`), `INDEX_BENCH_BIAS` (0.1),
-//! `INDEX_BENCH_SPREAD` (0.6), `INDEX_BENCH_OUT` (folder for JSON reports, default the
-//! working directory's `target/`).
+//! `INDEX_BENCH_SPREAD` (0.6), `INDEX_BENCH_BUILDER` (native, hnsw_rs), `INDEX_BENCH_OUT`
+//! (folder for JSON reports, default the workspace's `target/index-bench/`).
 
 use std::time::Instant;
 
@@ -59,7 +59,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(s) = std::env::var("INDEX_BENCH_BIAS_SCALE").ok().and_then(|s| s.parse().ok()) {
         cfg.hnsw.bias_scale = Some(s);
     }
-    let out_dir = std::env::var("INDEX_BENCH_OUT").unwrap_or_else(|_| "target".into());
+    if let Ok(b) = std::env::var("INDEX_BENCH_BUILDER") {
+        cfg.hnsw.builder = serde_json::from_str(&format!("\"{b}\""))?;
+    }
+    let out_dir = std::env::var("INDEX_BENCH_OUT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/index-bench").into());
     for n in sizes {
         data.clusters = (n / 100).max(10);
         let items = generate_items(n, &data);

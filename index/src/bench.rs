@@ -18,6 +18,7 @@ use crate::vectors::ItemVectors;
 mod data;
 mod report;
 
+pub(crate) use data::SplitMix;
 pub use data::{generate_items, generate_queries, DataConfig};
 
 /// What to measure.
@@ -101,6 +102,8 @@ pub struct BenchReport {
     pub config: BenchConfig,
     /// Build wall time (s).
     pub build_seconds: f64,
+    /// Build CPU time over all threads (s; from /proc, assumes 100 ticks/s), None off Linux.
+    pub build_cpu_seconds: Option<f64>,
     /// Items inserted per second.
     pub inserts_per_second: f64,
     /// Graph layers.
@@ -121,6 +124,17 @@ pub struct BenchReport {
     pub exact: Speed,
     /// The ef sweep.
     pub sweep: Vec<SweepPoint>,
+}
+
+/// CPU time (user + system) of this process in seconds, from /proc/self/stat (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Reads a `Vm*` line of /proc/self/status in bytes.
@@ -211,8 +225,10 @@ pub fn run(
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before = proc_status("VmRSS:");
     let t = Instant::now();
+    let cpu0 = cpu_seconds();
     let index = HnswIndex::build(items, &config.hnsw, progress)?;
     let build_seconds = t.elapsed().as_secs_f64();
+    let build_cpu_seconds = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     let peak = proc_status("VmHWM:");
     let cat = &index.cat;
     let rows = split_batch(cat, queries)?;
@@ -302,6 +318,7 @@ pub fn run(
         threads: rayon::current_num_threads(),
         config: config.clone(),
         build_seconds,
+        build_cpu_seconds,
         inserts_per_second: n as f64 / build_seconds.max(1e-12),
         layers: index.layers(),
         vector_bytes,

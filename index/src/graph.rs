@@ -79,13 +79,14 @@ pub(crate) struct Graph {
 }
 
 /// Per-thread visited marks, reused between searches (an epoch per item avoids clearing).
-struct Visited {
+pub(crate) struct Visited {
     marks: Vec<u32>,
     epoch: u32,
 }
 
 impl Visited {
-    fn start(&mut self, n: usize) {
+    /// Forgets all marks, making room for `n` items.
+    pub(crate) fn start(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
         }
@@ -98,7 +99,7 @@ impl Visited {
 
     /// Marks `i`; true when it was not marked yet.
     #[inline]
-    fn insert(&mut self, i: u32) -> bool {
+    pub(crate) fn insert(&mut self, i: u32) -> bool {
         let slot = &mut self.marks[i as usize];
         let fresh = *slot != self.epoch;
         *slot = self.epoch;
@@ -110,7 +111,29 @@ thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) };
 }
 
+/// Runs `f` with this thread's visited marks (a fresh set if they are in use).
+pub(crate) fn with_visited<R>(f: impl FnOnce(&mut Visited) -> R) -> R {
+    VISITED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut visited) => f(&mut visited),
+        Err(_) => f(&mut Visited {
+            marks: Vec::new(),
+            epoch: 0,
+        }),
+    })
+}
+
 impl Graph {
+    /// A graph without items.
+    pub(crate) fn empty() -> Self {
+        Graph {
+            entry: 0,
+            layers: vec![Layer {
+                offsets: vec![0],
+                ..Layer::default()
+            }],
+        }
+    }
+
     /// Checks the graph against a catalogue of `n` items.
     pub(crate) fn check(&self, n: usize) -> Result<(), String> {
         let Some(base) = self.layers.first() else {
@@ -171,16 +194,9 @@ impl Graph {
             }
         }
         let beam = ef.max(k);
-        let run = |visited: &mut Visited| {
+        let mut found = with_visited(|visited| {
             visited.start(n);
             self.beam_search(cat, query, cur, beam, excluded, visited)
-        };
-        let mut found = VISITED.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut visited) => run(&mut visited),
-            Err(_) => run(&mut Visited {
-                marks: Vec::new(),
-                epoch: 0,
-            }),
         });
         found.truncate(k);
         found

@@ -9,7 +9,8 @@ use hnsw_rs::anndists::dist::distances::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
 use crate::graph::{Graph, Layer};
-use crate::metric::{BuildMetric, GraphMetric};
+use crate::metric::BuildMetric;
+use crate::native::BuildParams;
 use crate::vectors::Catalogue;
 
 /// hnsw_rs's layer limit (its dump format also wants exactly this value).
@@ -25,15 +26,6 @@ impl Distance<u32> for IndexDistance<'_> {
             _ => f32::MAX,
         }
     }
-}
-
-/// Parameters for graph construction.
-pub(crate) struct BuildParams {
-    pub(crate) m: usize,
-    pub(crate) ef_construction: usize,
-    pub(crate) metric: GraphMetric,
-    pub(crate) level_scale: f64,
-    pub(crate) bias_scale: Option<f32>,
 }
 
 /// Builds the graph on all rayon threads, calling `progress(done, total)` between batches.

@@ -11,21 +11,23 @@
 //! the catalogue has `k` items outside it. [`bench`] measures build, memory, recall and speed.
 
 pub mod bench;
-mod build;
 mod error;
 mod exact;
 mod graph;
 mod hnsw;
+mod hnswrs;
 mod kernel;
+mod metric;
+mod native;
 mod persist;
 mod search;
 mod topk;
 mod vectors;
 
-pub use build::GraphMetric;
 pub use error::{IndexError, Result};
 pub use exact::ExactIndex;
-pub use hnsw::{HnswConfig, HnswIndex};
+pub use hnsw::{Builder, HnswConfig, HnswIndex};
+pub use metric::GraphMetric;
 pub use kernel::dot;
 pub use persist::{FileEntry, LoadOptions, Manifest};
 pub use search::{recall_at_k, Exclude, Hit};

@@ -180,6 +180,7 @@ impl VersionBuilder {
         std::fs::rename(&self.dir, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
         self.published = true;
         sync_dir(&versions);
+        crate::progress::stage("renamed");
         set_current(&self.root, &stamp)?;
         Ok(manifest)
     }

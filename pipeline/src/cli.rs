@@ -38,6 +38,8 @@ pub enum Command {
     Query(QueryArgs),
     /// Candidates for many users into candidates.parquet (the offline batch path).
     Candidates(CandidatesArgs),
+    /// Serve candidates over HTTP from the live version (swapped when a new one is published).
+    Serve(ServeArgs),
     /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores).
     Evaluate(EvaluateArgs),
     /// Validate a data folder (events.parquet, and items/users.parquet when present).
@@ -65,7 +67,7 @@ pub struct QueryArgs {
     #[arg(long)]
     pub artifacts: PathBuf,
     /// The user.
-    #[arg(long, conflicts_with = "history")]
+    #[arg(long, conflicts_with = "history", allow_hyphen_values = true)]
     pub user: Option<i64>,
     /// An ad-hoc user's watched item ids, oldest first: `id,id,...`.
     #[arg(long, value_delimiter = ',')]
@@ -105,6 +107,20 @@ pub struct CandidatesArgs {
     /// Output file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Data folder for histories (default: the one the version was built from).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// `recpipe serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Artifact folder.
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
     /// Data folder for histories (default: the one the version was built from).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -194,6 +210,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(a) => run_check(&a.data),
         Command::BuildIndex(a) => run_build(&a, &config),
         Command::Query(a) => run_query(&a),
+        Command::Serve(a) => crate::server::serve(
+            &a.artifacts,
+            a.data.as_deref(),
+            &a.addr,
+            config.serve.clone(),
+        ),
         Command::Candidates(a) => run_candidates(&a),
         Command::Evaluate(a) => run_evaluate(&a, &config),
         Command::Quickstart(a) => {

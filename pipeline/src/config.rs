@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::examples::ExamplesConfig;
 use crate::generate::WorldConfig;
+use crate::server::ServeConfig;
 use crate::stages::build::BuildConfig;
 use index::HnswConfig;
 use retrieval::RetrievalConfig;
@@ -24,6 +25,8 @@ pub struct Config {
     pub index: HnswConfig,
     /// `[build]`: the nightly job.
     pub build: BuildConfig,
+    /// `[serve]`: the HTTP server.
+    pub serve: ServeConfig,
 }
 
 impl Config {

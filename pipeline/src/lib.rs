@@ -18,6 +18,7 @@ pub mod parquet_io;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod server;
 pub mod serving;
 pub mod split;
 pub mod stages;

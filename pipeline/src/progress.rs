@@ -14,3 +14,15 @@ pub fn bar(total: u64, what: &str) -> ProgressBar {
     pb.set_prefix(what.to_string());
     pb
 }
+
+/// Marks the start of a named stage of a long job: logged at info level. For crash tests, when
+/// the environment variable `RECPIPE_PAUSE_AT` names this stage, the process says
+/// `paused at <stage>` on standard error and sleeps for a minute, so that a test can kill it at
+/// exactly this point.
+pub fn stage(name: &str) {
+    tracing::info!(stage = name, "stage");
+    if std::env::var("RECPIPE_PAUSE_AT").is_ok_and(|v| v == name) {
+        eprintln!("paused at {name}");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}

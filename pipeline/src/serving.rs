@@ -189,6 +189,21 @@ impl LiveModel {
         })
     }
 
+    /// [`LiveModel::recommend`], then, with `rerank`, the ranker's order by expected watch time.
+    pub fn recommend_ranked(
+        &self,
+        user: Option<i64>,
+        extra: &[i64],
+        k: usize,
+        ef: usize,
+        rerank: bool,
+    ) -> Result<Recommendation> {
+        if rerank {
+            return Err(Error::Input("rerank: this version has no ranker".into()));
+        }
+        self.recommend(user, extra, k, ef)
+    }
+
     fn popular_list(&self, k: usize) -> Recommendation {
         Recommendation {
             version: self.version.clone(),

@@ -24,7 +24,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u32) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) % u64::from(n)) as u32
     }
 }
@@ -56,9 +59,18 @@ fn examples(rng: &mut Lcg, users: usize, per_user: usize) -> Vec<RankingExample>
     for _ in 0..users {
         let recent_watches: Vec<u32> = (0..20).map(|_| rng.below(N_ITEMS)).collect();
         let recent_tokens: Vec<u32> = (0..40).map(|_| rng.below(N_TOKENS)).collect();
-        let user_categorical = schema.user_cardinalities.iter().map(|&c| Some(rng.below(c as u32))).collect();
+        let user_categorical = schema
+            .user_cardinalities
+            .iter()
+            .map(|&c| Some(rng.below(c as u32)))
+            .collect();
         let since_last_watch = rng.below(100_000) as f32;
-        let user = RankingExample { recent_watches, recent_tokens, user_categorical, ..Default::default() };
+        let user = RankingExample {
+            recent_watches,
+            recent_tokens,
+            user_categorical,
+            ..Default::default()
+        };
         for rank in 0..per_user {
             out.push(RankingExample {
                 item: Some(rng.below(N_ITEMS)),
@@ -110,11 +122,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rng = Lcg(3);
     let train = examples(&mut rng, 20, 100);
-    let config = RankerConfig { epochs: 1, ..Default::default() };
+    let config = RankerConfig {
+        epochs: 1,
+        ..Default::default()
+    };
     let (ranker, _) = Ranker::train(schema(), config, &train, &[], &mut |_| {})?;
     let dir = std::env::temp_dir().join(format!("rerank-bench-{}", std::process::id()));
     ranker.save(&dir)?;
-    let status = std::process::Command::new(std::env::current_exe()?).env(MODEL_DIR_VAR, &dir).status();
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .env(MODEL_DIR_VAR, &dir)
+        .status();
     let _ = std::fs::remove_dir_all(&dir);
     if !status?.success() {
         return Err("the scoring process failed".into());
@@ -137,7 +154,11 @@ fn score(ranker: &Ranker) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut checksum = 0f64;
     for _ in 0..SLICES {
-        checksum += ranker.score(&slice)?.iter().map(|&s| f64::from(s)).sum::<f64>();
+        checksum += ranker
+            .score(&slice)?
+            .iter()
+            .map(|&s| f64::from(s))
+            .sum::<f64>();
     }
     let seconds = start.elapsed().as_secs_f64();
     let peak_after_bulk = peak_memory_kb();

@@ -90,7 +90,10 @@ impl Batch {
         examples: impl ExactSizeIterator<Item = &'a RankingExample>,
     ) -> Self {
         let offsets = schema.user_offsets();
-        let mut batch = Batch { len: examples.len(), ..Default::default() };
+        let mut batch = Batch {
+            len: examples.len(),
+            ..Default::default()
+        };
         batch.continuous.reserve(examples.len() * encoder.width());
         let mut previous: Option<&RankingExample> = None;
         for example in examples {
@@ -170,11 +173,23 @@ mod tests {
             user_categorical: vec![Some(2), None],
             ..Default::default()
         };
-        let other = RankingExample { recent_watches: vec![3], ..user.clone() };
+        let other = RankingExample {
+            recent_watches: vec![3],
+            ..user.clone()
+        };
         let examples = [
-            RankingExample { item: Some(4), ..user.clone() },
-            RankingExample { item: None, ..user.clone() },
-            RankingExample { item: Some(5), ..other },
+            RankingExample {
+                item: Some(4),
+                ..user.clone()
+            },
+            RankingExample {
+                item: None,
+                ..user.clone()
+            },
+            RankingExample {
+                item: Some(5),
+                ..other
+            },
         ];
         let batch = Batch::build(&schema, &ContinuousEncoder::default(), examples.iter());
         assert_eq!(batch.context_of, vec![0, 0, 1]);

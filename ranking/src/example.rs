@@ -54,15 +54,31 @@ impl FeatureSchema {
         let bad = |reason: String| Err(RankingError::InvalidExample { index, reason });
         if let Some(item) = example.item {
             if item as usize >= self.n_items {
-                return bad(format!("item {item} outside the item vocabulary ({})", self.n_items));
+                return bad(format!(
+                    "item {item} outside the item vocabulary ({})",
+                    self.n_items
+                ));
             }
         }
-        if let Some(&id) = example.recent_watches.iter().find(|&&id| id as usize >= self.n_items) {
-            return bad(format!("recent watch {id} outside the item vocabulary ({})", self.n_items));
+        if let Some(&id) = example
+            .recent_watches
+            .iter()
+            .find(|&&id| id as usize >= self.n_items)
+        {
+            return bad(format!(
+                "recent watch {id} outside the item vocabulary ({})",
+                self.n_items
+            ));
         }
-        for (what, tokens) in [("item", &example.item_tokens), ("recent", &example.recent_tokens)] {
+        for (what, tokens) in [
+            ("item", &example.item_tokens),
+            ("recent", &example.recent_tokens),
+        ] {
             if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.n_tokens) {
-                return bad(format!("{what} token {id} outside the token vocabulary ({})", self.n_tokens));
+                return bad(format!(
+                    "{what} token {id} outside the token vocabulary ({})",
+                    self.n_tokens
+                ));
             }
         }
         if example.user_categorical.len() != self.user_cardinalities.len() {
@@ -72,12 +88,17 @@ impl FeatureSchema {
                 self.user_cardinalities.len()
             ));
         }
-        for (field, (value, &card)) in
-            example.user_categorical.iter().zip(&self.user_cardinalities).enumerate()
+        for (field, (value, &card)) in example
+            .user_categorical
+            .iter()
+            .zip(&self.user_cardinalities)
+            .enumerate()
         {
             if let Some(v) = value {
                 if *v as usize >= card {
-                    return bad(format!("user field {field}: value {v} outside its vocabulary ({card})"));
+                    return bad(format!(
+                        "user field {field}: value {v} outside its vocabulary ({card})"
+                    ));
                 }
             }
         }
@@ -110,7 +131,9 @@ impl FeatureSchema {
     /// Checks the sizes themselves (non-empty vocabularies, ids that fit in `u32`).
     pub fn validate(&self) -> Result<()> {
         let too_big = |what: &str, n: usize| {
-            Err(RankingError::InvalidConfig(format!("{what} has {n} entries, more than u32 ids can index")))
+            Err(RankingError::InvalidConfig(format!(
+                "{what} has {n} entries, more than u32 ids can index"
+            )))
         };
         if self.n_items > u32::MAX as usize {
             return too_big("item vocabulary", self.n_items);

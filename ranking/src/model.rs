@@ -33,7 +33,10 @@ impl EmbeddingBag {
         if bags.len == 0 {
             return Ok(zeros);
         }
-        let rows = self.table.index_select(&bags.ids, 0)?.broadcast_mul(&bags.scales)?;
+        let rows = self
+            .table
+            .index_select(&bags.ids, 0)?
+            .broadcast_mul(&bags.scales)?;
         Ok(zeros.index_add(&bags.segments, &rows, 0)?)
     }
 }
@@ -100,7 +103,9 @@ impl RankingNet {
     pub fn new(vb: VarBuilder, schema: &FeatureSchema, config: &RankerConfig) -> Result<Self> {
         let input = input_width(schema, config);
         if input == 0 {
-            return Err(RankingError::InvalidConfig("the network has no input".into()));
+            return Err(RankingError::InvalidConfig(
+                "the network has no input".into(),
+            ));
         }
         Ok(Self {
             items: EmbeddingBag::new(vb.pp("items"), schema.n_items, config.item_dim)?,
@@ -153,7 +158,12 @@ pub(crate) fn input_width(schema: &FeatureSchema, config: &RankerConfig) -> usiz
 /// Overwrites every variable with seeded values: embedding tables N(0, 0.05^2), hidden weights
 /// He-uniform, the output weight uniform(+-1/sqrt(fan_in)), biases zero, then the output bias
 /// `output_bias` (the prior log-odds speeds up the first epoch).
-pub(crate) fn seeded_init(varmap: &VarMap, seed: u64, output_bias: f32, device: &Device) -> Result<()> {
+pub(crate) fn seeded_init(
+    varmap: &VarMap,
+    seed: u64,
+    output_bias: f32,
+    device: &Device,
+) -> Result<()> {
     let data = varmap
         .data()
         .lock()
@@ -170,10 +180,16 @@ pub(crate) fn seeded_init(varmap: &VarMap, seed: u64, output_bias: f32, device: 
         } else if name.ends_with("bias") {
             vec![0.0; count]
         } else if name.ends_with("table") {
-            (0..count).map(|_| rng.normal() * EMBEDDING_INIT_STD).collect()
+            (0..count)
+                .map(|_| rng.normal() * EMBEDDING_INIT_STD)
+                .collect()
         } else {
             let fan_in = dims.last().copied().unwrap_or(1).max(1) as f64;
-            let bound = if name.starts_with("tower.out") { fan_in.recip().sqrt() } else { (6.0 / fan_in).sqrt() };
+            let bound = if name.starts_with("tower.out") {
+                fan_in.recip().sqrt()
+            } else {
+                (6.0 / fan_in).sqrt()
+            };
             (0..count).map(|_| rng.uniform(bound)).collect()
         };
         var.set(&Tensor::from_vec(values, dims, device)?)?;

@@ -37,7 +37,9 @@ impl Quantiles {
     /// Builds quantiles from knots saved earlier; they must be finite and sorted.
     pub fn from_knots(knots: Vec<f32>) -> Result<Self> {
         if knots.iter().any(|x| !x.is_finite()) || knots.windows(2).any(|w| w[0] > w[1]) {
-            return Err(RankingError::InvalidConfig("quantile knots must be finite and sorted".into()));
+            return Err(RankingError::InvalidConfig(
+                "quantile knots must be finite and sorted".into(),
+            ));
         }
         Ok(Self { knots })
     }
@@ -57,7 +59,15 @@ impl Quantiles {
         let q = &self.knots;
         match q.len() {
             0 => return Some(0.0),
-            1 => return Some(if x < q[0] { 0.0 } else if x > q[0] { 1.0 } else { 0.5 }),
+            1 => {
+                return Some(if x < q[0] {
+                    0.0
+                } else if x > q[0] {
+                    1.0
+                } else {
+                    0.5
+                })
+            }
             _ => {}
         }
         let lo = q.partition_point(|&k| k < x);
@@ -102,7 +112,10 @@ impl ContinuousEncoder {
                 column.push(x);
             }
         }
-        let features = columns.into_iter().map(|c| Quantiles::fit(c, n_quantiles)).collect();
+        let features = columns
+            .into_iter()
+            .map(|c| Quantiles::fit(c, n_quantiles))
+            .collect();
         Self { features }
     }
 

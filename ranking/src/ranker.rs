@@ -23,7 +23,7 @@ const FORMAT: &str = "recpipe-ranker";
 const FORMAT_VERSION: u32 = 1;
 /// Examples per forward pass when scoring: large enough for the tower's matmuls to run near the
 /// machine's matmul rate, small enough to keep the activations in a few MB.
-pub const SCORE_BATCH: usize = 1024;
+pub const SCORE_BATCH: usize = 4096;
 
 /// What `ranker.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,7 +58,14 @@ impl Ranker {
         let vb = candle_nn::VarBuilder::from_tensors(weights.clone(), DType::F32, device);
         crate::model::RankingNet::new(vb, &schema, &config)?;
         let serving = ServingNet::new(&weights, &schema, &config)?;
-        Ok(Self { config, schema, encoder, serving, weights, device: device.clone() })
+        Ok(Self {
+            config,
+            schema,
+            encoder,
+            serving,
+            weights,
+            device: device.clone(),
+        })
     }
 
     /// The configuration the ranker was trained with.
@@ -101,7 +108,8 @@ impl Ranker {
     /// Logits through the training network (the reference the scoring path must match).
     #[cfg(test)]
     pub(crate) fn training_net_logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
-        let vb = candle_nn::VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.device);
+        let vb =
+            candle_nn::VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.device);
         let net = crate::model::RankingNet::new(vb, &self.schema, &self.config)?;
         let batch = crate::batch::Batch::build(&self.schema, &self.encoder, examples.iter());
         let tensors = batch.to_tensors(&self.device, self.encoder.width())?;
@@ -131,18 +139,27 @@ impl Ranker {
             quantiles: self.encoder.clone(),
         };
         let meta_path = dir.join(META_FILE);
-        let text = serde_json::to_string_pretty(&meta)
-            .map_err(|source| RankingError::Json { path: meta_path.clone(), source })?;
+        let text = serde_json::to_string_pretty(&meta).map_err(|source| RankingError::Json {
+            path: meta_path.clone(),
+            source,
+        })?;
         std::fs::write(&meta_path, text).map_err(|source| io_error(&meta_path, source))
     }
 
     /// Reads a ranker written by [`Ranker::save`], on the CPU.
     pub fn load(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
-        let text = std::fs::read_to_string(&meta_path).map_err(|source| io_error(&meta_path, source))?;
-        let meta: RankerMeta = serde_json::from_str(&text)
-            .map_err(|source| RankingError::Json { path: meta_path.clone(), source })?;
-        let incompatible = |reason: String| RankingError::IncompatibleModel { path: meta_path.clone(), reason };
+        let text =
+            std::fs::read_to_string(&meta_path).map_err(|source| io_error(&meta_path, source))?;
+        let meta: RankerMeta =
+            serde_json::from_str(&text).map_err(|source| RankingError::Json {
+                path: meta_path.clone(),
+                source,
+            })?;
+        let incompatible = |reason: String| RankingError::IncompatibleModel {
+            path: meta_path.clone(),
+            reason,
+        };
         if meta.format != FORMAT || meta.version != FORMAT_VERSION {
             return Err(incompatible(format!(
                 "format {} version {}, expected {FORMAT} version {FORMAT_VERSION}",
@@ -152,7 +169,9 @@ impl Ranker {
         meta.config.validate()?;
         meta.schema.validate()?;
         if meta.quantiles.features.len() != meta.schema.continuous.len() {
-            return Err(incompatible("quantiles do not match the continuous features".into()));
+            return Err(incompatible(
+                "quantiles do not match the continuous features".into(),
+            ));
         }
         for quantiles in &meta.quantiles.features {
             Quantiles::from_knots(quantiles.knots().to_vec())?;
@@ -168,5 +187,8 @@ impl Ranker {
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> RankingError {
-    RankingError::Io { path: PathBuf::from(path), source }
+    RankingError::Io {
+        path: PathBuf::from(path),
+        source,
+    }
 }

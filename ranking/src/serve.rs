@@ -27,7 +27,10 @@ impl Table {
         let tensor = weights
             .get(name)
             .ok_or_else(|| RankingError::InvalidConfig(format!("missing weight {name}")))?;
-        Ok(Self { values: tensor.flatten_all()?.to_vec1::<f32>()?, dim })
+        Ok(Self {
+            values: tensor.flatten_all()?.to_vec1::<f32>()?,
+            dim,
+        })
     }
 
     /// Adds `scale` times row `id` to `out` (`dim` values).
@@ -61,26 +64,38 @@ impl InplaceOp2 for AddBias {
         "add-bias"
     }
 
-    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, bias: &CpuStorage, bias_l: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> candle_core::Result<()> {
         let (CpuStorage::F32(out), CpuStorage::F32(bias)) = (dst, bias) else {
             candle_core::bail!("add-bias: f32 tensors only")
         };
-        let (Some((o_start, o_end)), Some((b_start, b_end))) = (dst_l.contiguous_offsets(), bias_l.contiguous_offsets())
+        let (Some((o_start, o_end)), Some((b_start, b_end))) =
+            (dst_l.contiguous_offsets(), bias_l.contiguous_offsets())
         else {
             candle_core::bail!("add-bias: contiguous tensors only")
         };
         let (out, bias) = (&mut out[o_start..o_end], &bias[b_start..b_end]);
         if bias.is_empty() || out.len() % bias.len() != 0 {
-            candle_core::bail!("add-bias: {} values are not rows of {}", out.len(), bias.len())
+            candle_core::bail!(
+                "add-bias: {} values are not rows of {}",
+                out.len(),
+                bias.len()
+            )
         }
         let relu = self.relu;
-        out.par_chunks_mut(bias.len() * ROWS_PER_TASK).for_each(|block| {
-            for row in block.chunks_mut(bias.len()) {
-                for (o, &b) in row.iter_mut().zip(bias) {
-                    *o = if relu { (*o + b).max(0.0) } else { *o + b };
+        out.par_chunks_mut(bias.len() * ROWS_PER_TASK)
+            .for_each(|block| {
+                for row in block.chunks_mut(bias.len()) {
+                    for (o, &b) in row.iter_mut().zip(bias) {
+                        *o = if relu { (*o + b).max(0.0) } else { *o + b };
+                    }
                 }
-            }
-        });
+            });
         Ok(())
     }
 }
@@ -103,16 +118,25 @@ pub(crate) struct ServingNet {
 
 impl ServingNet {
     /// Prepares the weights of a [`crate::model::RankingNet`] for scoring.
-    pub fn new(weights: &HashMap<String, Tensor>, schema: &FeatureSchema, config: &RankerConfig) -> Result<Self> {
+    pub fn new(
+        weights: &HashMap<String, Tensor>,
+        schema: &FeatureSchema,
+        config: &RankerConfig,
+    ) -> Result<Self> {
         let mut layers = Vec::with_capacity(config.hidden.len() + 1);
-        let names = (0..config.hidden.len()).map(|i| format!("tower.hidden{i}")).chain(["tower.out".to_string()]);
+        let names = (0..config.hidden.len())
+            .map(|i| format!("tower.hidden{i}"))
+            .chain(["tower.out".to_string()]);
         for name in names {
             let get = |suffix: &str| {
-                weights
-                    .get(&format!("{name}.{suffix}"))
-                    .ok_or_else(|| RankingError::InvalidConfig(format!("missing weight {name}.{suffix}")))
+                weights.get(&format!("{name}.{suffix}")).ok_or_else(|| {
+                    RankingError::InvalidConfig(format!("missing weight {name}.{suffix}"))
+                })
             };
-            layers.push(Layer { weight_t: get("weight")?.t()?.contiguous()?, bias: get("bias")?.clone() });
+            layers.push(Layer {
+                weight_t: get("weight")?.t()?.contiguous()?,
+                bias: get("bias")?.clone(),
+            });
         }
         Ok(Self {
             items: Table::from(weights, "items.table", config.item_dim)?,
@@ -136,7 +160,12 @@ impl ServingNet {
         self.tokens.mean_into(&example.recent_tokens, tokens);
         users.fill(0.0);
         let fields = users.chunks_mut(self.users.dim.max(1));
-        for ((value, offset), field) in example.user_categorical.iter().zip(&self.user_offsets).zip(fields) {
+        for ((value, offset), field) in example
+            .user_categorical
+            .iter()
+            .zip(&self.user_offsets)
+            .zip(fields)
+        {
             if let Some(v) = value {
                 self.users.add_row(v + offset, 1.0, field);
             }
@@ -144,7 +173,12 @@ impl ServingNet {
     }
 
     /// Logits of `examples` (checked against the schema), as one batch.
-    pub fn logits(&self, examples: &[RankingExample], encoder: &ContinuousEncoder, device: &Device) -> Result<Vec<f32>> {
+    pub fn logits(
+        &self,
+        examples: &[RankingExample],
+        encoder: &ContinuousEncoder,
+        device: &Device,
+    ) -> Result<Vec<f32>> {
         // User contexts, once per run of consecutive examples sharing them.
         let mut context_of = Vec::with_capacity(examples.len());
         let mut firsts: Vec<usize> = Vec::new();
@@ -171,25 +205,27 @@ impl ServingNet {
         // Rows: [item, item tokens, context, encoded continuous].
         let input = self.input;
         let mut rows = vec![0f32; examples.len() * input];
-        rows.par_chunks_mut(input * ROWS_PER_TASK).enumerate().for_each(|(task, block)| {
-            let mut encoded = Vec::with_capacity(encoder.width());
-            for (k, row) in block.chunks_mut(input).enumerate() {
-                let i = task * ROWS_PER_TASK + k;
-                let example = &examples[i];
-                let (item, rest) = row.split_at_mut(self.items.dim);
-                let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
-                let (context, continuous) = rest.split_at_mut(context_width);
-                if let Some(id) = example.item {
-                    self.items.add_row(id, 1.0, item);
+        rows.par_chunks_mut(input * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, block)| {
+                let mut encoded = Vec::with_capacity(encoder.width());
+                for (k, row) in block.chunks_mut(input).enumerate() {
+                    let i = task * ROWS_PER_TASK + k;
+                    let example = &examples[i];
+                    let (item, rest) = row.split_at_mut(self.items.dim);
+                    let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
+                    let (context, continuous) = rest.split_at_mut(context_width);
+                    if let Some(id) = example.item {
+                        self.items.add_row(id, 1.0, item);
+                    }
+                    self.tokens.mean_into(&example.item_tokens, tokens);
+                    let c = context_of[i] * context_width;
+                    context.copy_from_slice(&contexts[c..c + context_width]);
+                    encoded.clear();
+                    encoder.encode_into(&example.continuous, &mut encoded);
+                    continuous.copy_from_slice(&encoded);
                 }
-                self.tokens.mean_into(&example.item_tokens, tokens);
-                let c = context_of[i] * context_width;
-                context.copy_from_slice(&contexts[c..c + context_width]);
-                encoded.clear();
-                encoder.encode_into(&example.continuous, &mut encoded);
-                continuous.copy_from_slice(&encoded);
-            }
-        });
+            });
         let mut h = Tensor::from_vec(rows, (examples.len(), input), device)?;
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {

@@ -13,17 +13,30 @@ fn toy_examples(copies: usize) -> Vec<RankingExample> {
     let mut examples = Vec::new();
     for _ in 0..copies {
         for i in 0..20 {
-            examples.push(RankingExample { item: Some(0), label: i == 0, watch_time: 20.0, ..Default::default() });
+            examples.push(RankingExample {
+                item: Some(0),
+                label: i == 0,
+                watch_time: 20.0,
+                ..Default::default()
+            });
         }
         for i in 0..10 {
-            examples.push(RankingExample { item: Some(1), label: i == 0, watch_time: 5.0, ..Default::default() });
+            examples.push(RankingExample {
+                item: Some(1),
+                label: i == 0,
+                watch_time: 5.0,
+                ..Default::default()
+            });
         }
     }
     examples
 }
 
 fn toy_schema() -> FeatureSchema {
-    FeatureSchema { n_items: 2, ..Default::default() }
+    FeatureSchema {
+        n_items: 2,
+        ..Default::default()
+    }
 }
 
 fn toy_config(unit_weights: bool) -> RankerConfig {
@@ -43,7 +56,10 @@ fn toy_config(unit_weights: bool) -> RankerConfig {
 }
 
 fn item_scores(ranker: &Ranker) -> Vec<f32> {
-    let probe = [0, 1].map(|i| RankingExample { item: Some(i), ..Default::default() });
+    let probe = [0, 1].map(|i| RankingExample {
+        item: Some(i),
+        ..Default::default()
+    });
     ranker.score(&probe).unwrap_or_default()
 }
 
@@ -54,14 +70,25 @@ fn weights_move_the_optimum_to_expected_watch_time() -> Result<(), RankingError>
     let (weighted, _) = Ranker::train(toy_schema(), toy_config(false), &data, &[], &mut |_| {})?;
     let scores = item_scores(&weighted);
     // e^logit converges to the weighted odds E[T] / (1 - P): 1.053 and 0.556.
-    assert!((scores[0] - 1.0 / 0.95).abs() < 0.01, "item 0 scored {}", scores[0]);
-    assert!((scores[1] - 0.5 / 0.9).abs() < 0.01, "item 1 scored {}", scores[1]);
+    assert!(
+        (scores[0] - 1.0 / 0.95).abs() < 0.01,
+        "item 0 scored {}",
+        scores[0]
+    );
+    assert!(
+        (scores[1] - 0.5 / 0.9).abs() < 0.01,
+        "item 1 scored {}",
+        scores[1]
+    );
     // Within 10% of the expected watch time itself when P(watch) is small.
     assert!((scores[0] / 1.0 - 1.0).abs() < 0.1 && (scores[1] / 0.5 - 1.0).abs() < 0.15);
 
     let (unit, _) = Ranker::train(toy_schema(), toy_config(true), &data, &[], &mut |_| {})?;
     let odds = item_scores(&unit);
-    assert!((odds[0] - 1.0 / 19.0).abs() < 0.002 && (odds[1] - 1.0 / 9.0).abs() < 0.002, "{odds:?}");
+    assert!(
+        (odds[0] - 1.0 / 19.0).abs() < 0.002 && (odds[1] - 1.0 / 9.0).abs() < 0.002,
+        "{odds:?}"
+    );
     assert!(scores[0] > scores[1] && odds[0] < odds[1]);
     Ok(())
 }
@@ -69,13 +96,27 @@ fn weights_move_the_optimum_to_expected_watch_time() -> Result<(), RankingError>
 #[test]
 fn training_is_reproducible_and_early_stopping_keeps_the_best_epoch() -> Result<(), RankingError> {
     let data = toy_examples(10);
-    let config = RankerConfig { epochs: 6, patience: 2, ..toy_config(false) };
+    let config = RankerConfig {
+        epochs: 6,
+        patience: 2,
+        ..toy_config(false)
+    };
     let mut epochs_seen = 0;
-    let (a, report) = Ranker::train(toy_schema(), config.clone(), &data, &data[..60], &mut |_| epochs_seen += 1)?;
+    let (a, report) = Ranker::train(
+        toy_schema(),
+        config.clone(),
+        &data,
+        &data[..60],
+        &mut |_| epochs_seen += 1,
+    )?;
     let (b, _) = Ranker::train(toy_schema(), config, &data, &data[..60], &mut |_| {})?;
     assert_eq!(item_scores(&a), item_scores(&b));
     assert_eq!(epochs_seen, report.epochs.len());
-    let best = report.epochs.iter().filter_map(|e| e.valid_loss).fold(f64::INFINITY, f64::min);
+    let best = report
+        .epochs
+        .iter()
+        .filter_map(|e| e.valid_loss)
+        .fold(f64::INFINITY, f64::min);
     assert_eq!(report.best_valid_loss, Some(best));
     assert!((a.weighted_log_loss(&data[..60], false)? - best).abs() < 1e-6);
     Ok(())
@@ -101,7 +142,11 @@ fn save_and_load_round_trip() -> Result<(), RankingError> {
             watch_time: i as f32,
         })
         .collect();
-    let config = RankerConfig { epochs: 2, hidden: vec![8, 4], ..Default::default() };
+    let config = RankerConfig {
+        epochs: 2,
+        hidden: vec![8, 4],
+        ..Default::default()
+    };
     let (ranker, _) = Ranker::train(schema.clone(), config.clone(), &data, &[], &mut |_| {})?;
     let dir = std::env::temp_dir().join(format!("ranking-roundtrip-{}", std::process::id()));
     ranker.save(&dir)?;
@@ -118,24 +163,74 @@ fn save_and_load_round_trip() -> Result<(), RankingError> {
 
 #[test]
 fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
-    let schema = FeatureSchema { n_items: 3, n_tokens: 1, user_cardinalities: vec![2], continuous: vec![] };
-    let config = RankerConfig { item_dim: 2, token_dim: 2, user_dim: 2, hidden: vec![4], ..Default::default() };
+    let schema = FeatureSchema {
+        n_items: 3,
+        n_tokens: 1,
+        user_cardinalities: vec![2],
+        continuous: vec![],
+    };
+    let config = RankerConfig {
+        item_dim: 2,
+        token_dim: 2,
+        user_dim: 2,
+        hidden: vec![4],
+        ..Default::default()
+    };
     let device = Device::Cpu;
-    let tensor = |values: &[f32], rows: usize, cols: usize| Tensor::from_slice(values, (rows, cols), &device);
+    let tensor = |values: &[f32], rows: usize, cols: usize| {
+        Tensor::from_slice(values, (rows, cols), &device)
+    };
     // Item row 0 and user row 1 are zero; the other rows are not.
     let weights = HashMap::from([
-        ("items.table".to_string(), tensor(&[0.0, 0.0, 1.0, -1.0, 0.5, 2.0], 3, 2)?),
+        (
+            "items.table".to_string(),
+            tensor(&[0.0, 0.0, 1.0, -1.0, 0.5, 2.0], 3, 2)?,
+        ),
         ("tokens.table".to_string(), tensor(&[0.3, -0.2], 1, 2)?),
-        ("users.table".to_string(), tensor(&[0.7, 0.1, 0.0, 0.0], 2, 2)?),
-        ("tower.hidden0.weight".to_string(), tensor(&(0..40).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect::<Vec<_>>(), 4, 10)?),
-        ("tower.hidden0.bias".to_string(), tensor(&[0.1; 4], 1, 4)?.squeeze(0)?),
-        ("tower.out.weight".to_string(), tensor(&[1.0, -0.5, 0.25, 2.0], 1, 4)?),
-        ("tower.out.bias".to_string(), tensor(&[0.0], 1, 1)?.squeeze(0)?),
+        (
+            "users.table".to_string(),
+            tensor(&[0.7, 0.1, 0.0, 0.0], 2, 2)?,
+        ),
+        (
+            "tower.hidden0.weight".to_string(),
+            tensor(
+                &(0..40)
+                    .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+                    .collect::<Vec<_>>(),
+                4,
+                10,
+            )?,
+        ),
+        (
+            "tower.hidden0.bias".to_string(),
+            tensor(&[0.1; 4], 1, 4)?.squeeze(0)?,
+        ),
+        (
+            "tower.out.weight".to_string(),
+            tensor(&[1.0, -0.5, 0.25, 2.0], 1, 4)?,
+        ),
+        (
+            "tower.out.bias".to_string(),
+            tensor(&[0.0], 1, 1)?.squeeze(0)?,
+        ),
     ]);
     let ranker = Ranker::from_weights(config, schema, Default::default(), weights, &device)?;
-    let base = RankingExample { item: Some(0), recent_watches: vec![0], user_categorical: vec![Some(1)], ..Default::default() };
-    let oov = RankingExample { item: None, recent_watches: vec![], user_categorical: vec![None], ..Default::default() };
-    let known = RankingExample { item: Some(2), ..base.clone() };
+    let base = RankingExample {
+        item: Some(0),
+        recent_watches: vec![0],
+        user_categorical: vec![Some(1)],
+        ..Default::default()
+    };
+    let oov = RankingExample {
+        item: None,
+        recent_watches: vec![],
+        user_categorical: vec![None],
+        ..Default::default()
+    };
+    let known = RankingExample {
+        item: Some(2),
+        ..base.clone()
+    };
     let logits = ranker.logits(&[base, oov, known])?;
     assert_eq!(logits[0], logits[1]);
     assert_ne!(logits[0], logits[2]);
@@ -144,13 +239,37 @@ fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
 
 #[test]
 fn examples_outside_the_schema_are_errors() -> Result<(), RankingError> {
-    let (ranker, _) = Ranker::train(toy_schema(), RankerConfig { epochs: 1, ..toy_config(false) }, &toy_examples(1), &[], &mut |_| {})?;
-    let bad_item = RankingExample { item: Some(2), ..Default::default() };
-    assert!(matches!(ranker.score(&[bad_item]), Err(RankingError::InvalidExample { index: 0, .. })));
-    let bad_continuous = RankingExample { continuous: vec![1.0], ..Default::default() };
-    assert!(matches!(ranker.score(&[Default::default(), bad_continuous]), Err(RankingError::InvalidExample { index: 1, .. })));
+    let (ranker, _) = Ranker::train(
+        toy_schema(),
+        RankerConfig {
+            epochs: 1,
+            ..toy_config(false)
+        },
+        &toy_examples(1),
+        &[],
+        &mut |_| {},
+    )?;
+    let bad_item = RankingExample {
+        item: Some(2),
+        ..Default::default()
+    };
+    assert!(matches!(
+        ranker.score(&[bad_item]),
+        Err(RankingError::InvalidExample { index: 0, .. })
+    ));
+    let bad_continuous = RankingExample {
+        continuous: vec![1.0],
+        ..Default::default()
+    };
+    assert!(matches!(
+        ranker.score(&[Default::default(), bad_continuous]),
+        Err(RankingError::InvalidExample { index: 1, .. })
+    ));
     let empty: Vec<RankingExample> = Vec::new();
-    assert!(matches!(Ranker::train(toy_schema(), toy_config(false), &empty, &[], &mut |_| {}), Err(RankingError::NoTrainingData)));
+    assert!(matches!(
+        Ranker::train(toy_schema(), toy_config(false), &empty, &[], &mut |_| {}),
+        Err(RankingError::NoTrainingData)
+    ));
     Ok(())
 }
 
@@ -164,7 +283,9 @@ fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
     };
     let mut state = 11u64;
     let mut next = |m: u32| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) % u64::from(m)) as u32
     };
     let mut examples = Vec::new();
@@ -179,14 +300,25 @@ fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
             examples.push(RankingExample {
                 item: (next(10) != 0).then(|| next(50)),
                 item_tokens: (0..next(3)).map(|_| next(7)).collect(),
-                continuous: vec![next(100) as f32, if next(4) == 0 { f32::NAN } else { next(9) as f32 }],
+                continuous: vec![
+                    next(100) as f32,
+                    if next(4) == 0 {
+                        f32::NAN
+                    } else {
+                        next(9) as f32
+                    },
+                ],
                 label: next(3) == 0,
                 watch_time: next(60) as f32,
                 ..context.clone()
             });
         }
     }
-    let config = RankerConfig { epochs: 2, hidden: vec![16, 8], ..Default::default() };
+    let config = RankerConfig {
+        epochs: 2,
+        hidden: vec![16, 8],
+        ..Default::default()
+    };
     let (ranker, _) = Ranker::train(schema, config, &examples, &[], &mut |_| {})?;
     let fast = ranker.logits(&examples)?;
     let reference = ranker.training_net_logits(&examples)?;

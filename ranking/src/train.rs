@@ -94,16 +94,31 @@ impl Ranker {
         }
         let device = Device::Cpu;
         let encoder = ContinuousEncoder::fit(train, schema.continuous.len(), config.n_quantiles);
-        let weights: Vec<f32> = train.iter().map(|e| example_weight(e, config.unit_weights)).collect();
+        let weights: Vec<f32> = train
+            .iter()
+            .map(|e| example_weight(e, config.unit_weights))
+            .collect();
         let (mut positive, mut negative) = (0f64, 0f64);
         for (example, &w) in train.iter().zip(&weights) {
-            *(if example.label { &mut positive } else { &mut negative }) += f64::from(w);
+            *(if example.label {
+                &mut positive
+            } else {
+                &mut negative
+            }) += f64::from(w);
         }
-        let prior = if positive > 0.0 && negative > 0.0 { (positive / negative).ln() as f32 } else { 0.0 };
+        let prior = if positive > 0.0 && negative > 0.0 {
+            (positive / negative).ln() as f32
+        } else {
+            0.0
+        };
         let mean_weight = ((positive + negative) / train.len() as f64).max(f64::MIN_POSITIVE);
 
         let varmap = VarMap::new();
-        let net = RankingNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &schema, &config)?;
+        let net = RankingNet::new(
+            VarBuilder::from_varmap(&varmap, DType::F32, &device),
+            &schema,
+            &config,
+        )?;
         seeded_init(&varmap, config.seed, prior, &device)?;
         let params = ParamsAdamW {
             lr: config.learning_rate,
@@ -111,11 +126,20 @@ impl Ranker {
             ..ParamsAdamW::default()
         };
         let mut optimizer = AdamW::new(varmap.all_vars(), params)?;
-        let trainer = Trainer { schema: &schema, encoder: &encoder, net: &net, device: &device };
+        let trainer = Trainer {
+            schema: &schema,
+            encoder: &encoder,
+            net: &net,
+            device: &device,
+        };
 
-        let mut rng = SplitMix64::new(config.seed ^ 0x5EED_0F_5A_FF1E);
+        let mut rng = SplitMix64::new(config.seed ^ 0x5EED_0F5A_FF1E);
         let mut order: Vec<usize> = (0..train.len()).collect();
-        let mut report = TrainReport { epochs: Vec::new(), best_epoch: 0, best_valid_loss: None };
+        let mut report = TrainReport {
+            epochs: Vec::new(),
+            best_epoch: 0,
+            best_valid_loss: None,
+        };
         let mut best_weights = snapshot(&varmap)?;
         let mut epochs_without_gain = 0;
         for epoch in 1..=config.epochs {
@@ -167,7 +191,11 @@ impl Ranker {
     }
 
     /// Weighted log loss of this ranker on `examples` (weights as in training, or unit weights).
-    pub fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
+    pub fn weighted_log_loss(
+        &self,
+        examples: &[RankingExample],
+        unit_weights: bool,
+    ) -> Result<f64> {
         let logits = self.logits(examples)?;
         Ok(log_loss_of(examples, &logits, unit_weights))
     }

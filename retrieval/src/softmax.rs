@@ -36,15 +36,15 @@ impl NegativeSampler {
 }
 
 /// The logQ corrections of a sampled batch whose logit columns are `[target, negatives...]`:
-/// `- log(S q)` of each row's target (per row) and of each negative (per column, 0 for the
-/// target column), and the `(row, column)` of every negative equal to the row's target
-/// (an accidental hit, masked out of the softmax).
+/// `- log(S q_j)` for each negative column (0 for the target column, whose logit stays as
+/// it is), and the `(row, column)` of every negative equal to the row's target (an accidental
+/// hit, masked out of the softmax). With the hits removed, `sum_k exp(s_k) / (S q_k)` over
+/// the draws is an unbiased estimate of the partition sum over the non-target items.
 pub fn log_q_corrections(
     sampler: &NegativeSampler,
     targets: &[u32],
     negatives: &[u32],
-) -> (Vec<f32>, Vec<f32>, Vec<(u32, u32)>) {
-    let per_row = targets.iter().map(|&t| -sampler.log_expected_count(t)).collect();
+) -> (Vec<f32>, Vec<(u32, u32)>) {
     let mut per_column = Vec::with_capacity(1 + negatives.len());
     per_column.push(0.0);
     per_column.extend(negatives.iter().map(|&j| -sampler.log_expected_count(j)));
@@ -58,7 +58,7 @@ pub fn log_q_corrections(
             hits.extend(cols.iter().map(|&c| (b as u32, c)));
         }
     }
-    (per_row, per_column, hits)
+    (per_column, hits)
 }
 
 /// What the backward pass must route to the softmax table in sampled mode.
@@ -103,9 +103,8 @@ pub fn sampled_softmax_loss(
     let negative_rows = leaf.as_tensor().narrow(0, rows, negatives.len())?;
     let true_logits = (&u * &target_rows)?.sum_keepdim(1)?;
     let negative_logits = u.matmul(&negative_rows.t()?)?;
-    let (per_row, per_column, hits) = log_q_corrections(sampler, targets, negatives);
+    let (per_column, hits) = log_q_corrections(sampler, targets, negatives);
     let objective = SoftmaxCrossEntropy::new(vec![0; rows])
-        //.with_target_adjust(per_row)
         .with_column_adjust(per_column)
         .with_masked(hits);
     let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;
@@ -121,13 +120,13 @@ mod tests {
     fn corrections_subtract_log_expected_count_and_find_hits() {
         // counts 0, 1, 3 -> weights 1, 2, 4 (power 1) -> q = 1/7, 2/7, 4/7; S = 2 draws.
         let sampler = NegativeSampler::new(&[0, 1, 3], 1.0, 2).unwrap();
-        let (per_row, per_column, hits) = log_q_corrections(&sampler, &[2, 0], &[0, 1]);
+        let (per_column, hits) = log_q_corrections(&sampler, &[2, 0], &[0, 1]);
         let lq = |q: f64| -((2.0 * q).ln() as f32);
-        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
-        assert!(close(&per_row, &[lq(4.0 / 7.0), lq(1.0 / 7.0)]), "{per_row:?}");
-        assert!(close(&per_column, &[0.0, lq(1.0 / 7.0), lq(2.0 / 7.0)]), "{per_column:?}");
+        let want = [0.0, lq(1.0 / 7.0), lq(2.0 / 7.0)];
+        assert!(per_column.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-6), "{per_column:?}");
+        // Row 1's target (item 0) was drawn as the first negative (column 1).
         assert_eq!(hits, vec![(1, 1)]);
         // The sign: a rarely drawn item gets a larger (positive) boost than a popular one.
-        assert!(per_row[1] > 0.0 && per_row[1] > per_row[0]);
+        assert!(per_column[1] > 0.0 && per_column[1] > per_column[2]);
     }
 }

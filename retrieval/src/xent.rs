@@ -13,13 +13,12 @@ use rayon::prelude::*;
 use crate::bag::with_f32_data;
 
 /// Per-row cross-entropy `logsumexp(z_b) - z_b[target_b]` of adjusted logits
-/// `z_b[c] = logits[b, c] + column_adjust[c] (+ target_adjust[b] at c = target_b)`, with the
+/// `z_b[c] = logits[b, c] + column_adjust[c]`, with the
 /// masked `(row, column)` entries removed from the softmax.
 #[derive(Debug, Default)]
 pub struct SoftmaxCrossEntropy {
     targets: Vec<u32>,
     column_adjust: Vec<f32>,
-    target_adjust: Vec<f32>,
     mask_offsets: Vec<usize>,
     mask_columns: Vec<u32>,
     /// Each row's log-sum-exp from the forward pass, reused by the backward pass.
@@ -40,12 +39,6 @@ impl SoftmaxCrossEntropy {
     /// Adds `adjust[c]` to column `c` of every row.
     pub fn with_column_adjust(mut self, adjust: Vec<f32>) -> Self {
         self.column_adjust = adjust;
-        self
-    }
-
-    /// Adds `adjust[b]` to row `b`'s target logit.
-    pub fn with_target_adjust(mut self, adjust: Vec<f32>) -> Self {
-        self.target_adjust = adjust;
         self
     }
 
@@ -79,9 +72,6 @@ impl SoftmaxCrossEntropy {
             z.iter_mut().zip(&self.column_adjust).for_each(|(x, a)| *x += a);
         }
         let t = self.targets[b] as usize;
-        if let Some(a) = self.target_adjust.get(b) {
-            z[t] += a;
-        }
         for &c in &self.mask_columns[self.mask_offsets[b]..self.mask_offsets[b + 1]] {
             if c as usize != t {
                 if let Some(x) = z.get_mut(c as usize) {
@@ -95,7 +85,6 @@ impl SoftmaxCrossEntropy {
         if rows != self.targets.len()
             || self.targets.iter().any(|&t| t as usize >= cols)
             || (!self.column_adjust.is_empty() && self.column_adjust.len() != cols)
-            || (!self.target_adjust.is_empty() && self.target_adjust.len() != rows)
         {
             candle_core::bail!("softmax cross-entropy: targets or adjustments do not fit the logits");
         }
@@ -225,8 +214,7 @@ impl CustomOp1 for SoftmaxCrossEntropy {
             .enumerate()
             .map(|(b, (&lse, row))| {
                 let t = self.targets[b] as usize;
-                let adjust = self.target_adjust.get(b).copied().unwrap_or(0.0)
-                    + self.column_adjust.get(t).copied().unwrap_or(0.0);
+                let adjust = self.column_adjust.get(t).copied().unwrap_or(0.0);
                 lse - (row[t] + adjust)
             })
             .collect();
@@ -300,13 +288,12 @@ mod tests {
 
     #[test]
     fn adjustments_and_masks_act_on_the_logits() {
-        // Row 0: logits [1, 2, 3], target 0, column adjust [0, -2, 0], target adjust 0.5,
-        // mask column 2: z = [1.5, 0, -inf] -> loss = ln(e^1.5 + e^0) - 1.5.
+        // Row 0: logits [1, 2, 3], target 0, column adjust [0.5, -2, 0], mask column 2:
+        // z = [1.5, 0, -inf] -> loss = ln(e^1.5 + e^0) - 1.5.
         let dev = Device::Cpu;
         let x = Tensor::from_vec(vec![1f32, 2.0, 3.0], (1, 3), &dev).unwrap();
         let op = SoftmaxCrossEntropy::new(vec![0])
-            .with_column_adjust(vec![0.0, -2.0, 0.0])
-            .with_target_adjust(vec![0.5])
+            .with_column_adjust(vec![0.5, -2.0, 0.0])
             .with_masked(vec![(0, 2)]);
         let loss = x.apply_op1(op).unwrap().to_vec1::<f32>().unwrap()[0];
         let want = (1.5f32.exp() + 1.0).ln() - 1.5;

@@ -21,10 +21,10 @@ fn target_rank_counts_strictly_higher_non_excluded_items() {
     assert_eq!(target_rank(&nan, 7, &[1]), 2, "an unknown target ranks last");
 }
 
-/// Every user watches one item drawn from p_j ∝ (j + 1)^2 and the model sees no history, so
-/// the best scores are log p_j + const. A sampled softmax drawing negatives from q ≈ p recovers
-/// that slope only with the logQ correction subtracted (slope ≈ 0 without it, ≈ 2 with the
-/// wrong sign).
+/// Every user watches one item drawn from p_j ∝ j + 1 and the model sees no history, so the
+/// best scores are log p_j + const: slope 1 against the log popularity. A sampled softmax
+/// drawing negatives from q ∝ p^0.5 recovers it only with the logQ correction subtracted
+/// (measured: 1.03; without the correction 0.55, with the sign flipped 0.07).
 fn fitted_slope(full_softmax_max_items: usize) -> f64 {
     let items = 20usize;
     let weights: Vec<f64> = (0..items).map(|j| (j + 1) as f64).collect();
@@ -45,7 +45,8 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
         num_negatives: 40,
         sampling_power: 0.5,
         batch_size: 256,
-        epochs: 8,
+        epochs: 20,
+        final_lr_fraction: 0.05,
         learning_rate: 0.05,
         ..RetrievalConfig::default()
     };
@@ -62,9 +63,8 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
 
 #[test]
 fn log_q_correction_recovers_log_popularity() {
-    eprintln!("full {} sampled {}", fitted_slope(usize::MAX), fitted_slope(0));
     let sampled = fitted_slope(0);
-    assert!((0.8..1.2).contains(&sampled), "sampled softmax slope {sampled}");
+    assert!((0.85..1.15).contains(&sampled), "sampled softmax slope {sampled}");
     let full = fitted_slope(usize::MAX);
-    assert!((0.8..1.2).contains(&full), "full softmax slope {full}");
+    assert!((0.85..1.15).contains(&full), "full softmax slope {full}");
 }

@@ -64,3 +64,53 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// A `recpipe.toml` with a small, fast model for tests, written into `dir`; returns its path.
+pub fn small_config(dir: &Path) -> PathBuf {
+    let p = dir.join("recpipe.toml");
+    std::fs::write(
+        &p,
+        "[retrieval]\nepochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\n\
+         num_negatives = 256\n\n[build]\nkeep_versions = 5\n",
+    )
+    .expect("write config");
+    p
+}
+
+/// Generates a small synthetic world into `dir` with `seed`.
+pub fn small_world(dir: &Path, seed: u64) {
+    recpipe_ok(&[
+        "generate",
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+        "--users",
+        "600",
+        "--items",
+        "1500",
+        "--days",
+        "10",
+        "--seed",
+        &seed.to_string(),
+    ]);
+}
+
+/// Names of the published version folders under `art/versions` (temporary folders excluded).
+pub fn published_versions(art: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(art.join("versions"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The live version's name.
+pub fn current(art: &Path) -> Option<String> {
+    std::fs::read_to_string(art.join("CURRENT"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}

@@ -18,8 +18,11 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "build {:.1} s ({:.0} inserts/s), {} layers",
-            self.build_seconds, self.inserts_per_second, self.layers
+            "build {:.1} s ({:.0} inserts/s, {} CPU s), {} layers",
+            self.build_seconds,
+            self.inserts_per_second,
+            self.build_cpu_seconds.map(|c| format!("{c:.1}")).unwrap_or_else(|| "?".into()),
+            self.layers
         )?;
         writeln!(
             f,

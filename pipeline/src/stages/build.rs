@@ -162,6 +162,7 @@ pub fn served_metrics(
 /// A failure at any point leaves the live version untouched.
 pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -> Result<Manifest> {
     let t0 = Instant::now();
+    crate::progress::stage("load");
     let data = Dataset::load(data_dir)?;
     let t_load = t0.elapsed().as_secs_f64();
     let live = match current_name(root)? {
@@ -171,6 +172,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     let builder = VersionBuilder::start(root)?;
 
     let t1 = Instant::now();
+    crate::progress::stage("train_retrieval");
     let trained = train_retrieval(&data, &config.retrieval, &config.examples)?;
     let t_train = t1.elapsed().as_secs_f64();
 
@@ -193,6 +195,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     }
 
     let dir = builder.dir().to_path_buf();
+    crate::progress::stage("write_model");
     trained
         .model
         .save(&dir)
@@ -219,6 +222,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     write_user_vectors(&trained, &dir.join(files::USER_VECTORS))?;
 
     let t2 = Instant::now();
+    crate::progress::stage("index");
     let pb = bar(item_vectors.ids.len() as u64, "index");
     let items = ItemVectors::new(item_vectors.ids, dim, item_vectors.data, item_vectors.bias)
         .map_err(|e| Error::Other(format!("index input: {e}")))?;
@@ -266,7 +270,9 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         serde_json::to_value(config).map_err(|e| Error::Other(format!("config: {e}")))?;
     let metrics =
         serde_json::to_value(&figures).map_err(|e| Error::Other(format!("metrics: {e}")))?;
+    crate::progress::stage("publish");
     let manifest = builder.publish(inputs, config_json, metrics)?;
+    crate::progress::stage("published");
     prune(root, config.build.keep_versions)?;
     Ok(manifest)
 }

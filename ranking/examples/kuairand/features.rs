@@ -11,7 +11,8 @@
 //! impressions into the features of its later ones: on KuaiRand, "seconds since the last watch"
 //! updated per impression resets after every click, so within a page it peaks exactly at the
 //! clicked impressions (weighted loss 0.274 for that one feature, GAUC 0.777). Item-side
-//! counters (popularity over all users) are updated per timestamp.
+//! counters (popularity over all users) are updated per timestamp, and read without the
+//! user's own impressions of the item earlier in the page.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -127,7 +128,11 @@ fn nan_or<T>(value: Option<T>, f: impl FnOnce(T) -> f32) -> f32 {
 }
 
 /// One example per impression, in input order.
-pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig) -> Vec<RankingExample> {
+pub fn build_examples(
+    log: &Impressions,
+    side: &SideInfo,
+    config: &FeatureConfig,
+) -> Vec<RankingExample> {
     let n = log.user_id.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (log.timestamp[i], i));
@@ -138,7 +143,11 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
     let mut start = 0;
     while start < n {
         let t = log.timestamp[order[start]];
-        let end = start + order[start..].iter().take_while(|&&i| log.timestamp[i] == t).count();
+        let end = start
+            + order[start..]
+                .iter()
+                .take_while(|&&i| log.timestamp[i] == t)
+                .count();
         let prior_rate = if seen > 0.0 { watched / seen } else { 0.0 };
         let prior_time = if seen > 0.0 { watched_time / seen } else { 0.0 };
         for &i in &order[start..end] {
@@ -147,7 +156,12 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
             let state = users.entry(user_id).or_default();
             if state.page.is_none_or(|(d, _)| d != day) {
                 for k in std::mem::take(&mut state.pending) {
-                    state.apply(log.item_id[k], log.timestamp[k], log.watched[k], config.recent);
+                    state.apply(
+                        log.item_id[k],
+                        log.timestamp[k],
+                        log.watched[k],
+                        config.recent,
+                    );
                 }
                 state.page = Some((day, t));
                 state.page_prior_rate = prior_rate;
@@ -155,16 +169,32 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
             let page_start = state.page.map_or(t, |(_, s)| s);
             let user = Some(&*state);
             let item = items.get(&item_id);
-            let recent: Vec<i64> = user.map(|u| u.recent.iter().copied().collect()).unwrap_or_default();
-            let (item_seen, item_watched, item_time) =
-                item.map_or((0.0, 0.0, 0.0), |s| (s.impressions, s.watches, s.watch_time));
-            let (user_seen, user_watched, user_prior) =
-                user.map_or((0.0, 0.0, 0.0), |u| (u.impressions, u.watches, u.page_prior_rate));
+            let recent: Vec<i64> = user
+                .map(|u| u.recent.iter().copied().collect())
+                .unwrap_or_default();
+            let (mut item_seen, mut item_watched, mut item_time) = item
+                .map_or((0.0, 0.0, 0.0), |s| {
+                    (s.impressions, s.watches, s.watch_time)
+                });
+            // The item's counters without this user's impressions of it earlier in the page.
+            for &k in state.pending.iter().filter(|&&k| log.item_id[k] == item_id) {
+                item_seen -= 1.0;
+                if log.watched[k] {
+                    item_watched -= 1.0;
+                    item_time -= log.watch_time[k].max(0.0);
+                }
+            }
+            let (user_seen, user_watched, user_prior) = user.map_or((0.0, 0.0, 0.0), |u| {
+                (u.impressions, u.watches, u.page_prior_rate)
+            });
             let a = config.smoothing;
             let mut continuous = vec![
                 nan_or(user.and_then(|u| u.last_watch), |w| (page_start - w) as f32),
-                nan_or(user.and_then(|u| u.last_impression), |w| (page_start - w) as f32),
-                user.and_then(|u| u.item_impressions.get(&item_id).copied()).unwrap_or(0.0),
+                nan_or(user.and_then(|u| u.last_impression), |w| {
+                    (page_start - w) as f32
+                }),
+                user.and_then(|u| u.item_impressions.get(&item_id).copied())
+                    .unwrap_or(0.0),
                 nan_or(side.duration.get(&item_id), |&d| d),
                 nan_or(side.published.get(&item_id), |&p| (t - p) as f32),
                 item_seen,
@@ -179,7 +209,10 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
             let tokens_of = |id: &i64| side.item_tokens.get(id).cloned().unwrap_or_default();
             examples[i] = RankingExample {
                 item: side.item_index.get(&item_id).copied(),
-                recent_watches: recent.iter().filter_map(|id| side.item_index.get(id).copied()).collect(),
+                recent_watches: recent
+                    .iter()
+                    .filter_map(|id| side.item_index.get(id).copied())
+                    .collect(),
                 item_tokens: tokens_of(&item_id),
                 recent_tokens: recent.iter().flat_map(tokens_of).collect(),
                 user_categorical: side
@@ -189,7 +222,11 @@ pub fn build_examples(log: &Impressions, side: &SideInfo, config: &FeatureConfig
                     .unwrap_or_else(|| vec![None; side.n_user_fields]),
                 continuous,
                 label: log.watched[i],
-                watch_time: if log.watched[i] { log.watch_time[i].max(0.0) } else { 0.0 },
+                watch_time: if log.watched[i] {
+                    log.watch_time[i].max(0.0)
+                } else {
+                    0.0
+                },
             };
         }
         if config.freeze_at.is_none_or(|f| t < f) {

@@ -2,16 +2,20 @@
 //! directly, builds causal features, trains the watch-time-weighted ranker and its unit-weight
 //! ablation, and prints the metrics beside the video-CTR order.
 //!
-//! `cargo run --release -p ranking --example kuairand -- [--data DIR] [--epochs N]
-//!  [--hidden 256,128,64] [--frozen]`
+//! `cargo run --release -p ranking --example kuairand -- [--data DIR] [--epochs N] [--seed S]
+//!  [--lr X] [--hidden 256,128,64] [--dims ITEM,TOKEN,USER] [--frozen] [--feature-orders]`
+//!
+//! `--feature-orders` adds the order of each raw continuous feature to the table.
+//! On a machine shared with other work, `RAYON_NUM_THREADS=1` trains faster (candle's
+//! thread barriers spin while a descheduled worker catches up).
 //!
 //! Train on days <= 20220502 (the last of them, 20220502, is the early-stopping slice), test on
 //! 20220503..05. `--frozen` stops every counter at the end of the training days.
 
+mod features;
 #[allow(dead_code)]
 #[path = "../../../pipeline/src/eval/ranking.rs"]
 mod metrics;
-mod features;
 mod tables;
 
 use std::collections::HashMap;
@@ -33,6 +37,7 @@ struct Args {
     data: PathBuf,
     config: RankerConfig,
     frozen: bool,
+    feature_orders: bool,
 }
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
@@ -40,6 +45,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/kuairand-pure"),
         config: RankerConfig::default(),
         frozen: false,
+        feature_orders: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,15 +56,26 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--seed" => args.config.seed = value()?.parse()?,
             "--lr" => args.config.learning_rate = value()?.parse()?,
             "--dims" => {
-                let dims: Vec<usize> = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                let dims: Vec<usize> = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
                 if let [item, token, user] = dims[..] {
-                    (args.config.item_dim, args.config.token_dim, args.config.user_dim) = (item, token, user);
+                    (
+                        args.config.item_dim,
+                        args.config.token_dim,
+                        args.config.user_dim,
+                    ) = (item, token, user);
                 }
             }
             "--hidden" => {
-                args.config.hidden = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?
+                args.config.hidden = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
             }
             "--frozen" => args.frozen = true,
+            "--feature-orders" => args.feature_orders = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -108,7 +125,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let timestamp: Vec<i64> = log.time_ms.iter().map(|t| t.div_euclid(1000)).collect();
     let freeze_at = args.frozen.then(|| {
-        test_idx.iter().map(|&i| timestamp[i]).min().unwrap_or(i64::MAX)
+        test_idx
+            .iter()
+            .map(|&i| timestamp[i])
+            .min()
+            .unwrap_or(i64::MAX)
     });
     let examples = build_examples(
         &Impressions {
@@ -128,10 +149,17 @@ fn main() -> Result<(), Box<dyn Error>> {
             user_categorical: &users.values,
             n_user_fields: users.cardinalities.len(),
         },
-        &FeatureConfig { recent: 20, smoothing: 20.0, freeze_at },
+        &FeatureConfig {
+            recent: 20,
+            smoothing: 20.0,
+            freeze_at,
+        },
     );
     let pick = |keep: &dyn Fn(i64) -> bool| -> Vec<RankingExample> {
-        (0..n).filter(|&i| keep(log.date[i])).map(|i| examples[i].clone()).collect()
+        (0..n)
+            .filter(|&i| keep(log.date[i]))
+            .map(|i| examples[i].clone())
+            .collect()
     };
     let fit = pick(&|d| d < VALID_DAY);
     let valid = pick(&|d| d == VALID_DAY);
@@ -160,19 +188,46 @@ fn main() -> Result<(), Box<dyn Error>> {
         e.0 += f64::from(u8::from(log.clicked[i]));
         e.1 += 1.0;
     }
-    let ctr_scores: Vec<f32> =
-        test_idx.iter().map(|&i| ctr.get(&log.item_id[i]).map_or(0.0, |(c, s)| (c / s) as f32)).collect();
-    let mut table = vec![("video-CTR order (training days)".to_string(), ranking_metrics(&rows(&log, &test_idx, &ctr_scores)))];
-    if std::env::var_os("FEATURE_ORDERS").is_some() {
+    let ctr_scores: Vec<f32> = test_idx
+        .iter()
+        .map(|&i| {
+            ctr.get(&log.item_id[i])
+                .map_or(0.0, |(c, s)| (c / s) as f32)
+        })
+        .collect();
+    let mut table = vec![(
+        "video-CTR order (training days)".to_string(),
+        ranking_metrics(&rows(&log, &test_idx, &ctr_scores)),
+    )];
+    if args.feature_orders {
         for (k, name) in schema.continuous.iter().enumerate() {
-            let scores: Vec<f32> = test.iter().map(|e| if e.continuous[k].is_nan() { f32::NEG_INFINITY } else { e.continuous[k] }).collect();
-            table.push((format!("feature {name}"), ranking_metrics(&rows(&log, &test_idx, &scores))));
+            let scores: Vec<f32> = test
+                .iter()
+                .map(|e| {
+                    if e.continuous[k].is_nan() {
+                        f32::NEG_INFINITY
+                    } else {
+                        e.continuous[k]
+                    }
+                })
+                .collect();
+            table.push((
+                format!("feature {name}"),
+                ranking_metrics(&rows(&log, &test_idx, &scores)),
+            ));
         }
     }
 
     for unit_weights in [false, true] {
-        let config = RankerConfig { unit_weights, ..args.config.clone() };
-        let name = if unit_weights { "ranker, unit weights (ablation)" } else { "ranker, watch-time weighted" };
+        let config = RankerConfig {
+            unit_weights,
+            ..args.config.clone()
+        };
+        let name = if unit_weights {
+            "ranker, unit weights (ablation)"
+        } else {
+            "ranker, watch-time weighted"
+        };
         let started = Instant::now();
         let (ranker, report) = Ranker::train(schema.clone(), config, &fit, &valid, &mut |e| {
             eprintln!(
@@ -193,9 +248,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
         table.push((name.to_string(), m));
     }
-    println!("\nTest days 20220503..05 ({} pages, {} pos-neg pairs){}", table[0].1.pages, table[0].1.pairs,
-        if args.frozen { ", counters frozen at the end of training" } else { "" });
-    println!("| {:<32} | {:>8} | {:>6} | {:>6} | {:>6} |", "order", "w. loss", "GAUC", "XAUC", "WT@10");
+    println!(
+        "\nTest days 20220503..05 ({} pages, {} pos-neg pairs){}",
+        table[0].1.pages,
+        table[0].1.pairs,
+        if args.frozen {
+            ", counters frozen at the end of training"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "| {:<32} | {:>8} | {:>6} | {:>6} | {:>6} |",
+        "order", "w. loss", "GAUC", "XAUC", "WT@10"
+    );
     println!("|{:-<34}|{:->10}|{:->8}|{:->8}|{:->8}|", "", "", "", "", "");
     for (name, m) in &table {
         print_row(name, m);

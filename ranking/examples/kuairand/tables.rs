@@ -36,7 +36,13 @@ pub struct Users {
 }
 
 fn read(path: &Path) -> Res<String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e} (KuaiRand-Pure expected there, see --data)", path.display()).into())
+    std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{}: {e} (KuaiRand-Pure expected there, see --data)",
+            path.display()
+        )
+        .into()
+    })
 }
 
 /// Splits one CSV line, honouring double quotes ("" inside quotes is a quote).
@@ -63,7 +69,12 @@ fn columns(header: &str, names: &[&str]) -> Res<Vec<usize>> {
     let header = fields(header);
     names
         .iter()
-        .map(|name| header.iter().position(|h| h == name).ok_or_else(|| format!("no column {name}").into()))
+        .map(|name| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| format!("no column {name}").into())
+        })
         .collect()
 }
 
@@ -71,16 +82,39 @@ pub fn read_log(path: &Path) -> Res<Log> {
     let text = read(path)?;
     let mut lines = text.lines();
     let header = lines.next().ok_or("empty log")?;
-    let names = ["user_id", "video_id", "date", "time_ms", "is_click", "play_time_ms"];
+    let names = [
+        "user_id",
+        "video_id",
+        "date",
+        "time_ms",
+        "is_click",
+        "play_time_ms",
+    ];
     let col = columns(header, &names)?;
-    let mut log = Log { user_id: vec![], item_id: vec![], date: vec![], time_ms: vec![], clicked: vec![], watch_time: vec![] };
+    let mut log = Log {
+        user_id: vec![],
+        item_id: vec![],
+        date: vec![],
+        time_ms: vec![],
+        clicked: vec![],
+        watch_time: vec![],
+    };
     for (number, line) in lines.enumerate() {
         let values: Vec<&str> = line.split(',').collect();
         if values.len() != 19 {
-            return Err(format!("{}: line {}: {} columns, expected 19", path.display(), number + 2, values.len()).into());
+            return Err(format!(
+                "{}: line {}: {} columns, expected 19",
+                path.display(),
+                number + 2,
+                values.len()
+            )
+            .into());
         }
         let int = |k: usize| -> Res<i64> {
-            values[col[k]].trim().parse::<i64>().map_err(|e| format!("line {}: {}: {e}", number + 2, names[k]).into())
+            values[col[k]]
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| format!("line {}: {}: {e}", number + 2, names[k]).into())
         };
         log.user_id.push(int(0)?);
         log.item_id.push(int(1)?);
@@ -112,9 +146,23 @@ fn parse_day(text: &str) -> Option<i64> {
 pub fn read_videos(path: &Path) -> Res<Videos> {
     let text = read(path)?;
     let mut lines = text.lines();
-    let col = columns(lines.next().ok_or("empty video file")?, &["video_id", "upload_dt", "upload_type", "video_duration", "tag"])?;
+    let col = columns(
+        lines.next().ok_or("empty video file")?,
+        &[
+            "video_id",
+            "upload_dt",
+            "upload_type",
+            "video_duration",
+            "tag",
+        ],
+    )?;
     let mut vocabulary: HashMap<String, u32> = HashMap::new();
-    let mut videos = Videos { tokens: HashMap::new(), duration: HashMap::new(), published: HashMap::new(), n_tokens: 0 };
+    let mut videos = Videos {
+        tokens: HashMap::new(),
+        duration: HashMap::new(),
+        published: HashMap::new(),
+        n_tokens: 0,
+    };
     for line in lines {
         let f = fields(line);
         let get = |k: usize| f.get(col[k]).map(String::as_str).unwrap_or("");
@@ -125,7 +173,10 @@ pub fn read_videos(path: &Path) -> Res<Videos> {
         if let Ok(ms) = get(3).parse::<f32>() {
             videos.duration.insert(id, ms / 1000.0);
         }
-        let names = get(4).split(',').filter(|t| !t.is_empty()).map(|t| format!("tag:{t}"));
+        let names = get(4)
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("tag:{t}"));
         let names = names.chain((!get(2).is_empty()).then(|| format!("upload:{}", get(2))));
         let tokens = names
             .map(|name| {
@@ -159,7 +210,10 @@ pub fn read_users(path: &Path) -> Res<Users> {
     names.extend(onehot.iter().map(String::as_str));
     let col = columns(lines.next().ok_or("empty user file")?, &names)?;
     let mut vocabularies: Vec<HashMap<String, u32>> = vec![HashMap::new(); names.len() - 1];
-    let mut users = Users { values: HashMap::new(), cardinalities: vec![] };
+    let mut users = Users {
+        values: HashMap::new(),
+        cardinalities: vec![],
+    };
     for line in lines {
         let f = fields(line);
         let id: i64 = f.get(col[0]).ok_or("short line")?.parse()?;

@@ -1,0 +1,91 @@
+//! HNSW: recall floors against exact search, and the exclusion guarantee.
+
+mod common;
+
+use index::{recall_at_k, Builder, Exclude, ExactIndex, HnswConfig, HnswIndex, Index, ItemVectors};
+
+const K: usize = 100;
+
+fn mean_recall(hnsw: &HnswIndex, exact: &ExactIndex, queries: &[f32], ef: usize) -> f64 {
+    let approx = hnsw.search_batch(queries, K, ef, &[]).unwrap();
+    let truth = exact.search_batch(queries, K, &[]).unwrap();
+    approx.iter().zip(&truth).map(|(a, t)| recall_at_k(a, t, K)).sum::<f64>() / truth.len() as f64
+}
+
+fn build(items: &ItemVectors, config: &HnswConfig) -> HnswIndex {
+    HnswIndex::build(items.clone(), config, &|_, _| {}).unwrap()
+}
+
+#[test]
+fn native_graph_recall_floors() {
+    let (items, queries) = common::data(10_000, 200);
+    let exact = ExactIndex::new(items.clone()).unwrap();
+    let hnsw = build(&items, &HnswConfig::default());
+    let r100 = mean_recall(&hnsw, &exact, &queries, 100);
+    let r200 = mean_recall(&hnsw, &exact, &queries, 200);
+    eprintln!("native recall@100: ef 100 {r100:.4}, ef 200 {r200:.4}");
+    assert!(r100 >= 0.98, "recall@100 at ef 100 = {r100}");
+    assert!(r200 >= 0.995, "recall@100 at ef 200 = {r200}");
+}
+
+#[test]
+fn hnsw_rs_graph_recall_floor() {
+    let (items, queries) = common::data(5_000, 100);
+    let exact = ExactIndex::new(items.clone()).unwrap();
+    let config = HnswConfig {
+        builder: Builder::HnswRs,
+        ef_construction: 100,
+        ..HnswConfig::default()
+    };
+    let hnsw = build(&items, &config);
+    let r = mean_recall(&hnsw, &exact, &queries, 100);
+    eprintln!("hnsw_rs recall@100: ef 100 {r:.4}");
+    assert!(r >= 0.97, "recall@100 at ef 100 = {r}");
+}
+
+#[test]
+fn exclusions_never_shrink_the_answer() {
+    let (items, queries) = common::data(10_000, 40);
+    let exact = ExactIndex::new(items.clone()).unwrap();
+    let hnsw = build(&items, &HnswConfig::default());
+    for q in queries.chunks_exact(items.dim) {
+        // a user who has seen 300 of the items this query scores highest
+        let seen: Vec<i64> = exact.search(q, 300, Exclude::Nothing).unwrap().iter().map(|h| h.item_id).collect();
+        let hits = hnsw.search(q, K, 64, &seen).unwrap();
+        common::assert_valid_answer(&items, q, &hits, K, &seen);
+        let truth = exact.search(q, K, &seen).unwrap();
+        common::assert_valid_answer(&items, q, &truth, K, &seen);
+        assert!(recall_at_k(&hits, &truth, K) >= 0.8);
+    }
+}
+
+#[test]
+fn heavy_exclusions_fall_back_to_exact_search() {
+    let (items, queries) = common::data(10_000, 3);
+    let hnsw = Index::build(items.clone(), &HnswConfig::default(), &|_, _| {}).unwrap();
+    assert!(matches!(hnsw, Index::Hnsw(_)));
+    let q = &queries[..items.dim];
+    // everything but 120 items (every 50th id kept, and ids 5..20) is excluded
+    let keep = |id: i64| id % 50 == 0 || (5..20).contains(&id);
+    let seen: Vec<i64> = items.ids.iter().copied().filter(|&id| !keep(id)).collect();
+    let kept = items.len() - seen.len();
+    assert_eq!(kept, 215);
+    let hits = hnsw.search(q, K, 10, &seen).unwrap();
+    common::assert_valid_answer(&items, q, &hits, K, &seen);
+    let all_but_three: Vec<u32> = (3..items.len() as u32).collect();
+    let hits = hnsw.search(q, K, 10, &all_but_three).unwrap();
+    assert_eq!(hits.iter().map(|h| h.index).collect::<Vec<_>>().len(), 3);
+    common::assert_valid_answer(&items, q, &hits, 3, &[]);
+}
+
+#[test]
+fn batch_search_equals_single_searches() {
+    let (items, queries) = common::data(10_000, 16);
+    let hnsw = build(&items, &HnswConfig::default());
+    let seen = [1i64, 2, 3];
+    let excl: Vec<Exclude> = (0..16).map(|_| Exclude::Ids(&seen)).collect();
+    let batch = hnsw.search_batch(&queries, 10, 50, &excl).unwrap();
+    for (q, b) in queries.chunks_exact(items.dim).zip(&batch) {
+        assert_eq!(&hnsw.search(q, 10, 50, Exclude::Ids(&seen)).unwrap(), b);
+    }
+}

@@ -1,0 +1,258 @@
+//! The nightly job end to end: build-index publishes a version that query and candidates use;
+//! the quality gate; a corrupted artifact is refused.
+
+use recpipe_tests::*;
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn build_query_candidates_on_a_synthetic_world() {
+    let root = temp_dir("e2e-synth");
+    let data = root.join("data");
+    let art = root.join("art");
+    small_world(&data, 3);
+    let cfg = small_config(&root);
+    let out = recpipe_ok(&[
+        "--config",
+        s(&cfg),
+        "build-index",
+        "--data",
+        s(&data),
+        "--artifacts",
+        s(&art),
+    ]);
+    assert!(out.contains("published version"), "{out}");
+    let v1 = current(&art).expect("CURRENT written");
+    assert_eq!(published_versions(&art), vec![v1.clone()]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(art.join("versions").join(&v1).join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let names: Vec<&str> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name"))
+        .collect();
+    for f in [
+        "retrieval.safetensors",
+        "item_vectors.parquet",
+        "user_vectors.parquet",
+        "ids.json",
+        "index/manifest.json",
+    ] {
+        assert!(names.contains(&f), "{f} not in {names:?}");
+    }
+    let hr10 = manifest["metrics"]["test_exact"]["hr"][0]
+        .as_f64()
+        .expect("hr10");
+    // Popularity alone gets about 0.02 here; the model must do far better.
+    assert!(hr10 > 0.05, "synthetic test HR@10 {hr10}");
+
+    // query: a known user's list excludes everything they watched.
+    let q = recpipe_ok(&[
+        "query",
+        "--artifacts",
+        s(&art),
+        "--user",
+        "7",
+        "-k",
+        "20",
+        "--json",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
+    assert_eq!(rec["source"], "personal");
+    let items: Vec<i64> = rec["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["item_id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(items.len(), 20);
+    let ev = recpipe::data::read_events(&data.join("events.parquet"), &[]).expect("events");
+    let seen: std::collections::HashSet<i64> = (0..ev.len())
+        .filter(|&i| ev.user_id[i] == 7 && ev.watched[i])
+        .map(|i| ev.item_id[i])
+        .collect();
+    assert!(!seen.is_empty());
+    assert!(
+        items.iter().all(|i| !seen.contains(i)),
+        "a seen item was recommended"
+    );
+    let scores: Vec<f64> = rec["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["retrieval_score"].as_f64().expect("score"))
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "not ordered by score"
+    );
+
+    // Unknown user: popularity list, marked as such.
+    let q = recpipe_ok(&["query", "--artifacts", s(&art), "--user", "-5", "--json"]);
+    let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
+    assert_eq!(rec["source"], "popular_fresh");
+    assert_eq!(rec["items"].as_array().expect("items").len(), 10);
+
+    // Ad-hoc history.
+    let q = recpipe_ok(&[
+        "query",
+        "--artifacts",
+        s(&art),
+        "--history",
+        "1,2,3",
+        "-k",
+        "5",
+        "--json",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
+    let ids: Vec<i64> = rec["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["item_id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(!ids.iter().any(|i| [1, 2, 3].contains(i)));
+
+    // Batch candidates for every user.
+    let cands = root.join("candidates.parquet");
+    recpipe_ok(&[
+        "candidates",
+        "--artifacts",
+        s(&art),
+        "--all",
+        "-k",
+        "25",
+        "--out",
+        s(&cands),
+    ]);
+    let mut r = recpipe::data::CandidatesReader::open(&cands).expect("candidates");
+    let mut rows = 0;
+    while let Some(b) = r.next_batch().expect("batch") {
+        for c in &b {
+            assert!((1..=25).contains(&c.retrieval_rank));
+        }
+        rows += b.len();
+    }
+    let users = ev
+        .user_id
+        .iter()
+        .filter(|_| true)
+        .collect::<std::collections::HashSet<_>>();
+    assert!(
+        rows >= 25 * (users.len() - 50),
+        "{rows} rows for {} users",
+        users.len()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn flipped_byte_in_any_artifact_is_refused() {
+    let root = temp_dir("e2e-flip");
+    let data = root.join("data");
+    let art = root.join("art");
+    small_world(&data, 4);
+    let cfg = small_config(&root);
+    recpipe_ok(&[
+        "--config",
+        s(&cfg),
+        "build-index",
+        "--data",
+        s(&data),
+        "--artifacts",
+        s(&art),
+    ]);
+    let v = current(&art).expect("CURRENT");
+    let vdir = art.join("versions").join(&v);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vdir.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let names: Vec<String> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name").to_string())
+        .collect();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        let p = vdir.join(&name);
+        let orig = std::fs::read(&p).expect("read");
+        let mut bad = orig.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 0x20;
+        std::fs::write(&p, &bad).expect("write");
+        let out = recpipe(&["query", "--artifacts", s(&art), "--user", "3"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(&name) || err.contains(name.rsplit('/').next().unwrap_or(&name)),
+            "{name}: {err}"
+        );
+        assert!(err.contains("checksum"), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        std::fs::write(&p, &orig).expect("restore");
+    }
+    recpipe_ok(&["query", "--artifacts", s(&art), "--user", "3"]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn quality_gate_refuses_a_worse_model_unless_forced() {
+    let root = temp_dir("e2e-gate");
+    let data = root.join("data");
+    let art = root.join("art");
+    small_world(&data, 5);
+    let cfg = small_config(&root);
+    recpipe_ok(&[
+        "--config",
+        s(&cfg),
+        "build-index",
+        "--data",
+        s(&data),
+        "--artifacts",
+        s(&art),
+    ]);
+    let v1 = current(&art).expect("CURRENT");
+    // A model that cannot learn: one epoch at a tiny learning rate.
+    let bad = root.join("bad.toml");
+    std::fs::write(&bad, "[retrieval]\nepochs = 1\nlearning_rate = 1e-7\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n\n[build]\nmax_hr10_drop = 0.1\n").expect("write");
+    let out = recpipe(&[
+        "--config",
+        s(&bad),
+        "build-index",
+        "--data",
+        s(&data),
+        "--artifacts",
+        s(&art),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("quality gate"), "{err}");
+    assert_eq!(
+        current(&art).as_deref(),
+        Some(v1.as_str()),
+        "live version changed"
+    );
+    assert_eq!(published_versions(&art), vec![v1.clone()]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    recpipe_ok(&[
+        "--config",
+        s(&bad),
+        "build-index",
+        "--data",
+        s(&data),
+        "--artifacts",
+        s(&art),
+        "--force",
+    ]);
+    assert_ne!(current(&art).as_deref(), Some(v1.as_str()));
+    assert_eq!(published_versions(&art).len(), 2);
+    let _ = std::fs::remove_dir_all(&root);
+}
