@@ -109,6 +109,24 @@ pub fn dot4(q: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
     dot4_body(q, rows)
 }
 
+/// Hints the CPU to bring the cache line holding `p` into L1 (no effect elsewhere).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+}
+
+/// Prefetches every cache line of `row`.
+#[inline(always)]
+pub(crate) fn prefetch_row(row: &[f32]) {
+    for line in row.chunks(16) {
+        prefetch(line.as_ptr());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -218,15 +218,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Candidates(a) => run_candidates(&a),
         Command::Evaluate(a) => run_evaluate(&a, &config),
-        Command::Quickstart(a) => {
-            let world = WorldConfig {
-                users: 1_000,
-                items: 2_000,
-                days: 14,
-                ..config.generate.clone()
-            };
-            run_generate(&world, &a.dir.join("data"))
-        }
+        Command::Quickstart(a) => run_quickstart(&a, &config),
     }
 }
 
@@ -394,6 +386,39 @@ fn run_candidates(a: &CandidatesArgs) -> Result<()> {
         a.out.display(),
         secs,
         users.len() as f64 / secs
+    );
+    Ok(())
+}
+
+fn run_quickstart(a: &QuickstartArgs, config: &Config) -> Result<()> {
+    let t = Instant::now();
+    let world = WorldConfig {
+        users: 1_500,
+        items: 3_000,
+        days: 14,
+        ..config.generate.clone()
+    };
+    let data = a.dir.join("data");
+    let art = a.dir.join("artifacts");
+    if data.join("events.parquet").is_file() {
+        println!("using the world already in {}", data.display());
+    } else {
+        run_generate(&world, &data)?;
+    }
+    let m = crate::stages::build::build_index(&data, &art, config, true)?;
+    print!("{}", crate::report::build_summary(&m, t.elapsed().as_secs_f64()));
+    let live = crate::serving::LiveModel::load(&art, Some(&data))?;
+    for user in [1i64, 2, 3] {
+        let rerank = live.has_ranker();
+        let rec = live.recommend_ranked(Some(user), &[], 5, 0, rerank)?;
+        println!();
+        print!("{}", crate::report::recommendation_table(&rec, Some(user)));
+    }
+    println!(
+        "\nquickstart done in {:.1} s; artifacts in {}; try: recpipe query --artifacts {} --user 4",
+        t.elapsed().as_secs_f64(),
+        art.display(),
+        art.display()
     );
     Ok(())
 }

@@ -115,6 +115,11 @@ impl LiveModel {
         })
     }
 
+    /// Whether the version has a ranker.
+    pub fn has_ranker(&self) -> bool {
+        false
+    }
+
     /// Number of items in the index.
     pub fn num_items(&self) -> usize {
         self.index.len()
