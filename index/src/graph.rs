@@ -1,21 +1,69 @@
 //! The compact layered proximity graph that HNSW search walks.
 //!
-//! Links are `u32` dense indices in compressed-sparse-row form: layer 0 holds every item,
-//! upper layers list their (sorted) members. Search maximises the exact score `u . v + b`
-//! with the usual HNSW descent: greedy on the upper layers, a beam of width `ef` on layer 0.
-//! Excluded items are walked through but never enter the answer.
+//! Layer 0 holds every item in fixed-size slots (`[count, ids..]`, one cache miss per visit);
+//! upper layers hold their sorted members in compressed-sparse-row form. Search maximises the
+//! exact score `u . v + b` with the usual HNSW descent: greedy on the upper layers, a beam of
+//! width `ef` on layer 0. Excluded items are walked through but never enter the answer.
 
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
 
-use crate::kernel::dot4;
+use crate::kernel::{dot, dot4, prefetch, prefetch_row};
 use crate::topk::{contains, Scored, TopK};
 use crate::vectors::Catalogue;
 
-/// One layer's adjacency lists.
+/// Layer 0: `stride` slots per item, the first holding the number of links that follow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BaseLayer {
+    /// Slots per item (maximum degree + 1).
+    pub(crate) stride: usize,
+    /// `n * stride` slots.
+    pub(crate) slots: Vec<u32>,
+}
+
+impl BaseLayer {
+    /// Neighbours of `node`, best first.
+    #[inline]
+    pub(crate) fn neighbours(&self, node: u32) -> &[u32] {
+        let start = node as usize * self.stride;
+        match self.slots.get(start..start + self.stride) {
+            Some(s) => {
+                let count = (s[0] as usize).min(self.stride - 1);
+                &s[1..1 + count]
+            }
+            None => &[],
+        }
+    }
+
+    /// Prefetches the first cache line of `node`'s slots.
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        if let Some(slot) = self.slots.get(node as usize * self.stride) {
+            prefetch(slot);
+        }
+    }
+
+    /// Checks the layout against a catalogue of `n` items.
+    pub(crate) fn check(&self, n: usize) -> Result<(), String> {
+        if self.stride < 1 || Some(self.slots.len()) != n.checked_mul(self.stride) {
+            return Err(format!("{} base slots for {n} items of stride {}", self.slots.len(), self.stride));
+        }
+        for node in self.slots.chunks_exact(self.stride) {
+            if node[0] as usize >= self.stride {
+                return Err("a base-layer link count exceeds the stride".into());
+            }
+            if node[1..=node[0] as usize].iter().any(|&l| l as usize >= n) {
+                return Err("a link points past the last item".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upper layer's members and their adjacency lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Layer {
-    /// Sorted members (dense indices); empty on layer 0, where every item is a member.
+    /// Sorted members (dense indices).
     pub(crate) nodes: Vec<u32>,
     /// `offsets[p]..offsets[p + 1]` is the range of `links` of the member at position `p`.
     pub(crate) offsets: Vec<u64>,
@@ -25,15 +73,9 @@ pub(crate) struct Layer {
 
 impl Layer {
     /// Neighbours of `node` in this layer (empty when it is not a member).
-    #[inline]
     pub(crate) fn neighbours(&self, node: u32) -> &[u32] {
-        let pos = if self.nodes.is_empty() {
-            node as usize
-        } else {
-            match self.nodes.binary_search(&node) {
-                Ok(p) => p,
-                Err(_) => return &[],
-            }
+        let Ok(pos) = self.nodes.binary_search(&node) else {
+            return &[];
         };
         match (self.offsets.get(pos), self.offsets.get(pos + 1)) {
             (Some(&a), Some(&b)) => self.links.get(a as usize..b as usize).unwrap_or(&[]),
@@ -42,13 +84,9 @@ impl Layer {
     }
 
     /// Checks internal consistency against a catalogue of `n` items.
-    pub(crate) fn check(&self, n: usize, base: bool) -> Result<(), String> {
-        let members = if base { n } else { self.nodes.len() };
-        if self.offsets.len() != members + 1 {
-            return Err(format!(
-                "{} offsets for {members} members",
-                self.offsets.len()
-            ));
+    pub(crate) fn check(&self, n: usize) -> Result<(), String> {
+        if self.offsets.len() != self.nodes.len() + 1 {
+            return Err(format!("{} offsets for {} members", self.offsets.len(), self.nodes.len()));
         }
         if self.offsets.first() != Some(&0)
             || self.offsets.last() != Some(&(self.links.len() as u64))
@@ -59,7 +97,7 @@ impl Layer {
         if self.links.iter().any(|&l| l as usize >= n) {
             return Err("a link points past the last item".into());
         }
-        if !base && self.nodes.windows(2).any(|w| w[0] >= w[1]) {
+        if self.nodes.windows(2).any(|w| w[0] >= w[1]) {
             return Err("layer members are not sorted".into());
         }
         if self.nodes.iter().any(|&m| m as usize >= n) {
@@ -74,14 +112,16 @@ impl Layer {
 pub(crate) struct Graph {
     /// Where every search starts (a member of the top layer).
     pub(crate) entry: u32,
-    /// `layers[0]` is the base layer.
-    pub(crate) layers: Vec<Layer>,
+    /// Layer 0.
+    pub(crate) base: BaseLayer,
+    /// Layers 1, 2, ... (`upper[0]` is layer 1).
+    pub(crate) upper: Vec<Layer>,
 }
 
 /// Per-thread visited marks, reused between searches (an epoch per item avoids clearing).
 pub(crate) struct Visited {
-    marks: Vec<u32>,
-    epoch: u32,
+    marks: Vec<u16>,
+    epoch: u16,
 }
 
 impl Visited {
@@ -90,7 +130,7 @@ impl Visited {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
         }
-        if self.epoch == u32::MAX {
+        if self.epoch == u16::MAX {
             self.marks.fill(0);
             self.epoch = 0;
         }
@@ -100,10 +140,21 @@ impl Visited {
     /// Marks `i`; true when it was not marked yet.
     #[inline]
     pub(crate) fn insert(&mut self, i: u32) -> bool {
-        let slot = &mut self.marks[i as usize];
-        let fresh = *slot != self.epoch;
-        *slot = self.epoch;
-        fresh
+        match self.marks.get_mut(i as usize) {
+            Some(slot) if *slot != self.epoch => {
+                *slot = self.epoch;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Prefetches the mark of `i`.
+    #[inline]
+    pub(crate) fn prefetch(&self, i: u32) {
+        if let Some(slot) = self.marks.get(i as usize) {
+            prefetch(slot);
+        }
     }
 }
 
@@ -127,21 +178,24 @@ impl Graph {
     pub(crate) fn empty() -> Self {
         Graph {
             entry: 0,
-            layers: vec![Layer {
-                offsets: vec![0],
-                ..Layer::default()
-            }],
+            base: BaseLayer {
+                stride: 1,
+                slots: Vec::new(),
+            },
+            upper: Vec::new(),
         }
+    }
+
+    /// Number of layers, the base included.
+    pub(crate) fn layers(&self) -> usize {
+        self.upper.len() + 1
     }
 
     /// Checks the graph against a catalogue of `n` items.
     pub(crate) fn check(&self, n: usize) -> Result<(), String> {
-        let Some(base) = self.layers.first() else {
-            return Err("no layer".into());
-        };
-        base.check(n, true)?;
-        for (l, layer) in self.layers.iter().enumerate().skip(1) {
-            layer.check(n, false).map_err(|e| format!("layer {l}: {e}"))?;
+        self.base.check(n)?;
+        for (l, layer) in self.upper.iter().enumerate() {
+            layer.check(n).map_err(|e| format!("layer {}: {e}", l + 1))?;
         }
         if n > 0 && self.entry as usize >= n {
             return Err("entry point is past the last item".into());
@@ -149,12 +203,14 @@ impl Graph {
         Ok(())
     }
 
-    /// Bytes held by the adjacency lists.
+    /// Bytes held by the links.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| l.nodes.len() * 4 + l.offsets.len() * 8 + l.links.len() * 4)
-            .sum()
+        self.base.slots.len() * 4
+            + self
+                .upper
+                .iter()
+                .map(|l| l.nodes.len() * 4 + l.offsets.len() * 8 + l.links.len() * 4)
+                .sum::<usize>()
     }
 
     /// Up to `k` best non-excluded items found with a beam of width `max(ef, k)`, best first.
@@ -168,14 +224,14 @@ impl Graph {
         excluded: &[u32],
     ) -> Vec<Scored> {
         let n = cat.len();
-        if n == 0 || k == 0 || self.layers.is_empty() {
+        if n == 0 || k == 0 {
             return Vec::new();
         }
         let mut cur = Scored {
             score: cat.score(query, self.entry),
             idx: self.entry,
         };
-        for layer in self.layers.iter().skip(1).rev() {
+        for layer in self.upper.iter().rev() {
             loop {
                 let mut moved = false;
                 for &nb in layer.neighbours(cur.idx) {
@@ -212,7 +268,6 @@ impl Graph {
         excluded: &[u32],
         visited: &mut Visited,
     ) -> Vec<Scored> {
-        let base = &self.layers[0];
         let mut candidates = BinaryHeap::with_capacity(beam * 2);
         let mut results = TopK::new(beam);
         visited.insert(start.idx);
@@ -220,20 +275,23 @@ impl Graph {
         if !contains(excluded, start.idx) {
             results.push(start);
         }
-        let mut fresh: Vec<u32> = Vec::with_capacity(64);
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.base.stride);
         while let Some(c) = candidates.pop() {
-            if let Some(worst) = results.worst() {
-                if results.is_full() && c.score < worst.score {
-                    break;
-                }
+            if results.is_full() && results.worst().is_some_and(|w| c.score < w.score) {
+                break;
+            }
+            if let Some(next) = candidates.peek() {
+                self.base.prefetch(next.idx);
+            }
+            let links = self.base.neighbours(c.idx);
+            for &nb in links {
+                visited.prefetch(nb);
             }
             fresh.clear();
-            fresh.extend(
-                base.neighbours(c.idx)
-                    .iter()
-                    .copied()
-                    .filter(|&nb| visited.insert(nb)),
-            );
+            fresh.extend(links.iter().copied().filter(|&nb| visited.insert(nb)));
+            for &nb in &fresh {
+                prefetch_row(cat.row(nb));
+            }
             let mut offer = |idx: u32, dot: f32| {
                 let score = dot + cat.bias[idx as usize];
                 if results.may_accept(score) {
@@ -247,13 +305,12 @@ impl Graph {
             let mut quads = fresh.chunks_exact(4);
             for q in &mut quads {
                 let rows = [cat.row(q[0]), cat.row(q[1]), cat.row(q[2]), cat.row(q[3])];
-                let dots = dot4(query, rows);
-                for (&idx, d) in q.iter().zip(dots) {
+                for (&idx, d) in q.iter().zip(dot4(query, rows)) {
                     offer(idx, d);
                 }
             }
             for &idx in quads.remainder() {
-                offer(idx, crate::kernel::dot(query, cat.row(idx)));
+                offer(idx, dot(query, cat.row(idx)));
             }
         }
         results.into_sorted()

@@ -149,7 +149,7 @@ impl HnswIndex {
 
     /// Number of graph layers.
     pub fn layers(&self) -> usize {
-        self.graph.layers.len()
+        self.graph.layers()
     }
 
     /// Approximate `k` best items by `u . v + b` with beam width `ef` (0: the configured

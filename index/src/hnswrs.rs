@@ -8,7 +8,7 @@
 use hnsw_rs::anndists::dist::distances::Distance;
 use hnsw_rs::hnsw::Hnsw;
 
-use crate::graph::{Graph, Layer};
+use crate::graph::{BaseLayer, Graph, Layer};
 use crate::metric::BuildMetric;
 use crate::native::BuildParams;
 use crate::vectors::Catalogue;
@@ -83,35 +83,47 @@ fn extract(hnsw: &Hnsw<u32, IndexDistance>, n: usize) -> Graph {
             .map(|layer| layer.iter().map(|nb| nb.d_id as u32).collect())
             .collect();
     }
-    let mut layers = Vec::with_capacity(top + 1);
-    for l in 0..=top {
-        let members: Vec<u32> = (0..n as u32)
+    // keep links to members of the layer only, never to the item itself
+    let links_of = |i: u32, l: usize| -> Vec<u32> {
+        lists[i as usize].get(l).map_or_else(Vec::new, |list| {
+            list.iter()
+                .copied()
+                .filter(|&nb| nb != i && (nb as usize) < n && level[nb as usize] as usize >= l)
+                .collect()
+        })
+    };
+    let base_lists: Vec<Vec<u32>> = (0..n as u32).map(|i| links_of(i, 0)).collect();
+    let stride = base_lists.iter().map(Vec::len).max().unwrap_or(0) + 1;
+    let mut slots = vec![0u32; n * stride];
+    for (node, list) in slots.chunks_exact_mut(stride).zip(&base_lists) {
+        node[0] = list.len() as u32;
+        node[1..=list.len()].copy_from_slice(list);
+    }
+    let mut upper = Vec::with_capacity(top);
+    for l in 1..=top {
+        let nodes: Vec<u32> = (0..n as u32)
             .filter(|&i| level[i as usize] as usize >= l)
             .collect();
-        let mut offsets = Vec::with_capacity(members.len() + 1);
+        let mut offsets = Vec::with_capacity(nodes.len() + 1);
         let mut links = Vec::new();
         offsets.push(0u64);
-        for &i in &members {
-            if let Some(list) = lists[i as usize].get(l) {
-                // keep links to members of this layer only, never to the item itself
-                links.extend(
-                    list.iter()
-                        .copied()
-                        .filter(|&nb| nb != i && (nb as usize) < n && level[nb as usize] as usize >= l),
-                );
-            }
+        for &i in &nodes {
+            links.extend(links_of(i, l));
             offsets.push(links.len() as u64);
         }
-        let nodes = if l == 0 { Vec::new() } else { members };
-        layers.push(Layer {
+        upper.push(Layer {
             nodes,
             offsets,
             links,
         });
     }
-    let entry = layers
+    let entry = upper
         .last()
         .and_then(|layer| layer.nodes.first().copied())
         .unwrap_or(0);
-    Graph { entry, layers }
+    Graph {
+        entry,
+        base: BaseLayer { stride, slots },
+        upper,
+    }
 }

@@ -121,6 +121,12 @@ impl<'a> BuildMetric<'a> {
         }
     }
 
+    /// Vector of item `i`.
+    #[inline]
+    pub(crate) fn row(&self, i: u32) -> &[f32] {
+        self.cat.row(i)
+    }
+
     /// Dissimilarity of items `a` and `b`.
     #[inline]
     pub(crate) fn dist(&self, a: u32, b: u32) -> f32 {

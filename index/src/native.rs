@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::bench::SplitMix;
-use crate::graph::{with_visited, Graph, Layer, Visited};
+use crate::graph::{with_visited, BaseLayer, Graph, Layer, Visited};
+use crate::kernel::{prefetch, prefetch_row};
 use crate::metric::{BuildMetric, GraphMetric};
 use crate::topk::{Scored, TopK};
 use crate::vectors::Catalogue;
@@ -121,9 +122,18 @@ impl Builder<'_> {
             if results.is_full() && results.worst().is_some_and(|w| c.score < w.score) {
                 break;
             }
+            if let Some(next) = candidates.peek() {
+                prefetch(self.slots(next.idx, layer).as_ptr());
+            }
             buf.clear();
             self.read(c.idx, layer, &mut buf);
+            for &nb in &buf {
+                visited.prefetch(nb);
+            }
             buf.retain(|&nb| visited.insert(nb));
+            for &nb in &buf {
+                prefetch_row(self.metric.row(nb));
+            }
             let mut offer = |idx: u32, dist: f32| {
                 let item = near(dist, idx);
                 if results.may_accept(item.score) {
@@ -222,34 +232,32 @@ impl Builder<'_> {
         }
     }
 
-    /// Copies the links into compressed lists.
+    /// Copies the links into the search graph.
     fn into_graph(self) -> Graph {
         let n = self.levels.len();
         let (entry, top) = *self.entry.lock().unwrap_or_else(|p| p.into_inner());
-        let mut layers = Vec::with_capacity(top as usize + 1);
-        let mut buf = Vec::new();
-        for layer in 0..=top {
-            let nodes: Vec<u32> = if layer == 0 {
-                Vec::new()
-            } else {
-                (0..n as u32).filter(|&i| self.levels[i as usize] >= layer).collect()
-            };
-            let members: Box<dyn Iterator<Item = u32>> = if layer == 0 {
-                Box::new(0..n as u32)
-            } else {
-                Box::new(nodes.iter().copied())
-            };
-            let mut offsets = vec![0u64];
+        let base = BaseLayer {
+            stride: self.m0 + 1,
+            slots: self.base.into_iter().map(AtomicU32::into_inner).collect(),
+        };
+        let mut upper = Vec::with_capacity(top as usize);
+        for layer in 1..=top {
+            let nodes: Vec<u32> = (0..n as u32)
+                .filter(|&i| self.levels[i as usize] >= layer)
+                .collect();
+            let mut offsets = Vec::with_capacity(nodes.len() + 1);
+            offsets.push(0u64);
             let mut links = Vec::new();
-            for node in members {
-                buf.clear();
-                self.read(node, layer, &mut buf);
-                links.extend_from_slice(&buf);
+            for &node in &nodes {
+                let s = self.upper_start[node as usize] as usize + (layer as usize - 1) * (self.m + 1);
+                let slots = &self.upper[s..s + self.m + 1];
+                let count = (slots[0].load(Relaxed) as usize).min(self.m);
+                links.extend(slots[1..=count].iter().map(|a| a.load(Relaxed)));
                 offsets.push(links.len() as u64);
             }
-            layers.push(Layer { nodes, offsets, links });
+            upper.push(Layer { nodes, offsets, links });
         }
-        Graph { entry, layers }
+        Graph { entry, base, upper }
     }
 }
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{IndexError, Result};
 use crate::exact::ExactIndex;
-use crate::graph::{Graph, Layer};
+use crate::graph::{BaseLayer, Graph, Layer};
 use crate::hnsw::{HnswConfig, HnswIndex};
 use crate::vectors::{check_values, Catalogue, Floats};
 use crate::Index;
@@ -160,8 +160,10 @@ fn write_files(dir: &Path, cat: &Catalogue, graph: Option<&Graph>) -> Result<Vec
     if let Some(graph) = graph {
         let mut w = HashingWriter::create(dir, GRAPH)?;
         w.put(GRAPH_MAGIC)?;
-        w.put_all(&[graph.layers.len() as u64, u64::from(graph.entry)], u64::to_le_bytes)?;
-        for layer in &graph.layers {
+        let head = [graph.upper.len() as u64, u64::from(graph.entry), graph.base.stride as u64];
+        w.put_all(&head, u64::to_le_bytes)?;
+        w.put_all(&graph.base.slots, u32::to_le_bytes)?;
+        for layer in &graph.upper {
             w.put_all(&[layer.nodes.len() as u64, layer.links.len() as u64], u64::to_le_bytes)?;
             w.put_all(&layer.nodes, u32::to_le_bytes)?;
             w.put_all(&layer.offsets, u64::to_le_bytes)?;
@@ -382,19 +384,22 @@ fn parse_graph(bytes: &[u8], n: usize, path: &Path) -> Result<Graph> {
     if cur.take(8)? != GRAPH_MAGIC {
         return Err(IndexError::corrupt(path, "not a graph file"));
     }
-    let head = cur.u64s(2)?;
-    let (n_layers, entry) = (head[0], head[1]);
-    if n_layers == 0 || n_layers > 64 || entry > u64::from(u32::MAX) {
+    let head = cur.u64s(3)?;
+    let (n_upper, entry, stride) = (head[0], head[1], head[2]);
+    if n_upper > 64 || entry > u64::from(u32::MAX) || stride == 0 || stride > 1 << 16 {
         return Err(IndexError::corrupt(path, "bad graph header"));
     }
-    let mut layers = Vec::new();
-    for l in 0..n_layers {
+    let base = BaseLayer {
+        stride: stride as usize,
+        slots: cur.u32s((n as u64).saturating_mul(stride))?,
+    };
+    let mut upper = Vec::new();
+    for _ in 0..n_upper {
         let sizes = cur.u64s(2)?;
         let nodes = cur.u32s(sizes[0])?;
-        let members = if l == 0 { n as u64 } else { sizes[0] };
-        let offsets = cur.u64s(members.saturating_add(1))?;
+        let offsets = cur.u64s(sizes[0].saturating_add(1))?;
         let links = cur.u32s(sizes[1])?;
-        layers.push(Layer {
+        upper.push(Layer {
             nodes,
             offsets,
             links,
@@ -405,7 +410,8 @@ fn parse_graph(bytes: &[u8], n: usize, path: &Path) -> Result<Graph> {
     }
     let graph = Graph {
         entry: entry as u32,
-        layers,
+        base,
+        upper,
     };
     graph.check(n).map_err(|e| IndexError::corrupt(path, e))?;
     Ok(graph)

@@ -42,6 +42,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores).
     Evaluate(EvaluateArgs),
+    /// Speed benchmarks on real artifacts.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Validate a data folder (events.parquet, and items/users.parquet when present).
     Check(DataArgs),
 }
@@ -126,6 +129,55 @@ pub struct ServeArgs {
     pub data: Option<PathBuf>,
 }
 
+/// `recpipe bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The index benchmark on item_vectors.parquet with user vectors as queries.
+    Index(BenchIndexArgs),
+    /// Query latency (one thread) on a published version.
+    Query(BenchQueryArgs),
+}
+
+/// `recpipe bench index`.
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    /// item_vectors.parquet.
+    #[arg(long)]
+    pub vectors: PathBuf,
+    /// user_vectors.parquet (queries).
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// At most this many queries.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_queries: usize,
+    /// Beam widths to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 128, 256, 512])]
+    pub ef: Vec<usize>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `recpipe bench query`.
+#[derive(Debug, Args)]
+pub struct BenchQueryArgs {
+    /// Artifact folder.
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// Data folder (default: the one the version was built from).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Users to time.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Candidates retrieved.
+    #[arg(short, long, default_value_t = 100)]
+    pub k: usize,
+    /// Candidates re-ranked.
+    #[arg(long, default_value_t = 500)]
+    pub rerank_k: usize,
+}
+
 /// `recpipe evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -208,6 +260,26 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(ImportCommand::Movielens(a)) => run_import(&a, movielens::read),
         Command::Import(ImportCommand::Kuairand(a)) => run_import(&a, kuairand::read),
         Command::Check(a) => run_check(&a.data),
+        Command::Bench(BenchCommand::Index(a)) => {
+            let cfg = index::bench::BenchConfig {
+                ef_sweep: a.ef.clone(),
+                hnsw: config.index.clone(),
+                ..Default::default()
+            };
+            let r = crate::bench::bench_index(&a.vectors, &a.queries, a.max_queries, &cfg)?;
+            println!("{r}");
+            if let Some(p) = &a.json {
+                crate::output::write_json(p, &r)?;
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Query(a)) => {
+            let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
+            let r = crate::bench::bench_query(&live, a.users, a.k, a.rerank_k)?;
+            let s = serde_json::to_string_pretty(&r).map_err(|e| crate::Error::Other(e.to_string()))?;
+            println!("{s}");
+            Ok(())
+        }
         Command::BuildIndex(a) => run_build(&a, &config),
         Command::Query(a) => run_query(&a),
         Command::Serve(a) => crate::server::serve(

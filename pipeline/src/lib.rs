@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod batch;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

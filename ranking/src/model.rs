@@ -13,32 +13,48 @@ use crate::rng::SplitMix64;
 /// Standard deviation of the initial embedding entries.
 const EMBEDDING_INIT_STD: f32 = 0.05;
 
+/// Names of the embedding tables in the weights map.
+pub(crate) const ITEM_TABLE: &str = "items.table";
+/// See [`ITEM_TABLE`].
+pub(crate) const TOKEN_TABLE: &str = "tokens.table";
+/// See [`ITEM_TABLE`].
+pub(crate) const USER_TABLE: &str = "users.table";
+
+/// Initial values of a `rows` x `dim` embedding table: N(0, 0.05^2).
+pub(crate) fn initial_table(rows: usize, dim: usize, rng: &mut SplitMix64) -> Vec<f32> {
+    (0..rows * dim).map(|_| rng.normal() * EMBEDDING_INIT_STD).collect()
+}
+
 /// An embedding table read as a sum of scaled rows per segment (a masked mean when the scales
-/// are 1 / bag length). Segments without ids come out as zero rows.
+/// are 1 / bag length). Segments without ids come out as zero rows. The table is passed to
+/// each call: training hands in only the rows a batch touches (see `crate::sparse`).
 pub(crate) struct EmbeddingBag {
-    table: Tensor,
     dim: usize,
 }
 
 impl EmbeddingBag {
-    /// A `rows` x `dim` table (at least one row, so that an empty vocabulary still has a table).
-    pub fn new(vb: VarBuilder, rows: usize, dim: usize) -> Result<Self> {
-        let table = vb.get_with_hints((rows.max(1), dim), "table", Init::Const(0.0))?;
-        Ok(Self { table, dim })
+    /// A bag over `dim`-wide rows.
+    pub fn new(dim: usize) -> Self {
+        Self { dim }
     }
 
-    /// `[n_segments, dim]`: per segment, the sum of its ids' rows times their scales.
-    pub fn forward(&self, bags: &BagTensors) -> Result<Tensor> {
-        let zeros = Tensor::zeros((bags.n_segments, self.dim), DType::F32, self.table.device())?;
+    /// `[n_segments, dim]`: per segment, the sum of its ids' rows of `table` times their scales.
+    pub fn forward(&self, table: &Tensor, bags: &BagTensors) -> Result<Tensor> {
+        let zeros = Tensor::zeros((bags.n_segments, self.dim), DType::F32, table.device())?;
         if bags.len == 0 {
             return Ok(zeros);
         }
-        let rows = self
-            .table
-            .index_select(&bags.ids, 0)?
-            .broadcast_mul(&bags.scales)?;
+        let rows = table.index_select(&bags.ids, 0)?.broadcast_mul(&bags.scales)?;
         Ok(zeros.index_add(&bags.segments, &rows, 0)?)
     }
+}
+
+/// The embedding tables a forward pass reads (full tables, or a batch's compact rows with the
+/// batch's ids rewritten to match).
+pub(crate) struct Tables<'a> {
+    pub items: &'a Tensor,
+    pub tokens: &'a Tensor,
+    pub users: &'a Tensor,
 }
 
 /// ReLU layers followed by a linear layer to one logit.
@@ -95,47 +111,43 @@ pub(crate) struct RankingNet {
     users: EmbeddingBag,
     tower: Tower,
     n_user_fields: usize,
-    user_dim: usize,
 }
 
 impl RankingNet {
-    /// Builds the layers for `schema` with zero weights (see [`seeded_init`]).
+    /// Builds the tower (zero weights, see [`seeded_init`]) for `schema`.
     pub fn new(vb: VarBuilder, schema: &FeatureSchema, config: &RankerConfig) -> Result<Self> {
         let input = input_width(schema, config);
         if input == 0 {
-            return Err(RankingError::InvalidConfig(
-                "the network has no input".into(),
-            ));
+            return Err(RankingError::InvalidConfig("the network has no input".into()));
         }
         Ok(Self {
-            items: EmbeddingBag::new(vb.pp("items"), schema.n_items, config.item_dim)?,
-            tokens: EmbeddingBag::new(vb.pp("tokens"), schema.n_tokens, config.token_dim)?,
-            users: EmbeddingBag::new(vb.pp("users"), schema.user_rows(), config.user_dim)?,
+            items: EmbeddingBag::new(config.item_dim),
+            tokens: EmbeddingBag::new(config.token_dim),
+            users: EmbeddingBag::new(config.user_dim),
             tower: Tower::new(vb.pp("tower"), input, &config.hidden)?,
             n_user_fields: schema.user_cardinalities.len(),
-            user_dim: config.user_dim,
         })
     }
 
     /// Logits `[batch]`.
-    pub fn forward(&self, batch: &BatchTensors) -> Result<Tensor> {
+    pub fn forward(&self, tables: &Tables, batch: &BatchTensors) -> Result<Tensor> {
         let mut context = Vec::with_capacity(3);
         if self.items.dim > 0 {
-            context.push(self.items.forward(&batch.recent)?);
+            context.push(self.items.forward(tables.items, &batch.recent)?);
         }
         if self.tokens.dim > 0 {
-            context.push(self.tokens.forward(&batch.recent_tokens)?);
+            context.push(self.tokens.forward(tables.tokens, &batch.recent_tokens)?);
         }
-        if self.user_dim > 0 && self.n_user_fields > 0 {
-            let users = self.users.forward(&batch.users)?;
-            context.push(users.reshape((batch.n_contexts, self.n_user_fields * self.user_dim))?);
+        if self.users.dim > 0 && self.n_user_fields > 0 {
+            let users = self.users.forward(tables.users, &batch.users)?;
+            context.push(users.reshape((batch.n_contexts, self.n_user_fields * self.users.dim))?);
         }
         let mut parts = Vec::with_capacity(4);
         if self.items.dim > 0 {
-            parts.push(self.items.forward(&batch.items)?);
+            parts.push(self.items.forward(tables.items, &batch.items)?);
         }
         if self.tokens.dim > 0 {
-            parts.push(self.tokens.forward(&batch.item_tokens)?);
+            parts.push(self.tokens.forward(tables.tokens, &batch.item_tokens)?);
         }
         if !context.is_empty() {
             parts.push(Tensor::cat(&context, 1)?.index_select(&batch.context_of, 0)?);
@@ -155,9 +167,9 @@ pub(crate) fn input_width(schema: &FeatureSchema, config: &RankerConfig) -> usiz
         + schema.continuous.len() * INPUTS_PER_CONTINUOUS
 }
 
-/// Overwrites every variable with seeded values: embedding tables N(0, 0.05^2), hidden weights
-/// He-uniform, the output weight uniform(+-1/sqrt(fan_in)), biases zero, then the output bias
-/// `output_bias` (the prior log-odds speeds up the first epoch).
+/// Overwrites every tower variable with seeded values: hidden weights He-uniform, the output
+/// weight uniform(+-1/sqrt(fan_in)), biases zero except the output bias, `output_bias` (the
+/// prior log-odds speeds up the first epoch).
 pub(crate) fn seeded_init(
     varmap: &VarMap,
     seed: u64,
