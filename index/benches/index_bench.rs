@@ -34,10 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (data.min_norm, data.max_norm) = (lo, hi);
         }
     }
-    if let Some(b) = std::env::var("INDEX_BENCH_BIAS").ok().and_then(|s| s.parse().ok()) {
+    if let Some(b) = std::env::var("INDEX_BENCH_BIAS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         data.bias_std = b;
     }
-    if let Some(s) = std::env::var("INDEX_BENCH_SPREAD").ok().and_then(|s| s.parse().ok()) {
+    if let Some(s) = std::env::var("INDEX_BENCH_SPREAD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         data.spread = s;
     }
     let mut cfg = BenchConfig::default();
@@ -56,7 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(metric) = std::env::var("INDEX_BENCH_METRIC") {
         cfg.hnsw.metric = serde_json::from_str(&format!("\"{metric}\""))?;
     }
-    if let Some(s) = std::env::var("INDEX_BENCH_BIAS_SCALE").ok().and_then(|s| s.parse().ok()) {
+    if let Some(s) = std::env::var("INDEX_BENCH_BIAS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         cfg.hnsw.bias_scale = Some(s);
     }
     if let Ok(b) = std::env::var("INDEX_BENCH_BUILDER") {
@@ -71,7 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let progress = |done: usize, total: usize| {
             if done == total || done % (total / 10).max(1) < 20_000.min(total / 100 + 1) {
-                eprintln!("  build {done}/{total} ({:.0} s)", t.elapsed().as_secs_f64());
+                eprintln!(
+                    "  build {done}/{total} ({:.0} s)",
+                    t.elapsed().as_secs_f64()
+                );
             }
         };
         let report = run(&cfg, items, &queries, &progress)?;

@@ -85,6 +85,8 @@ pub struct SweepPoint {
     pub qps_excluded_all_threads: Option<f64>,
     /// Queries whose graph answer fell short and were completed by exact search.
     pub exact_fallbacks: usize,
+    /// Mean number of items scored per query (work done, independent of machine load).
+    pub scored_per_query: f64,
 }
 
 /// Everything measured.
@@ -175,7 +177,11 @@ where
     });
     let total: f64 = lat.iter().sum();
     lat.sort_by(f64::total_cmp);
-    Ok((queries.len() as f64 / (total / 1e3).max(1e-12), percentile(&lat, 0.5), percentile(&lat, 0.99)))
+    Ok((
+        queries.len() as f64 / (total / 1e3).max(1e-12),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+    ))
 }
 
 /// Sorted sample of `count` items of `pool` (seeded).
@@ -202,7 +208,11 @@ fn mean_recall(approx: &[Vec<Scored>], exact: &[Vec<Scored>], k: usize) -> (f64,
             }
             let mut truth: Vec<u32> = e[..kk].iter().map(|s| s.idx).collect();
             truth.sort_unstable();
-            let hit = a.iter().take(kk).filter(|s| truth.binary_search(&s.idx).is_ok()).count();
+            let hit = a
+                .iter()
+                .take(kk)
+                .filter(|s| truth.binary_search(&s.idx).is_ok())
+                .count();
             hit as f64 / kk as f64
         })
         .collect();
@@ -276,27 +286,44 @@ pub fn run(
         Vec::new()
     };
 
-    let timed = &rows[..if config.timed_queries == 0 { rows.len() } else { rows.len().min(config.timed_queries) }];
+    let timed = &rows[..if config.timed_queries == 0 {
+        rows.len()
+    } else {
+        rows.len().min(config.timed_queries)
+    }];
     let mut sweep = Vec::new();
     for &ef in &config.ef_sweep {
         let t = Instant::now();
-        let found: Vec<Vec<Scored>> = rows.par_iter().map(|q| index.search_one(q, k, ef, &[])).collect();
+        let found: Vec<Vec<Scored>> = rows
+            .par_iter()
+            .map(|q| index.search_one(q, k, ef, &[]))
+            .collect();
         let qps_all = rows.len() as f64 / t.elapsed().as_secs_f64();
         let (recall, recall_min) = mean_recall(&found, &truth, k);
         let (qps_one, p50, p99) = time_one_by_one(timed, |_, q| {
             let _ = index.search_one(q, k, ef, &[]);
         })?;
+        let (exact_fallbacks, scored) = rows
+            .par_iter()
+            .map(|q| {
+                let (found, scored) = index.graph.search_counted(cat, q, k, ef.max(1), &[]);
+                (usize::from(found.len() < k.min(n)), scored)
+            })
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         let mut point = SweepPoint {
             ef,
             recall,
             recall_min,
-            speed: Speed { qps_one_thread: qps_one, qps_all_threads: qps_all, p50_ms: p50, p99_ms: p99 },
+            speed: Speed {
+                qps_one_thread: qps_one,
+                qps_all_threads: qps_all,
+                p50_ms: p50,
+                p99_ms: p99,
+            },
             recall_excluded: None,
             qps_excluded_all_threads: None,
-            exact_fallbacks: rows
-                .par_iter()
-                .filter(|q| index.graph.search(cat, q, k, ef.max(1), &[]).len() < k.min(n))
-                .count(),
+            exact_fallbacks,
+            scored_per_query: scored as f64 / rows.len().max(1) as f64,
         };
         if excl > 0 {
             let t = Instant::now();
@@ -323,7 +350,8 @@ pub fn run(
         layers: index.layers(),
         vector_bytes,
         index_bytes,
-        index_bytes_per_item_beyond_vectors: (index_bytes as f64 - vector_bytes as f64) / n.max(1) as f64,
+        index_bytes_per_item_beyond_vectors: (index_bytes as f64 - vector_bytes as f64)
+            / n.max(1) as f64,
         peak_rss_bytes: peak,
         rss_before_build_bytes: rss_before,
         build_peak_bytes_per_item: match (peak, rss_before) {

@@ -1,22 +1,24 @@
 //! Exact (brute-force) top-k by `u . v + b`: blocked and multi-threaded.
 //!
-//! One query is split over item ranges on all threads; a batch is split into groups of
-//! queries, each group sweeping the items in cache-sized blocks, four rows at a time.
+//! One query is split over item ranges on all threads, four rows at a time; a batch is split
+//! into groups of queries, each group sweeping the items in packed cache-sized blocks with a
+//! matrix-product micro-kernel (see `panel`).
 
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::kernel::{dot, dot4};
+use crate::panel::{pack, pack_queries, rescore, scan_packed, PANEL, QTILE};
 use crate::search::{check_query, resolve_batch, split_batch, to_hits, Exclude, Hit};
 use crate::topk::{contains, Scored, TopK};
 use crate::vectors::{Catalogue, ItemVectors};
 
 /// Rows per parallel task for one query.
 const ROWS_PER_TASK: usize = 16_384;
-/// Rows per cache block when a group of queries sweeps the catalogue (512 KB at dim 64).
-const BLOCK_ROWS: usize = 2_048;
+/// Rows per packed block when a group of queries sweeps the catalogue (256 KB at dim 64).
+const BLOCK_ROWS: usize = 64 * PANEL;
 /// Queries sharing one sweep over the catalogue.
-const QUERY_GROUP: usize = 32;
+const QUERY_GROUP: usize = 40 * QTILE;
 
 /// Scores rows `start..end` for every query of a group and offers them to its collector.
 fn scan_rows(
@@ -108,23 +110,26 @@ pub(crate) fn exact_batch(
             .collect();
     }
     let n = cat.len();
-    let group = queries.len().div_ceil(threads).clamp(1, QUERY_GROUP);
-    let groups: Vec<(&[&[f32]], &[&[u32]])> = queries
-        .chunks(group)
-        .zip(excluded.chunks(group))
-        .collect();
-    groups
-        .into_par_iter()
+    let group = queries.len().div_ceil(threads).clamp(QTILE, QUERY_GROUP);
+    queries
+        .par_chunks(group)
+        .zip(excluded.par_chunks(group))
         .with_max_len(1)
         .flat_map_iter(|(qs, ex)| {
             let mut tops: Vec<TopK> = qs.iter().map(|_| TopK::new(k)).collect();
+            let tiles = pack_queries(qs, cat.dim);
+            let mut packed = Vec::new();
             let mut start = 0;
             while start < n {
                 let end = (start + BLOCK_ROWS).min(n);
-                scan_rows(cat, qs, ex, &mut tops, start, end);
+                pack(cat, start, end, &mut packed);
+                scan_packed(cat, &packed, start, end, &tiles, ex, &mut tops);
                 start = end;
             }
-            tops.into_iter().map(TopK::into_sorted)
+            tops.into_iter()
+                .zip(qs.iter())
+                .map(|(top, q)| rescore(cat, q, top.into_sorted()))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -168,7 +173,10 @@ impl ExactIndex {
     ) -> Result<Vec<Hit>> {
         check_query(&self.cat, query)?;
         let excluded = exclude.into().resolve(&self.cat);
-        Ok(to_hits(&self.cat, exact_one(&self.cat, query, k, &excluded)))
+        Ok(to_hits(
+            &self.cat,
+            exact_one(&self.cat, query, k, &excluded),
+        ))
     }
 
     /// [`ExactIndex::search`] for a row-major batch of queries; `exclude` is empty (nothing

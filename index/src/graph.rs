@@ -46,7 +46,11 @@ impl BaseLayer {
     /// Checks the layout against a catalogue of `n` items.
     pub(crate) fn check(&self, n: usize) -> Result<(), String> {
         if self.stride < 1 || Some(self.slots.len()) != n.checked_mul(self.stride) {
-            return Err(format!("{} base slots for {n} items of stride {}", self.slots.len(), self.stride));
+            return Err(format!(
+                "{} base slots for {n} items of stride {}",
+                self.slots.len(),
+                self.stride
+            ));
         }
         for node in self.slots.chunks_exact(self.stride) {
             if node[0] as usize >= self.stride {
@@ -86,7 +90,11 @@ impl Layer {
     /// Checks internal consistency against a catalogue of `n` items.
     pub(crate) fn check(&self, n: usize) -> Result<(), String> {
         if self.offsets.len() != self.nodes.len() + 1 {
-            return Err(format!("{} offsets for {} members", self.offsets.len(), self.nodes.len()));
+            return Err(format!(
+                "{} offsets for {} members",
+                self.offsets.len(),
+                self.nodes.len()
+            ));
         }
         if self.offsets.first() != Some(&0)
             || self.offsets.last() != Some(&(self.links.len() as u64))
@@ -195,7 +203,9 @@ impl Graph {
     pub(crate) fn check(&self, n: usize) -> Result<(), String> {
         self.base.check(n)?;
         for (l, layer) in self.upper.iter().enumerate() {
-            layer.check(n).map_err(|e| format!("layer {}: {e}", l + 1))?;
+            layer
+                .check(n)
+                .map_err(|e| format!("layer {}: {e}", l + 1))?;
         }
         if n > 0 && self.entry as usize >= n {
             return Err("entry point is past the last item".into());
@@ -223,10 +233,24 @@ impl Graph {
         ef: usize,
         excluded: &[u32],
     ) -> Vec<Scored> {
+        self.search_counted(cat, query, k, ef, excluded).0
+    }
+
+    /// [`Graph::search`], also returning how many items were scored (a machine-independent
+    /// measure of the work done).
+    pub(crate) fn search_counted(
+        &self,
+        cat: &Catalogue,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        excluded: &[u32],
+    ) -> (Vec<Scored>, usize) {
         let n = cat.len();
         if n == 0 || k == 0 {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
+        let mut scored = 1;
         let mut cur = Scored {
             score: cat.score(query, self.entry),
             idx: self.entry,
@@ -235,6 +259,7 @@ impl Graph {
             loop {
                 let mut moved = false;
                 for &nb in layer.neighbours(cur.idx) {
+                    scored += 1;
                     let cand = Scored {
                         score: cat.score(query, nb),
                         idx: nb,
@@ -250,15 +275,16 @@ impl Graph {
             }
         }
         let beam = ef.max(k);
-        let mut found = with_visited(|visited| {
+        let (mut found, beam_scored) = with_visited(|visited| {
             visited.start(n);
             self.beam_search(cat, query, cur, beam, excluded, visited)
         });
         found.truncate(k);
-        found
+        (found, scored + beam_scored)
     }
 
-    /// Beam search on layer 0 from `start`; returns the beam's non-excluded items, best first.
+    /// Beam search on layer 0 from `start`; returns the beam's non-excluded items, best first,
+    /// and the number of items scored.
     fn beam_search(
         &self,
         cat: &Catalogue,
@@ -267,7 +293,8 @@ impl Graph {
         beam: usize,
         excluded: &[u32],
         visited: &mut Visited,
-    ) -> Vec<Scored> {
+    ) -> (Vec<Scored>, usize) {
+        let mut scored = 0;
         let mut candidates = BinaryHeap::with_capacity(beam * 2);
         let mut results = TopK::new(beam);
         visited.insert(start.idx);
@@ -289,6 +316,7 @@ impl Graph {
             }
             fresh.clear();
             fresh.extend(links.iter().copied().filter(|&nb| visited.insert(nb)));
+            scored += fresh.len();
             for &nb in &fresh {
                 prefetch_row(cat.row(nb));
             }
@@ -313,6 +341,6 @@ impl Graph {
                 offer(idx, dot(query, cat.row(idx)));
             }
         }
-        results.into_sorted()
+        (results.into_sorted(), scored)
     }
 }

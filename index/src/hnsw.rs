@@ -3,12 +3,12 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::hnswrs::build_with_hnsw_rs;
-use crate::metric::GraphMetric;
-use crate::native::{build_native, BuildParams};
 use crate::error::{IndexError, Result};
 use crate::exact::exact_one;
 use crate::graph::Graph;
+use crate::hnswrs::build_with_hnsw_rs;
+use crate::metric::GraphMetric;
+use crate::native::{build_native, BuildParams};
 use crate::search::{check_query, resolve_batch, split_batch, to_hits, Exclude, Hit};
 use crate::topk::Scored;
 use crate::vectors::{Catalogue, ItemVectors};
@@ -185,8 +185,18 @@ impl HnswIndex {
     }
 
     /// Graph search, completed by exact search when it found fewer than `k` eligible items.
-    pub(crate) fn search_one(&self, query: &[f32], k: usize, ef: usize, excluded: &[u32]) -> Vec<Scored> {
-        let ef = if ef == 0 { self.config.ef_search_default } else { ef };
+    pub(crate) fn search_one(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        excluded: &[u32],
+    ) -> Vec<Scored> {
+        let ef = if ef == 0 {
+            self.config.ef_search_default
+        } else {
+            ef
+        };
         let found = self.graph.search(&self.cat, query, k, ef, excluded);
         let eligible = self.cat.len() - excluded.len();
         if found.len() < k.min(eligible) {

@@ -40,13 +40,8 @@ pub(crate) fn build_with_hnsw_rs(
         return Graph::empty();
     }
     let dist = IndexDistance(BuildMetric::new(cat, params.metric, params.bias_scale));
-    let mut hnsw = Hnsw::<u32, IndexDistance>::new(
-        params.m,
-        n,
-        MAX_LAYERS,
-        params.ef_construction,
-        dist,
-    );
+    let mut hnsw =
+        Hnsw::<u32, IndexDistance>::new(params.m, n, MAX_LAYERS, params.ef_construction, dist);
     if params.level_scale < 1.0 {
         hnsw.modify_level_scale(params.level_scale);
     }

@@ -13,12 +13,14 @@
 pub mod bench;
 mod error;
 mod exact;
+mod files;
 mod graph;
 mod hnsw;
 mod hnswrs;
 mod kernel;
 mod metric;
 mod native;
+mod panel;
 mod persist;
 mod search;
 mod topk;
@@ -27,9 +29,10 @@ mod vectors;
 pub use error::{IndexError, Result};
 pub use exact::ExactIndex;
 pub use hnsw::{Builder, HnswConfig, HnswIndex};
-pub use metric::GraphMetric;
 pub use kernel::dot;
-pub use persist::{FileEntry, LoadOptions, Manifest};
+pub use metric::GraphMetric;
+pub use files::FileEntry;
+pub use persist::{LoadOptions, Manifest};
 pub use search::{recall_at_k, Exclude, Hit};
 pub use vectors::{ItemVectors, MAX_NORM};
 

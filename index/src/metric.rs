@@ -84,7 +84,10 @@ impl<'a> BuildMetric<'a> {
             GraphMetric::Angular => (norms2.iter().map(|&x| inv(x.sqrt())).collect(), 0.0),
             GraphMetric::MipsL2 => {
                 let m2 = full2.iter().copied().fold(0f32, f32::max);
-                (full2.iter().map(|&x| (m2 - x).max(0.0).sqrt()).collect(), m2)
+                (
+                    full2.iter().map(|&x| (m2 - x).max(0.0).sqrt()).collect(),
+                    m2,
+                )
             }
             GraphMetric::Mobius => (full2.iter().map(|&x| inv(x)).collect(), 0.0),
         };
@@ -100,7 +103,7 @@ impl<'a> BuildMetric<'a> {
     /// Dissimilarity from the dot product `d = v_a . v_b`: finite and >= 0 (hnsw_rs asserts on
     /// negative values).
     #[inline]
-    fn from_dot(&self, d: f32, a: usize, b: usize) -> f32 {
+    fn dist_from_dot(&self, d: f32, a: usize, b: usize) -> f32 {
         let dist = match self.kind {
             GraphMetric::InnerProduct => self.shift - d,
             GraphMetric::Angular => 1.0 - d * self.aux[a] * self.aux[b],
@@ -131,7 +134,7 @@ impl<'a> BuildMetric<'a> {
     #[inline]
     pub(crate) fn dist(&self, a: u32, b: u32) -> f32 {
         let d = dot(self.cat.row(a), self.cat.row(b));
-        self.from_dot(d, a as usize, b as usize)
+        self.dist_from_dot(d, a as usize, b as usize)
     }
 
     /// Dissimilarity from item `a` to four items at once (same values as [`BuildMetric::dist`]).
@@ -140,7 +143,7 @@ impl<'a> BuildMetric<'a> {
         let dots = crate::kernel::dot4(self.cat.row(a), b.map(|i| self.cat.row(i)));
         let mut out = [0f32; 4];
         for ((o, d), bi) in out.iter_mut().zip(dots).zip(b) {
-            *o = self.from_dot(d, a as usize, bi as usize);
+            *o = self.dist_from_dot(d, a as usize, bi as usize);
         }
         out
     }

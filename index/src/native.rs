@@ -249,13 +249,18 @@ impl Builder<'_> {
             offsets.push(0u64);
             let mut links = Vec::new();
             for &node in &nodes {
-                let s = self.upper_start[node as usize] as usize + (layer as usize - 1) * (self.m + 1);
+                let s =
+                    self.upper_start[node as usize] as usize + (layer as usize - 1) * (self.m + 1);
                 let slots = &self.upper[s..s + self.m + 1];
                 let count = (slots[0].load(Relaxed) as usize).min(self.m);
                 links.extend(slots[1..=count].iter().map(|a| a.load(Relaxed)));
                 offsets.push(links.len() as u64);
             }
-            upper.push(Layer { nodes, offsets, links });
+            upper.push(Layer {
+                nodes,
+                offsets,
+                links,
+            });
         }
         Graph { entry, base, upper }
     }

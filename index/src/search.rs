@@ -82,7 +82,7 @@ pub(crate) fn check_query(cat: &Catalogue, query: &[f32]) -> Result<()> {
 
 /// Splits a row-major batch into queries, checking each.
 pub(crate) fn split_batch<'q>(cat: &Catalogue, queries: &'q [f32]) -> Result<Vec<&'q [f32]>> {
-    if queries.len() % cat.dim != 0 {
+    if !queries.len().is_multiple_of(cat.dim) {
         return Err(IndexError::InvalidInput(format!(
             "batch of {} floats is not a whole number of queries of dimension {}",
             queries.len(),

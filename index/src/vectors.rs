@@ -86,7 +86,10 @@ pub(crate) fn check_shapes(n: usize, dim: usize, data_len: usize, bias_len: usiz
 /// Checks that every value is finite and every `[v, b]` has a norm below [`MAX_NORM`].
 pub(crate) fn check_values(dim: usize, data: &[f32], bias: &[f32]) -> Result<()> {
     for (i, (row, b)) in data.chunks_exact(dim).zip(bias).enumerate() {
-        let norm2: f64 = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>()
+        let norm2: f64 = row
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
             + f64::from(*b) * f64::from(*b);
         if !norm2.is_finite() || norm2.sqrt() >= f64::from(MAX_NORM) {
             return Err(IndexError::InvalidInput(format!(
@@ -164,7 +167,12 @@ impl Catalogue {
 
     /// Validates `items` and takes them over.
     pub(crate) fn from_items(items: ItemVectors) -> Result<Self> {
-        check_shapes(items.ids.len(), items.dim, items.data.len(), items.bias.len())?;
+        check_shapes(
+            items.ids.len(),
+            items.dim,
+            items.data.len(),
+            items.bias.len(),
+        )?;
         check_values(items.dim, &items.data, &items.bias)?;
         Catalogue::new(items.ids, items.dim, Floats::Owned(items.data), items.bias)
     }
@@ -229,7 +237,11 @@ impl Catalogue {
 
 /// Sorted, deduplicated dense indices below `n` from `dense` (others ignored).
 pub(crate) fn dense_set_checked(dense: &[u32], n: usize) -> Vec<u32> {
-    let mut set: Vec<u32> = dense.iter().copied().filter(|&i| (i as usize) < n).collect();
+    let mut set: Vec<u32> = dense
+        .iter()
+        .copied()
+        .filter(|&i| (i as usize) < n)
+        .collect();
     set.sort_unstable();
     set.dedup();
     set

@@ -36,7 +36,13 @@ pub fn score64(items: &ItemVectors, query: &[f32], i: usize) -> f64 {
 }
 
 /// Asserts `hits` has `k` items, none of `excluded`, best first, with correct scores.
-pub fn assert_valid_answer(items: &ItemVectors, query: &[f32], hits: &[Hit], k: usize, excluded: &[i64]) {
+pub fn assert_valid_answer(
+    items: &ItemVectors,
+    query: &[f32],
+    hits: &[Hit],
+    k: usize,
+    excluded: &[i64],
+) {
     assert_eq!(hits.len(), k, "answer size");
     for w in hits.windows(2) {
         assert!(w[0].score >= w[1].score, "answer not ordered by score");
@@ -46,9 +52,17 @@ pub fn assert_valid_answer(items: &ItemVectors, query: &[f32], hits: &[Hit], k: 
     ids.dedup();
     assert_eq!(ids.len(), hits.len(), "duplicate items in answer");
     for h in hits {
-        assert!(!excluded.contains(&h.item_id), "excluded item {} returned", h.item_id);
+        assert!(
+            !excluded.contains(&h.item_id),
+            "excluded item {} returned",
+            h.item_id
+        );
         assert_eq!(items.ids[h.index as usize], h.item_id);
         let exact = score64(items, query, h.index as usize);
-        assert!((f64::from(h.score) - exact).abs() < 1e-4, "score {} vs exact {exact}", h.score);
+        assert!(
+            (f64::from(h.score) - exact).abs() < 1e-4,
+            "score {} vs exact {exact}",
+            h.score
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use index::{Exclude, ExactIndex, HnswConfig, Index, IndexError, ItemVectors};
+use index::{ExactIndex, Exclude, HnswConfig, Index, IndexError, ItemVectors};
 
 /// Five items in 2-D; for query (1, 2) the scores are 1, 2.5, 2, 1, 6.
 fn tiny() -> ItemVectors {
@@ -29,10 +29,22 @@ fn hand_computed_top_k_with_exclusions_and_ties() {
     assert_eq!(scores, vec![6.0, 2.5, 2.0]);
     assert_eq!(hits[0].index, 4);
     // the tie between 10 and 40 (score 1) goes to the lower index
-    assert_eq!(ids(&index.search(&q, 10, Exclude::Nothing).unwrap()), vec![50, 20, 30, 10, 40]);
-    assert_eq!(ids(&index.search(&q, 3, &vec![20i64, 99]).unwrap()), vec![50, 30, 10]);
-    assert_eq!(ids(&index.search(&q, 3, &vec![4u32, 77]).unwrap()), vec![20, 30, 10]);
-    assert_eq!(ids(&index.search(&q, 9, &vec![10i64, 20, 30, 40]).unwrap()), vec![50]);
+    assert_eq!(
+        ids(&index.search(&q, 10, Exclude::Nothing).unwrap()),
+        vec![50, 20, 30, 10, 40]
+    );
+    assert_eq!(
+        ids(&index.search(&q, 3, &vec![20i64, 99]).unwrap()),
+        vec![50, 30, 10]
+    );
+    assert_eq!(
+        ids(&index.search(&q, 3, &vec![4u32, 77]).unwrap()),
+        vec![20, 30, 10]
+    );
+    assert_eq!(
+        ids(&index.search(&q, 9, &vec![10i64, 20, 30, 40]).unwrap()),
+        vec![50]
+    );
     assert!(index.search(&q, 0, Exclude::Nothing).unwrap().is_empty());
 }
 
@@ -60,7 +72,9 @@ fn blocked_parallel_kernel_matches_f64_brute_force() {
     let index = ExactIndex::new(items.clone()).unwrap();
     let batch = index.search_batch(&queries, 20, &[]).unwrap();
     for (qi, q) in queries.chunks_exact(items.dim).enumerate().step_by(10) {
-        let mut all: Vec<(f64, usize)> = (0..items.len()).map(|i| (common::score64(&items, q, i), i)).collect();
+        let mut all: Vec<(f64, usize)> = (0..items.len())
+            .map(|i| (common::score64(&items, q, i), i))
+            .collect();
         all.sort_by(|a, b| b.0.total_cmp(&a.0));
         let single = index.search(q, 20, Exclude::Nothing).unwrap();
         assert_eq!(single, batch[qi]);
@@ -82,9 +96,14 @@ fn bad_inputs_are_errors() {
     let index = ExactIndex::new(tiny()).unwrap();
     assert!(matches!(
         index.search(&[1.0], 3, Exclude::Nothing),
-        Err(IndexError::DimensionMismatch { expected: 2, got: 1 })
+        Err(IndexError::DimensionMismatch {
+            expected: 2,
+            got: 1
+        })
     ));
-    assert!(index.search(&[1.0, f32::INFINITY], 3, Exclude::Nothing).is_err());
+    assert!(index
+        .search(&[1.0, f32::INFINITY], 3, Exclude::Nothing)
+        .is_err());
     assert!(index.search_batch(&[1.0, 2.0, 3.0], 3, &[]).is_err());
 }
 
@@ -97,5 +116,8 @@ fn small_catalogues_get_an_exact_index() {
     let index = Index::build(tiny(), &HnswConfig::default(), &progress).unwrap();
     assert!(matches!(index, Index::Exact(_)));
     assert!(calls.into_inner() >= 1);
-    assert_eq!(ids(&index.search(&[1.0, 2.0], 2, 0, Exclude::Nothing).unwrap()), vec![50, 20]);
+    assert_eq!(
+        ids(&index.search(&[1.0, 2.0], 2, 0, Exclude::Nothing).unwrap()),
+        vec![50, 20]
+    );
 }

@@ -2,14 +2,19 @@
 
 mod common;
 
-use index::{recall_at_k, Builder, Exclude, ExactIndex, HnswConfig, HnswIndex, Index, ItemVectors};
+use index::{recall_at_k, Builder, ExactIndex, Exclude, HnswConfig, HnswIndex, Index, ItemVectors};
 
 const K: usize = 100;
 
 fn mean_recall(hnsw: &HnswIndex, exact: &ExactIndex, queries: &[f32], ef: usize) -> f64 {
     let approx = hnsw.search_batch(queries, K, ef, &[]).unwrap();
     let truth = exact.search_batch(queries, K, &[]).unwrap();
-    approx.iter().zip(&truth).map(|(a, t)| recall_at_k(a, t, K)).sum::<f64>() / truth.len() as f64
+    approx
+        .iter()
+        .zip(&truth)
+        .map(|(a, t)| recall_at_k(a, t, K))
+        .sum::<f64>()
+        / truth.len() as f64
 }
 
 fn build(items: &ItemVectors, config: &HnswConfig) -> HnswIndex {
@@ -50,7 +55,12 @@ fn exclusions_never_shrink_the_answer() {
     let hnsw = build(&items, &HnswConfig::default());
     for q in queries.chunks_exact(items.dim) {
         // a user who has seen 300 of the items this query scores highest
-        let seen: Vec<i64> = exact.search(q, 300, Exclude::Nothing).unwrap().iter().map(|h| h.item_id).collect();
+        let seen: Vec<i64> = exact
+            .search(q, 300, Exclude::Nothing)
+            .unwrap()
+            .iter()
+            .map(|h| h.item_id)
+            .collect();
         let hits = hnsw.search(q, K, 64, &seen).unwrap();
         common::assert_valid_answer(&items, q, &hits, K, &seen);
         let truth = exact.search(q, K, &seen).unwrap();

@@ -7,7 +7,10 @@ use std::path::Path;
 
 use index::{Exclude, HnswConfig, HnswIndex, Index, IndexError, LoadOptions};
 
-const NO_VERIFY: LoadOptions = LoadOptions { verify_checksums: false, mmap_vectors: false };
+const NO_VERIFY: LoadOptions = LoadOptions {
+    verify_checksums: false,
+    mmap_vectors: false,
+};
 
 fn saved_hnsw(tag: &str) -> (std::path::PathBuf, Index, Vec<f32>) {
     let (items, queries) = common::data(3_000, 20);
@@ -16,7 +19,16 @@ fn saved_hnsw(tag: &str) -> (std::path::PathBuf, Index, Vec<f32>) {
     let dir = common::temp_path(tag);
     let files = index.save(&dir).unwrap();
     let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["ids.bin", "vectors.bin", "bias.bin", "graph.bin", "manifest.json"]);
+    assert_eq!(
+        names,
+        [
+            "ids.bin",
+            "vectors.bin",
+            "bias.bin",
+            "graph.bin",
+            "manifest.json"
+        ]
+    );
     for f in &files {
         assert_eq!(fs::metadata(dir.join(&f.name)).unwrap().len(), f.size);
         assert_eq!(f.sha256.len(), 64);
@@ -26,7 +38,9 @@ fn saved_hnsw(tag: &str) -> (std::path::PathBuf, Index, Vec<f32>) {
 
 fn answers(index: &Index, queries: &[f32]) -> Vec<Vec<index::Hit>> {
     let seen = [3i64, 5, 8];
-    let excl: Vec<Exclude> = (0..queries.len() / index.dim()).map(|_| Exclude::Ids(&seen)).collect();
+    let excl: Vec<Exclude> = (0..queries.len() / index.dim())
+        .map(|_| Exclude::Ids(&seen))
+        .collect();
     index.search_batch(queries, 50, 80, &excl).unwrap()
 }
 
@@ -37,14 +51,20 @@ fn round_trip_gives_identical_answers() {
     for opts in [
         LoadOptions::default(),
         NO_VERIFY,
-        LoadOptions { verify_checksums: true, mmap_vectors: true },
+        LoadOptions {
+            verify_checksums: true,
+            mmap_vectors: true,
+        },
     ] {
         let loaded = Index::load(&dir, &opts).unwrap();
         assert!(matches!(loaded, Index::Hnsw(_)));
         assert_eq!(answers(&loaded, &queries), expected);
     }
     let manifest = Index::read_manifest(&dir).unwrap();
-    assert_eq!((manifest.kind.as_str(), manifest.items, manifest.dim), ("hnsw", 3_000, 32));
+    assert_eq!(
+        (manifest.kind.as_str(), manifest.items, manifest.dim),
+        ("hnsw", 3_000, 32)
+    );
     // saving into a non-empty folder is refused
     assert!(index.save(&dir).is_err());
     fs::remove_dir_all(&dir).unwrap();
@@ -86,7 +106,10 @@ fn a_flipped_byte_fails_the_checksum() {
         }
         flip_byte(&copy.join(name), 1000);
         for mmap in [false, true] {
-            let opts = LoadOptions { verify_checksums: true, mmap_vectors: mmap };
+            let opts = LoadOptions {
+                verify_checksums: true,
+                mmap_vectors: mmap,
+            };
             match Index::load(&copy, &opts) {
                 Err(IndexError::ChecksumMismatch { path, .. }) => assert!(path.ends_with(name)),
                 Err(e) => panic!("{name}: unexpected error {e}"),
@@ -101,7 +124,13 @@ fn a_flipped_byte_fails_the_checksum() {
 #[test]
 fn truncated_or_missing_files_are_errors() {
     let (dir, _, _) = saved_hnsw("trunc");
-    for name in ["ids.bin", "vectors.bin", "bias.bin", "graph.bin", "manifest.json"] {
+    for name in [
+        "ids.bin",
+        "vectors.bin",
+        "bias.bin",
+        "graph.bin",
+        "manifest.json",
+    ] {
         let copy = common::temp_path("trunccopy");
         fs::create_dir_all(&copy).unwrap();
         for entry in fs::read_dir(&dir).unwrap() {
@@ -110,7 +139,9 @@ fn truncated_or_missing_files_are_errors() {
         }
         truncate(&copy.join(name), 7);
         for opts in [LoadOptions::default(), NO_VERIFY] {
-            let err = Index::load(&copy, &opts).err().unwrap_or_else(|| panic!("{name} loaded"));
+            let err = Index::load(&copy, &opts)
+                .err()
+                .unwrap_or_else(|| panic!("{name} loaded"));
             assert!(matches!(err, IndexError::Corrupt { .. }), "{name}: {err}");
         }
         fs::remove_file(copy.join(name)).unwrap();

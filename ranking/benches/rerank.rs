@@ -16,6 +16,7 @@ use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample};
 const USERS_PER_SLICE: usize = 100;
 const CANDIDATES_PER_USER: usize = 400;
 const SLICES: usize = 25;
+const ROUNDS: usize = 3;
 const N_ITEMS: u32 = 100_000;
 const N_TOKENS: u32 = 1_000;
 
@@ -150,24 +151,33 @@ fn score(ranker: &Ranker) -> Result<(), Box<dyn std::error::Error>> {
         flops_per_candidate / 1e3
     );
 
+    let first = ranker.config().hidden.first().copied().unwrap_or(1);
+    let width = (ranker.tower_multiply_adds() - tower_tail(&ranker.config().hidden)) / first;
+    let batch = ranking::SCORE_BATCH;
     ranker.score(&slice)?;
-    let start = Instant::now();
-    let mut checksum = 0f64;
-    for _ in 0..SLICES {
-        checksum += ranker
-            .score(&slice)?
-            .iter()
-            .map(|&s| f64::from(s))
-            .sum::<f64>();
+    // Rounds alternate the ranker and a plain matmul of the first layer's shape, so that both
+    // rates see the same load (the machine may be shared).
+    let mut peak_after_bulk = None;
+    for round in 1..=ROUNDS {
+        let start = Instant::now();
+        let mut checksum = 0f64;
+        for _ in 0..SLICES {
+            checksum += ranker
+                .score(&slice)?
+                .iter()
+                .map(|&s| f64::from(s))
+                .sum::<f64>();
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        peak_after_bulk = peak_after_bulk.or_else(peak_memory_kb);
+        let candidates = (SLICES * slice.len()) as f64;
+        println!(
+            "round {round}: {candidates:.0} candidates in {seconds:.2} s = {:.0} candidates/s, tower {:.1} GFLOP/s; plain matmul {batch}x{width}x{first}: {:.1} GFLOP/s (checksum {checksum:.3e})",
+            candidates / seconds,
+            candidates * flops_per_candidate / seconds / 1e9,
+            matmul_rate(batch, width, first, 100)?
+        );
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let peak_after_bulk = peak_memory_kb();
-    let candidates = (SLICES * slice.len()) as f64;
-    println!(
-        "bulk: {candidates:.0} candidates in {seconds:.2} s = {:.0} candidates/s, tower {:.1} GFLOP/s (checksum {checksum:.3e})",
-        candidates / seconds,
-        candidates * flops_per_candidate / seconds / 1e9
-    );
 
     let mut latencies: Vec<f64> = Vec::new();
     for user in slice.chunks(CANDIDATES_PER_USER) {
@@ -184,12 +194,8 @@ fn score(ranker: &Ranker) -> Result<(), Box<dyn std::error::Error>> {
         at(0.99)
     );
 
-    let input = ranking::SCORE_BATCH;
-    let first = ranker.config().hidden.first().copied().unwrap_or(1);
-    let width = (ranker.tower_multiply_adds() - tower_tail(&ranker.config().hidden)) / first;
     println!(
-        "plain candle matmul: {:.1} GFLOP/s at {input}x{width}x{first} (the first layer's shape), {:.1} GFLOP/s at 1024^3",
-        matmul_rate(input, width, first, 50)?,
+        "plain candle matmul 1024^3: {:.1} GFLOP/s",
         matmul_rate(1024, 1024, 1024, 10)?
     );
     match (peak_after_bulk, peak_memory_kb()) {

@@ -124,6 +124,21 @@ impl Batch {
         self.len
     }
 
+    /// The id lists indexing the item table: candidates, recent watches.
+    pub fn item_ids_mut(&mut self) -> [&mut Vec<u32>; 2] {
+        [&mut self.items.ids, &mut self.recent.ids]
+    }
+
+    /// The id lists indexing the token table: candidate tokens, recent tokens.
+    pub fn token_ids_mut(&mut self) -> [&mut Vec<u32>; 2] {
+        [&mut self.item_tokens.ids, &mut self.recent_tokens.ids]
+    }
+
+    /// The id list indexing the user-categorical table.
+    pub fn user_ids_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.users.ids
+    }
+
     /// 1 for watched examples, 0 otherwise.
     pub fn labels(&self) -> &[f32] {
         &self.labels

@@ -5,11 +5,15 @@
 //!   [`FeatureSchema`]: the vocabulary sizes and continuous feature names they refer to.
 //! - [`Quantiles`]: continuous values mapped to their training CDF, fed as x~, x~^2, sqrt(x~).
 //! - [`Ranker::train`]: weighted logistic regression (watched impressions weigh their watch
-//!   time), AdamW, seeded, early stopping on a validation slice.
-//! - [`Ranker::score`]: e^logit = expected watch time, in batches; [`Ranker::save`] /
+//!   time), AdamW (lazy, row-sparse for the embedding tables), seeded, early stopping on a
+//!   validation slice.
+//! - [`Ranker::score`]: e^logit = expected watch time, in batches whose tower runs as one
+//!   matmul per layer; [`Ranker::save`] /
 //!   [`Ranker::load`]: `ranker.safetensors` + `ranker.json`.
 //!
 //! The crate reads and writes no data files besides its own model folder.
+
+#![warn(missing_docs)]
 
 mod batch;
 mod config;
@@ -20,6 +24,7 @@ mod quantiles;
 mod ranker;
 mod rng;
 mod serve;
+mod sparse;
 mod train;
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ pub(crate) const USER_TABLE: &str = "users.table";
 
 /// Initial values of a `rows` x `dim` embedding table: N(0, 0.05^2).
 pub(crate) fn initial_table(rows: usize, dim: usize, rng: &mut SplitMix64) -> Vec<f32> {
-    (0..rows * dim).map(|_| rng.normal() * EMBEDDING_INIT_STD).collect()
+    (0..rows * dim)
+        .map(|_| rng.normal() * EMBEDDING_INIT_STD)
+        .collect()
 }
 
 /// An embedding table read as a sum of scaled rows per segment (a masked mean when the scales
@@ -44,7 +46,9 @@ impl EmbeddingBag {
         if bags.len == 0 {
             return Ok(zeros);
         }
-        let rows = table.index_select(&bags.ids, 0)?.broadcast_mul(&bags.scales)?;
+        let rows = table
+            .index_select(&bags.ids, 0)?
+            .broadcast_mul(&bags.scales)?;
         Ok(zeros.index_add(&bags.segments, &rows, 0)?)
     }
 }
@@ -118,7 +122,9 @@ impl RankingNet {
     pub fn new(vb: VarBuilder, schema: &FeatureSchema, config: &RankerConfig) -> Result<Self> {
         let input = input_width(schema, config);
         if input == 0 {
-            return Err(RankingError::InvalidConfig("the network has no input".into()));
+            return Err(RankingError::InvalidConfig(
+                "the network has no input".into(),
+            ));
         }
         Ok(Self {
             items: EmbeddingBag::new(config.item_dim),
@@ -172,7 +178,7 @@ pub(crate) fn input_width(schema: &FeatureSchema, config: &RankerConfig) -> usiz
 /// prior log-odds speeds up the first epoch).
 pub(crate) fn seeded_init(
     varmap: &VarMap,
-    seed: u64,
+    rng: &mut SplitMix64,
     output_bias: f32,
     device: &Device,
 ) -> Result<()> {
@@ -182,7 +188,6 @@ pub(crate) fn seeded_init(
         .map_err(|_| RankingError::InvalidConfig("variable map lock poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
-    let mut rng = SplitMix64::new(seed);
     for name in names {
         let var = &data[name];
         let dims = var.dims().to_vec();
@@ -191,10 +196,6 @@ pub(crate) fn seeded_init(
             vec![output_bias; count]
         } else if name.ends_with("bias") {
             vec![0.0; count]
-        } else if name.ends_with("table") {
-            (0..count)
-                .map(|_| rng.normal() * EMBEDDING_INIT_STD)
-                .collect()
         } else {
             let fan_in = dims.last().copied().unwrap_or(1).max(1) as f64;
             let bound = if name.starts_with("tower.out") {

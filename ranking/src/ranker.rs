@@ -108,12 +108,23 @@ impl Ranker {
     /// Logits through the training network (the reference the scoring path must match).
     #[cfg(test)]
     pub(crate) fn training_net_logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
+        use crate::model::{Tables, ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
         let vb =
             candle_nn::VarBuilder::from_tensors(self.weights.clone(), DType::F32, &self.device);
         let net = crate::model::RankingNet::new(vb, &self.schema, &self.config)?;
         let batch = crate::batch::Batch::build(&self.schema, &self.encoder, examples.iter());
         let tensors = batch.to_tensors(&self.device, self.encoder.width())?;
-        Ok(net.forward(&tensors)?.to_vec1::<f32>()?)
+        let table = |name: &str| {
+            self.weights
+                .get(name)
+                .ok_or_else(|| RankingError::InvalidConfig(format!("no {name}")))
+        };
+        let tables = Tables {
+            items: table(ITEM_TABLE)?,
+            tokens: table(TOKEN_TABLE)?,
+            users: table(USER_TABLE)?,
+        };
+        Ok(net.forward(&tables, &tensors)?.to_vec1::<f32>()?)
     }
 
     /// The serving score of each example: e^logit, the expected watch time in seconds for a

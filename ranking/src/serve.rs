@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
+use crate::model::{ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
 use crate::quantiles::ContinuousEncoder;
 
 /// Rows assembled per parallel task.
@@ -23,10 +24,23 @@ struct Table {
 }
 
 impl Table {
-    fn from(weights: &HashMap<String, Tensor>, name: &str, dim: usize) -> Result<Self> {
+    /// Reads table `name`, which must be `rows.max(1)` x `dim`.
+    fn from(
+        weights: &HashMap<String, Tensor>,
+        name: &str,
+        rows: usize,
+        dim: usize,
+    ) -> Result<Self> {
         let tensor = weights
             .get(name)
             .ok_or_else(|| RankingError::InvalidConfig(format!("missing weight {name}")))?;
+        if tensor.dims() != [rows.max(1), dim] {
+            return Err(RankingError::InvalidConfig(format!(
+                "weight {name} has shape {:?}, expected [{}, {dim}]",
+                tensor.dims(),
+                rows.max(1)
+            )));
+        }
         Ok(Self {
             values: tensor.flatten_all()?.to_vec1::<f32>()?,
             dim,
@@ -139,9 +153,9 @@ impl ServingNet {
             });
         }
         Ok(Self {
-            items: Table::from(weights, "items.table", config.item_dim)?,
-            tokens: Table::from(weights, "tokens.table", config.token_dim)?,
-            users: Table::from(weights, "users.table", config.user_dim)?,
+            items: Table::from(weights, ITEM_TABLE, schema.n_items, config.item_dim)?,
+            tokens: Table::from(weights, TOKEN_TABLE, schema.n_tokens, config.token_dim)?,
+            users: Table::from(weights, USER_TABLE, schema.user_rows(), config.user_dim)?,
             user_offsets: schema.user_offsets(),
             layers,
             input: crate::model::input_width(schema, config),

@@ -328,3 +328,35 @@ fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
     }
     Ok(())
 }
+
+#[test]
+fn ranker_can_be_shared_across_threads_and_bad_files_are_errors() -> Result<(), RankingError> {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Ranker>();
+    let (ranker, _) = Ranker::train(
+        toy_schema(),
+        RankerConfig {
+            epochs: 1,
+            ..toy_config(false)
+        },
+        &toy_examples(1),
+        &[],
+        &mut |_| {},
+    )?;
+    let dir = std::env::temp_dir().join(format!("ranking-badfiles-{}", std::process::id()));
+    ranker.save(&dir)?;
+    let meta = dir.join(crate::META_FILE);
+    let text = std::fs::read_to_string(&meta).map_err(|source| RankingError::Io {
+        path: meta.clone(),
+        source,
+    })?;
+    let truncated = std::fs::write(&meta, &text[..text.len() / 2]).map(|_| Ranker::load(&dir));
+    let weights = dir.join(crate::WEIGHTS_FILE);
+    let garbage = std::fs::write(&meta, &text)
+        .and_then(|_| std::fs::write(&weights, b"not safetensors"))
+        .map(|_| Ranker::load(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(matches!(truncated, Ok(Err(RankingError::Json { .. }))));
+    assert!(matches!(garbage, Ok(Err(RankingError::Candle(_)))));
+    Ok(())
+}

@@ -7,17 +7,18 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::model::{seeded_init, RankingNet};
+use crate::model::{seeded_init, RankingNet, Tables, ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
 use crate::quantiles::ContinuousEncoder;
-use crate::ranker::{Ranker, SCORE_BATCH};
+use crate::ranker::Ranker;
 use crate::rng::SplitMix64;
+use crate::sparse::{self, SparseEmbedding};
 
 /// What one epoch did, passed to the progress callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,7 +71,12 @@ impl Ranker {
     /// Trains a ranker on `train`, keeping the weights of the epoch with the lowest weighted
     /// loss on `valid` (the caller's hold-out slice, normally the last day(s) of the training
     /// period; empty = train `config.epochs` epochs and keep the last). Calls `progress` after
-    /// every epoch. Quantiles are fitted on `train`.
+    /// every epoch. Quantiles are fitted on `train`. An example that does not fit the schema
+    /// is reported by its position in `train` followed by `valid`.
+    ///
+    /// The tower trains with candle's AdamW; the embedding tables with a lazy AdamW that
+    /// updates only the rows a batch uses, so that a step's cost does not grow with the
+    /// vocabularies.
     pub fn train(
         schema: FeatureSchema,
         config: RankerConfig,
@@ -113,34 +119,51 @@ impl Ranker {
         };
         let mean_weight = ((positive + negative) / train.len() as f64).max(f64::MIN_POSITIVE);
 
+        let mut rng = SplitMix64::new(config.seed);
         let varmap = VarMap::new();
         let net = RankingNet::new(
             VarBuilder::from_varmap(&varmap, DType::F32, &device),
             &schema,
             &config,
         )?;
-        seeded_init(&varmap, config.seed, prior, &device)?;
-        let params = ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: config.weight_decay,
-            ..ParamsAdamW::default()
+        seeded_init(&varmap, &mut rng, prior, &device)?;
+        let tables = SparseTables {
+            items: SparseEmbedding::new(schema.n_items, config.item_dim, &mut rng),
+            tokens: SparseEmbedding::new(schema.n_tokens, config.token_dim, &mut rng),
+            users: SparseEmbedding::new(schema.user_rows(), config.user_dim, &mut rng),
         };
-        let mut optimizer = AdamW::new(varmap.all_vars(), params)?;
-        let trainer = Trainer {
-            schema: &schema,
-            encoder: &encoder,
-            net: &net,
-            device: &device,
+        let adam = sparse::AdamW {
+            lr: config.learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: config.weight_decay,
+        };
+        let params = ParamsAdamW {
+            lr: adam.lr,
+            beta1: adam.beta1,
+            beta2: adam.beta2,
+            eps: adam.eps,
+            weight_decay: adam.weight_decay,
+        };
+        let optimizer = candle_nn::AdamW::new(varmap.all_vars(), params)?;
+        let mut stepper = Stepper {
+            net,
+            tables,
+            optimizer,
+            adam,
+            step: 0,
+            device: device.clone(),
+            continuous_width: encoder.width(),
         };
 
-        let mut rng = SplitMix64::new(config.seed ^ 0x5EED_0F5A_FF1E);
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut report = TrainReport {
             epochs: Vec::new(),
             best_epoch: 0,
             best_valid_loss: None,
         };
-        let mut best_weights = snapshot(&varmap)?;
+        let mut best_weights = current_weights(&varmap, &stepper.tables, &device)?;
         let mut epochs_without_gain = 0;
         for epoch in 1..=config.epochs {
             let start = Instant::now();
@@ -149,16 +172,23 @@ impl Ranker {
             for chunk in order.chunks(config.batch_size) {
                 let batch = Batch::build(&schema, &encoder, chunk.iter().map(|&i| &train[i]));
                 let chunk_weights: Vec<f32> = chunk.iter().map(|&i| weights[i]).collect();
-                let sum = trainer.loss_sum(&batch, &chunk_weights)?;
                 let scale = 1.0 / (chunk.len() as f64 * mean_weight);
-                optimizer.backward_step(&sum.affine(scale, 0.0)?)?;
-                loss_sum += f64::from(sum.to_scalar::<f32>()?);
+                let step_loss = stepper.step(batch, &chunk_weights, scale)?;
+                loss_sum += step_loss;
                 weight_sum += chunk_weights.iter().map(|&w| f64::from(w)).sum::<f64>();
             }
+            let weights_now = current_weights(&varmap, &stepper.tables, &device)?;
             let valid_loss = if valid.is_empty() {
                 None
             } else {
-                Some(trainer.weighted_log_loss(valid, config.unit_weights)?)
+                let ranker = Ranker::from_weights(
+                    config.clone(),
+                    schema.clone(),
+                    encoder.clone(),
+                    weights_now.clone(),
+                    &device,
+                )?;
+                Some(ranker.weighted_log_loss(valid, config.unit_weights)?)
             };
             let improved = match (valid_loss, report.best_valid_loss) {
                 (None, _) => true,
@@ -168,7 +198,7 @@ impl Ranker {
             if improved {
                 report.best_epoch = epoch;
                 report.best_valid_loss = valid_loss;
-                best_weights = snapshot(&varmap)?;
+                best_weights = weights_now;
                 epochs_without_gain = 0;
             } else {
                 epochs_without_gain += 1;
@@ -201,45 +231,82 @@ impl Ranker {
     }
 }
 
-/// Copies of the current variable values, detached from the graph.
-fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
+/// The embedding tables being trained.
+struct SparseTables {
+    items: SparseEmbedding,
+    tokens: SparseEmbedding,
+    users: SparseEmbedding,
+}
+
+/// Everything a gradient step changes.
+struct Stepper {
+    net: RankingNet,
+    tables: SparseTables,
+    optimizer: candle_nn::AdamW,
+    adam: sparse::AdamW,
+    step: i32,
+    device: Device,
+    continuous_width: usize,
+}
+
+impl Stepper {
+    /// One AdamW step on `scale` x the weighted loss of `batch`; returns the unscaled sum of
+    /// w * loss.
+    fn step(&mut self, mut batch: Batch, weights: &[f32], scale: f64) -> Result<f64> {
+        let device = &self.device;
+        let [ids, recent] = batch.item_ids_mut();
+        let items = self.tables.items.localize(&mut [ids, recent], device)?;
+        let [ids, recent] = batch.token_ids_mut();
+        let tokens = self.tables.tokens.localize(&mut [ids, recent], device)?;
+        let users = self
+            .tables
+            .users
+            .localize(&mut [batch.user_ids_mut()], device)?;
+        let compact = Tables {
+            items: items.as_tensor(),
+            tokens: tokens.as_tensor(),
+            users: users.as_tensor(),
+        };
+        let tensors = batch.to_tensors(device, self.continuous_width)?;
+        let logits = self.net.forward(&compact, &tensors)?;
+        let labels = Tensor::from_slice(batch.labels(), batch.len(), device)?;
+        let weights = Tensor::from_slice(weights, batch.len(), device)?;
+        let sum = weighted_loss_sum(&logits, &labels, &weights)?;
+        let grads = sum.affine(scale, 0.0)?.backward()?;
+        self.step += 1;
+        self.optimizer.step(&grads)?;
+        let adam = &self.adam;
+        self.tables
+            .items
+            .update(grads.get(items.as_tensor()), self.step, adam)?;
+        self.tables
+            .tokens
+            .update(grads.get(tokens.as_tensor()), self.step, adam)?;
+        self.tables
+            .users
+            .update(grads.get(users.as_tensor()), self.step, adam)?;
+        Ok(f64::from(sum.to_scalar::<f32>()?))
+    }
+}
+
+/// Copies of the current tower variables and tables, detached from any graph.
+fn current_weights(
+    varmap: &VarMap,
+    tables: &SparseTables,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let data = varmap
         .data()
         .lock()
         .map_err(|_| RankingError::InvalidConfig("variable map lock poisoned".into()))?;
-    data.iter()
+    let mut weights = data
+        .iter()
         .map(|(name, var)| Ok((name.clone(), var.as_tensor().detach().copy()?)))
-        .collect()
-}
-
-/// What a training step and a validation pass need.
-struct Trainer<'a> {
-    schema: &'a FeatureSchema,
-    encoder: &'a ContinuousEncoder,
-    net: &'a RankingNet,
-    device: &'a Device,
-}
-
-impl Trainer<'_> {
-    /// Sum of w * logistic loss over `batch` (a scalar tensor, differentiable).
-    fn loss_sum(&self, batch: &Batch, weights: &[f32]) -> Result<Tensor> {
-        let tensors = batch.to_tensors(self.device, self.encoder.width())?;
-        let logits = self.net.forward(&tensors)?;
-        let labels = Tensor::from_slice(batch.labels(), batch.len(), self.device)?;
-        let weights = Tensor::from_slice(weights, batch.len(), self.device)?;
-        weighted_loss_sum(&logits, &labels, &weights)
-    }
-
-    /// sum w * loss / sum w over `examples` (checked against the schema).
-    fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
-        let mut logits = Vec::with_capacity(examples.len());
-        for chunk in examples.chunks(SCORE_BATCH) {
-            let batch = Batch::build(self.schema, self.encoder, chunk.iter());
-            let tensors = batch.to_tensors(self.device, self.encoder.width())?;
-            logits.extend(self.net.forward(&tensors)?.to_vec1::<f32>()?);
-        }
-        Ok(log_loss_of(examples, &logits, unit_weights))
-    }
+        .collect::<Result<HashMap<_, _>>>()?;
+    weights.insert(ITEM_TABLE.to_string(), tables.items.to_tensor(device)?);
+    weights.insert(TOKEN_TABLE.to_string(), tables.tokens.to_tensor(device)?);
+    weights.insert(USER_TABLE.to_string(), tables.users.to_tensor(device)?);
+    Ok(weights)
 }
 
 /// sum w * loss / sum w of `logits` for `examples`.

@@ -10,7 +10,7 @@
 //! `data_dir=PATH`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use retrieval::{
@@ -29,7 +29,7 @@ struct RawData {
     genres: HashMap<u64, Vec<String>>,
 }
 
-fn read_ml100k(dir: &PathBuf) -> AnyResult<RawData> {
+fn read_ml100k(dir: &Path) -> AnyResult<RawData> {
     let text = std::fs::read_to_string(dir.join("u.data"))?;
     let mut events = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -65,7 +65,7 @@ fn read_ml100k(dir: &PathBuf) -> AnyResult<RawData> {
     Ok(RawData { events, genres })
 }
 
-fn read_ml_latest(dir: &PathBuf) -> AnyResult<RawData> {
+fn read_ml_latest(dir: &Path) -> AnyResult<RawData> {
     let text = std::fs::read_to_string(dir.join("ratings.csv"))?;
     let mut events = Vec::new();
     for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {

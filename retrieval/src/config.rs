@@ -31,6 +31,10 @@ pub struct RetrievalConfig {
     pub use_age: bool,
     /// Feed the user features when they are given.
     pub use_user_features: bool,
+    /// Training only: probability of leaving each watch out of the history mean.
+    pub history_dropout: f32,
+    /// Training only: dropout probability on the inputs of every tower layer.
+    pub dropout: f32,
     /// Use the full softmax when the catalogue has at most this many items.
     pub full_softmax_max_items: usize,
     /// Negatives per batch for the sampled softmax (shared by the batch).
@@ -74,6 +78,8 @@ impl Default for RetrievalConfig {
             use_tokens: true,
             use_age: true,
             use_user_features: true,
+            history_dropout: 0.0,
+            dropout: 0.0,
             full_softmax_max_items: 20_000,
             num_negatives: 2048,
             sampling_power: 0.75,
@@ -110,6 +116,10 @@ impl RetrievalConfig {
         }
         if self.max_history == 0 {
             return bad("max_history must be positive");
+        }
+        let probability = |p: f32| p.is_finite() && (0.0..1.0).contains(&p);
+        if !probability(self.history_dropout) || !probability(self.dropout) {
+            return bad("history_dropout and dropout must be in [0, 1)");
         }
         if self.batch_size == 0 {
             return bad("batch_size must be positive");

@@ -178,7 +178,7 @@ impl RetrievalModel {
     /// Exact full-catalogue scores for given user vectors (`rows x dim`, row-major).
     pub fn score_vectors(&self, user_vectors: &[f32]) -> Result<Vec<f32>> {
         let d = self.dim();
-        if user_vectors.len() % d != 0 {
+        if !user_vectors.len().is_multiple_of(d) {
             return Err(invalid("user vectors are not a multiple of dim long"));
         }
         let u = Tensor::from_slice(user_vectors, (user_vectors.len() / d, d), &self.device)?;

@@ -6,6 +6,7 @@ use candle_nn::{Init, Linear, VarBuilder};
 use crate::bag::{gather, with_f32_data, Bags};
 use crate::config::RetrievalConfig;
 use crate::error::{invalid, Result};
+use crate::rng::Rng;
 
 /// A `rows x width` embedding table, read through bags (see [`crate::bag`]).
 #[derive(Debug, Clone)]
@@ -78,12 +79,36 @@ impl Tower {
 
     /// The user vectors of a batch of feature rows.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        for layer in &self.hidden {
-            x = layer.forward(&x)?.relu()?;
-        }
-        Ok(self.output.forward(&x)?)
+        self.forward_with_dropout(x, None)
     }
+
+    /// The forward pass; with `dropout = Some((p, rng))` (training) each input of every
+    /// layer is zeroed with probability p and the rest scaled by 1 / (1 - p).
+    pub fn forward_with_dropout(&self, x: &Tensor, mut dropout: Option<(f32, &mut Rng)>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
+            if let Some((p, rng)) = dropout.as_mut() {
+                x = apply_dropout(&x, *p, rng)?;
+            }
+            x = layer.forward(&x)?;
+            if !std::ptr::eq(layer, &self.output) {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// Zeroes each element with probability `p` (from the seeded `rng`), scales the rest by 1/(1-p).
+fn apply_dropout(x: &Tensor, p: f32, rng: &mut Rng) -> Result<Tensor> {
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if (rng.uniform() as f32) < p { 0.0 } else { keep })
+        .collect();
+    Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
 }
 
 /// Items' token lists in CSR form.
@@ -230,6 +255,18 @@ impl TowerInputs {
         tokens: &ItemTokens,
         sources: impl ExactSizeIterator<Item = FeatureSource<'a>>,
     ) -> Self {
+        Self::build_with_dropout(layout, recent_window, tokens, sources, None)
+    }
+
+    /// [`Self::build`], leaving each watch out of the history mean with probability p when
+    /// `history_dropout = Some((p, rng))` (training).
+    pub fn build_with_dropout<'a>(
+        layout: &FeatureLayout,
+        recent_window: usize,
+        tokens: &ItemTokens,
+        sources: impl ExactSizeIterator<Item = FeatureSource<'a>>,
+        mut history_dropout: Option<(f32, &mut Rng)>,
+    ) -> Self {
         let rows = sources.len();
         let mut inputs = Self {
             rows,
@@ -240,7 +277,18 @@ impl TowerInputs {
             dense: Vec::with_capacity(rows * layout.dense_width),
         };
         for src in sources {
-            inputs.history.push_mean(src.history.iter().copied());
+            match history_dropout.as_mut() {
+                Some((p, rng)) if *p > 0.0 => {
+                    let kept: Vec<u32> = src
+                        .history
+                        .iter()
+                        .copied()
+                        .filter(|_| rng.uniform() as f32 >= *p)
+                        .collect();
+                    inputs.history.push_mean(kept);
+                }
+                _ => inputs.history.push_mean(src.history.iter().copied()),
+            }
             if layout.recent.is_some() {
                 let start = src.history.len().saturating_sub(recent_window);
                 inputs.recent.push_mean(src.history[start..].iter().copied());
@@ -342,6 +390,17 @@ impl Network {
 
     /// User vectors from the gathered block (a tensor or a leaf variable) and the dense values.
     pub fn user_vectors(&self, sparse: &Tensor, dense: &[f32], device: &Device) -> Result<Tensor> {
+        self.user_vectors_with_dropout(sparse, dense, device, None)
+    }
+
+    /// [`Self::user_vectors`] with the tower's dropout (training).
+    pub fn user_vectors_with_dropout(
+        &self,
+        sparse: &Tensor,
+        dense: &[f32],
+        device: &Device,
+        dropout: Option<(f32, &mut Rng)>,
+    ) -> Result<Tensor> {
         let rows = sparse.dim(0)?;
         let x = if self.layout.dense_width > 0 {
             let dense = Tensor::from_slice(dense, (rows, self.layout.dense_width), device)?;
@@ -349,7 +408,7 @@ impl Network {
         } else {
             sparse.clone()
         };
-        self.tower.forward(&x)
+        self.tower.forward_with_dropout(&x, dropout)
     }
 
     /// Appends a column of ones: `[u, 1] . [v_j, b_j] = u . v_j + b_j`.

@@ -184,7 +184,7 @@ impl RetrievalModel {
             softmax: (!full).then(|| RowGrads::new(net.softmax.rows(), net.softmax.width())),
         };
 
-        let mut rng = Rng::new(cfg.seed ^ 0x5EED_0F_BA7C4E5);
+        let mut rng = Rng::new(cfg.seed ^ 0x5EED_0FBA_7C4E_5EED);
         let mut order: Vec<usize> = (0..examples.len()).collect();
         let steps_per_epoch = examples.len().div_ceil(cfg.batch_size);
         let total_steps = (steps_per_epoch * cfg.epochs).max(1);
@@ -211,7 +211,13 @@ impl RetrievalModel {
                         age: age_days(e) / max_age,
                     }
                 });
-                let inputs = TowerInputs::build(&net.layout, cfg.recent_window, &model.item_tokens, sources);
+                let inputs = TowerInputs::build_with_dropout(
+                    &net.layout,
+                    cfg.recent_window,
+                    &model.item_tokens,
+                    sources,
+                    Some((cfg.history_dropout, &mut rng)),
+                );
                 let targets: Vec<u32> = batch
                     .iter()
                     .map(|e| histories.user_items(e.user as usize)[e.pos as usize])
@@ -274,7 +280,8 @@ impl RetrievalModel {
         let stride = layout.sparse_width;
         let gathered = net.gather(inputs)?;
         let leaf = Var::from_tensor(&Tensor::from_vec(gathered, (inputs.rows, stride), &self.device)?)?;
-        let u = net.user_vectors(leaf.as_tensor(), &inputs.dense, &self.device)?;
+        let dropout = Some((self.config.dropout, &mut *rng));
+        let u = net.user_vectors_with_dropout(leaf.as_tensor(), &inputs.dense, &self.device, dropout)?;
         let (loss, sampled) = match &grads.softmax {
             None => (full_softmax_loss(&u, &net.softmax, targets)?, None),
             Some(_) => {

@@ -103,7 +103,7 @@ pub fn fast_exp(x: f32) -> f32 {
     let f = t - (r - ROUND); // in [-0.5, 0.5]
     // 2^f by its Taylor series in f ln 2 (terms up to degree 7).
     let p = 1.0
-        + f * (0.693_147_2
+        + f * (std::f32::consts::LN_2
             + f * (0.240_226_5
                 + f * (0.055_504_11
                     + f * (0.009_618_129

@@ -114,3 +114,68 @@ pub fn current(art: &Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
 }
+
+/// A path as `&str` for command lines.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A small synthetic world with a test config: `root/data`, `root/art`, `root/recpipe.toml`.
+pub struct World {
+    /// The test's temporary folder.
+    pub root: PathBuf,
+    /// The data folder.
+    pub data: PathBuf,
+    /// The artifact folder.
+    pub art: PathBuf,
+    /// The config file.
+    pub cfg: PathBuf,
+}
+
+impl World {
+    /// Generates the world with `seed` into a fresh temporary folder named after `tag`.
+    pub fn new(tag: &str, seed: u64) -> Self {
+        let root = temp_dir(tag);
+        let data = root.join("data");
+        small_world(&data, seed);
+        World {
+            art: root.join("art"),
+            cfg: small_config(&root),
+            data,
+            root,
+        }
+    }
+
+    /// Runs `build-index` with the world's config plus `extra` arguments; returns stdout.
+    pub fn build(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "--config",
+            s(&self.cfg),
+            "build-index",
+            "--data",
+            s(&self.data),
+            "--artifacts",
+            s(&self.art),
+        ];
+        args.extend_from_slice(extra);
+        recpipe_ok(&args)
+    }
+
+    /// The manifest of `version`.
+    pub fn manifest(&self, version: &str) -> serde_json::Value {
+        let p = self
+            .art
+            .join("versions")
+            .join(version)
+            .join("manifest.json");
+        serde_json::from_slice(&std::fs::read(p).expect("manifest")).expect("manifest JSON")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}

@@ -6,10 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// Starts build-index paused at `stage`, waits until it gets there, and kills it with SIGKILL.
 fn kill_at(cfg: &Path, data: &Path, art: &Path, stage: &str) {
     let mut child = Command::new(recpipe_bin())
@@ -76,20 +72,9 @@ fn assert_live_and_answering(art: &Path, expect: &str) {
 
 #[test]
 fn sigkill_at_every_stage_keeps_the_live_version() {
-    let root = temp_dir("crash");
-    let data = root.join("data");
-    let art = root.join("art");
-    small_world(&data, 11);
-    let cfg = small_config(&root);
-    recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-    ]);
+    let w = World::new("crash", 11);
+    let (data, art, cfg) = (w.data.clone(), w.art.clone(), w.cfg.clone());
+    w.build(&[]);
     let v1 = current(&art).expect("CURRENT");
     for stage in [
         "load",
@@ -112,16 +97,7 @@ fn sigkill_at_every_stage_keeps_the_live_version() {
     assert_live_and_answering(&art, &v2);
     // The next successful build cleans the dead builds' temporary folders.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-        "--force",
-    ]);
+    w.build(&["--force"]);
     let temps = std::fs::read_dir(art.join("versions"))
         .expect("list")
         .filter_map(|e| e.ok())
@@ -131,5 +107,4 @@ fn sigkill_at_every_stage_keeps_the_live_version() {
         temps, 0,
         "temporary folders of killed builds were not cleaned"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -2,35 +2,16 @@
 //! the quality gate; a corrupted artifact is refused.
 
 use recpipe_tests::*;
-use std::path::Path;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn build_query_candidates_on_a_synthetic_world() {
-    let root = temp_dir("e2e-synth");
-    let data = root.join("data");
-    let art = root.join("art");
-    small_world(&data, 3);
-    let cfg = small_config(&root);
-    let out = recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-    ]);
+    let w = World::new("e2e-synth", 3);
+    let (root, data, art) = (w.root.clone(), w.data.clone(), w.art.clone());
+    let out = w.build(&[]);
     assert!(out.contains("published version"), "{out}");
     let v1 = current(&art).expect("CURRENT written");
     assert_eq!(published_versions(&art), vec![v1.clone()]);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(art.join("versions").join(&v1).join("manifest.json")).expect("manifest"),
-    )
-    .expect("json");
+    let manifest = w.manifest(&v1);
     let names: Vec<&str> = manifest["files"]
         .as_array()
         .expect("files")
@@ -150,30 +131,16 @@ fn build_query_candidates_on_a_synthetic_world() {
         "{rows} rows for {} users",
         users.len()
     );
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn flipped_byte_in_any_artifact_is_refused() {
-    let root = temp_dir("e2e-flip");
-    let data = root.join("data");
-    let art = root.join("art");
-    small_world(&data, 4);
-    let cfg = small_config(&root);
-    recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-    ]);
+    let w = World::new("e2e-flip", 4);
+    let art = w.art.clone();
+    w.build(&[]);
     let v = current(&art).expect("CURRENT");
     let vdir = art.join("versions").join(&v);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(vdir.join("manifest.json")).expect("manifest"))
-            .expect("json");
+    let manifest = w.manifest(&v);
     let names: Vec<String> = manifest["files"]
         .as_array()
         .expect("files")
@@ -200,38 +167,31 @@ fn flipped_byte_in_any_artifact_is_refused() {
         std::fs::write(&p, &orig).expect("restore");
     }
     recpipe_ok(&["query", "--artifacts", s(&art), "--user", "3"]);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn quality_gate_refuses_a_worse_model_unless_forced() {
-    let root = temp_dir("e2e-gate");
-    let data = root.join("data");
-    let art = root.join("art");
-    small_world(&data, 5);
-    let cfg = small_config(&root);
-    recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-    ]);
+    let w = World::new("e2e-gate", 5);
+    let (root, data, art) = (w.root.clone(), w.data.clone(), w.art.clone());
+    w.build(&[]);
     let v1 = current(&art).expect("CURRENT");
     // A model that cannot learn: one epoch at a tiny learning rate.
     let bad = root.join("bad.toml");
     std::fs::write(&bad, "[retrieval]\nepochs = 1\nlearning_rate = 1e-7\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n\n[build]\nmax_hr10_drop = 0.1\n").expect("write");
-    let out = recpipe(&[
-        "--config",
-        s(&bad),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-    ]);
+    let bad_build = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            s(&bad),
+            "build-index",
+            "--data",
+            s(&data),
+            "--artifacts",
+            s(&art),
+        ];
+        args.extend_from_slice(extra);
+        recpipe(&args)
+    };
+    let out = bad_build(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("quality gate"), "{err}");
@@ -242,17 +202,7 @@ fn quality_gate_refuses_a_worse_model_unless_forced() {
     );
     assert_eq!(published_versions(&art), vec![v1.clone()]);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    recpipe_ok(&[
-        "--config",
-        s(&bad),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-        "--force",
-    ]);
+    assert!(bad_build(&["--force"]).status.success());
     assert_ne!(current(&art).as_deref(), Some(v1.as_str()));
     assert_eq!(published_versions(&art).len(), 2);
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -9,10 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// A minimal HTTP/1.1 client: returns (status, body).
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
@@ -73,23 +69,12 @@ fn start(art: &Path, cfg: &Path) -> (Server, String) {
 
 #[test]
 fn concurrent_requests_during_a_publish_and_bad_requests() {
-    let root = temp_dir("server");
-    let data = root.join("data");
-    let art = root.join("art");
-    small_world(&data, 21);
-    let cfg = small_config(&root);
+    let w = World::new("server", 21);
+    let (art, cfg) = (w.art.clone(), w.cfg.clone());
     let cfg_text =
         std::fs::read_to_string(&cfg).expect("cfg") + "\n[serve]\npoll_interval_ms = 200\n";
     std::fs::write(&cfg, cfg_text).expect("cfg");
-    recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-    ]);
+    w.build(&[]);
     let v1 = current(&art).expect("CURRENT");
     let (_server, addr) = start(&art, &cfg);
 
@@ -134,7 +119,7 @@ fn concurrent_requests_during_a_publish_and_bad_requests() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let (code, body) = if n % 2 == 0 {
+                    let (code, body) = if n.is_multiple_of(2) {
                         http(
                             &addr,
                             "GET",
@@ -160,16 +145,7 @@ fn concurrent_requests_during_a_publish_and_bad_requests() {
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    recpipe_ok(&[
-        "--config",
-        s(&cfg),
-        "build-index",
-        "--data",
-        s(&data),
-        "--artifacts",
-        s(&art),
-        "--force",
-    ]);
+    w.build(&["--force"]);
     let v2 = current(&art).expect("CURRENT");
     assert_ne!(v1, v2);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -114,7 +114,9 @@ pub fn generate_items(n: usize, cfg: &DataConfig) -> ItemVectors {
     let mut rng = SplitMix::new(cfg.seed.wrapping_add(1));
     let mut data = Vec::with_capacity(n * cfg.dim);
     sample(cfg, &c, &mut rng, n, &mut data);
-    let bias = (0..n).map(|_| (rng.normal() * cfg.bias_std) as f32).collect();
+    let bias = (0..n)
+        .map(|_| (rng.normal() * cfg.bias_std) as f32)
+        .collect();
     ItemVectors {
         ids: (0..n as i64).collect(),
         dim: cfg.dim,

@@ -21,7 +21,9 @@ impl fmt::Display for BenchReport {
             "build {:.1} s ({:.0} inserts/s, {} CPU s), {} layers",
             self.build_seconds,
             self.inserts_per_second,
-            self.build_cpu_seconds.map(|c| format!("{c:.1}")).unwrap_or_else(|| "?".into()),
+            self.build_cpu_seconds
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_else(|| "?".into()),
             self.layers
         )?;
         writeln!(
@@ -31,9 +33,11 @@ impl fmt::Display for BenchReport {
             mib(self.index_bytes),
             self.index_bytes_per_item_beyond_vectors
         )?;
-        if let (Some(peak), Some(before), Some(per)) =
-            (self.peak_rss_bytes, self.rss_before_build_bytes, self.build_peak_bytes_per_item)
-        {
+        if let (Some(peak), Some(before), Some(per)) = (
+            self.peak_rss_bytes,
+            self.rss_before_build_bytes,
+            self.build_peak_bytes_per_item,
+        ) {
             writeln!(
                 f,
                 "process RSS before build {:.1} MiB, peak (VmHWM) {:.1} MiB: build needed {per:.0} B/item on top",
@@ -44,19 +48,37 @@ impl fmt::Display for BenchReport {
         writeln!(
             f,
             "{:>6} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>9} {:>10} {:>6}",
-            "ef", "recall", "min", "q/s 1thr", "q/s all", "p50 ms", "p99 ms", "recall-ex", "q/s-ex all", "x exact"
+            "ef",
+            "recall",
+            "min",
+            "q/s 1thr",
+            "q/s all",
+            "p50 ms",
+            "p99 ms",
+            "recall-ex",
+            "q/s-ex all",
+            "x exact"
         )?;
         let e = &self.exact;
         writeln!(
             f,
             "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>6}",
-            "exact", 1.0, 1.0, e.qps_one_thread, e.qps_all_threads, e.p50_ms, e.p99_ms, "", "", "1.0"
+            "exact",
+            1.0,
+            1.0,
+            e.qps_one_thread,
+            e.qps_all_threads,
+            e.p50_ms,
+            e.p99_ms,
+            "",
+            "",
+            "1.0"
         )?;
         for p in &self.sweep {
             let s = &p.speed;
             writeln!(
                 f,
-                "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>6.1}",
+                "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>7.1} {:>7.0}",
                 p.ef,
                 p.recall,
                 p.recall_min,
@@ -64,9 +86,14 @@ impl fmt::Display for BenchReport {
                 s.qps_all_threads,
                 s.p50_ms,
                 s.p99_ms,
-                p.recall_excluded.map(|r| format!("{r:.4}")).unwrap_or_default(),
-                p.qps_excluded_all_threads.map(|q| format!("{q:.1}")).unwrap_or_default(),
-                s.qps_all_threads / e.qps_all_threads.max(1e-12)
+                p.recall_excluded
+                    .map(|r| format!("{r:.4}"))
+                    .unwrap_or_default(),
+                p.qps_excluded_all_threads
+                    .map(|q| format!("{q:.1}"))
+                    .unwrap_or_default(),
+                s.qps_all_threads / e.qps_all_threads.max(1e-12),
+                p.scored_per_query
             )?;
         }
         Ok(())

@@ -12,24 +12,20 @@
 //! Train on days <= 20220502 (the last of them, 20220502, is the early-stopping slice), test on
 //! 20220503..05. `--frozen` stops every counter at the end of the training days.
 
+mod experiment;
 mod features;
 #[allow(dead_code)]
 #[path = "../../../pipeline/src/eval/ranking.rs"]
 mod metrics;
 mod tables;
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use features::{build_examples, continuous_names, FeatureConfig, Impressions, SideInfo};
-use metrics::{ranking_metrics, RankingMetrics, ScoredImpression};
-use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample};
-use tables::{read_log, read_users, read_videos, Log};
-
-const LAST_TRAIN_DAY: i64 = 20220502;
-const VALID_DAY: i64 = 20220502;
+use experiment::Experiment;
+use metrics::RankingMetrics;
+use ranking::{Ranker, RankerConfig};
 /// Published figures (EVAL.md, issue 5) the ranker must beat.
 const LIGHTGBM_LOSS: f64 = 0.382;
 
@@ -82,20 +78,6 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
     Ok(args)
 }
 
-/// Page rows of the test impressions scored by `scores`.
-fn rows(log: &Log, test: &[usize], scores: &[f32]) -> Vec<ScoredImpression> {
-    test.iter()
-        .zip(scores)
-        .map(|(&i, &score)| ScoredImpression {
-            user: log.user_id[i],
-            day: log.date[i],
-            score,
-            clicked: log.clicked[i],
-            watch_time: log.watch_time[i],
-        })
-        .collect()
-}
-
 fn print_row(name: &str, m: &RankingMetrics) {
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
     println!(
@@ -110,98 +92,25 @@ fn print_row(name: &str, m: &RankingMetrics) {
 fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
     let start = Instant::now();
-    let log = read_log(&args.data.join("log_standard_4_25_to_5_05_pure.csv"))?;
-    let videos = read_videos(&args.data.join("video_features_basic_pure.csv"))?;
-    let users = read_users(&args.data.join("user_features_pure.csv"))?;
-    let n = log.user_id.len();
-    let train_idx: Vec<usize> = (0..n).filter(|&i| log.date[i] <= LAST_TRAIN_DAY).collect();
-    let test_idx: Vec<usize> = (0..n).filter(|&i| log.date[i] > LAST_TRAIN_DAY).collect();
-
-    // Item vocabulary: videos shown on training days, in order of first appearance.
-    let mut item_index: HashMap<i64, u32> = HashMap::new();
-    for &i in &train_idx {
-        let next = item_index.len() as u32;
-        item_index.entry(log.item_id[i]).or_insert(next);
-    }
-    let timestamp: Vec<i64> = log.time_ms.iter().map(|t| t.div_euclid(1000)).collect();
-    let freeze_at = args.frozen.then(|| {
-        test_idx
-            .iter()
-            .map(|&i| timestamp[i])
-            .min()
-            .unwrap_or(i64::MAX)
-    });
-    let examples = build_examples(
-        &Impressions {
-            user_id: &log.user_id,
-            item_id: &log.item_id,
-            timestamp: &timestamp,
-            day: &log.date,
-            watched: &log.clicked,
-            watch_time: &log.watch_time,
-            retrieval: None,
-        },
-        &SideInfo {
-            item_index: &item_index,
-            item_tokens: &videos.tokens,
-            duration: &videos.duration,
-            published: &videos.published,
-            user_categorical: &users.values,
-            n_user_fields: users.cardinalities.len(),
-        },
-        &FeatureConfig {
-            recent: 20,
-            smoothing: 20.0,
-            freeze_at,
-        },
-    );
-    let pick = |keep: &dyn Fn(i64) -> bool| -> Vec<RankingExample> {
-        (0..n)
-            .filter(|&i| keep(log.date[i]))
-            .map(|i| examples[i].clone())
-            .collect()
-    };
-    let fit = pick(&|d| d < VALID_DAY);
-    let valid = pick(&|d| d == VALID_DAY);
-    let test = pick(&|d| d > LAST_TRAIN_DAY);
-    let schema = FeatureSchema {
-        n_items: item_index.len(),
-        n_tokens: videos.n_tokens,
-        user_cardinalities: users.cardinalities.clone(),
-        continuous: continuous_names(false),
-    };
+    let data = Experiment::load(&args.data, args.frozen)?;
     println!(
-        "{n} impressions ({} fit, {} validation, {} test), {} items, {} tokens, {} user fields; loaded in {:.1} s",
-        fit.len(),
-        valid.len(),
-        test.len(),
-        schema.n_items,
-        schema.n_tokens,
-        schema.user_cardinalities.len(),
+        "{} fit, {} validation, {} test impressions; {} items, {} tokens, {} user fields; loaded in {:.1} s",
+        data.fit.len(),
+        data.valid.len(),
+        data.test.len(),
+        data.schema.n_items,
+        data.schema.n_tokens,
+        data.schema.user_cardinalities.len(),
         start.elapsed().as_secs_f64()
     );
-
-    // Video-CTR order: click rate of each video on the training days (unseen videos: 0).
-    let mut ctr: HashMap<i64, (f64, f64)> = HashMap::new();
-    for &i in &train_idx {
-        let e = ctr.entry(log.item_id[i]).or_default();
-        e.0 += f64::from(u8::from(log.clicked[i]));
-        e.1 += 1.0;
-    }
-    let ctr_scores: Vec<f32> = test_idx
-        .iter()
-        .map(|&i| {
-            ctr.get(&log.item_id[i])
-                .map_or(0.0, |(c, s)| (c / s) as f32)
-        })
-        .collect();
     let mut table = vec![(
         "video-CTR order (training days)".to_string(),
-        ranking_metrics(&rows(&log, &test_idx, &ctr_scores)),
+        data.metrics(&data.ctr_scores),
     )];
     if args.feature_orders {
-        for (k, name) in schema.continuous.iter().enumerate() {
-            let scores: Vec<f32> = test
+        for (k, name) in data.schema.continuous.iter().enumerate() {
+            let scores: Vec<f32> = data
+                .test
                 .iter()
                 .map(|e| {
                     if e.continuous[k].is_nan() {
@@ -211,10 +120,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     }
                 })
                 .collect();
-            table.push((
-                format!("feature {name}"),
-                ranking_metrics(&rows(&log, &test_idx, &scores)),
-            ));
+            table.push((format!("feature {name}"), data.metrics(&scores)));
         }
     }
 
@@ -229,17 +135,22 @@ fn main() -> Result<(), Box<dyn Error>> {
             "ranker, watch-time weighted"
         };
         let started = Instant::now();
-        let (ranker, report) = Ranker::train(schema.clone(), config, &fit, &valid, &mut |e| {
-            eprintln!(
-                "  {name}: epoch {:>2} train {:.5} valid {:.5} ({:.1} s)",
-                e.epoch,
-                e.train_loss,
-                e.valid_loss.unwrap_or(f64::NAN),
-                e.seconds
-            )
-        })?;
-        let scores = ranker.score(&test)?;
-        let m = ranking_metrics(&rows(&log, &test_idx, &scores));
+        let (ranker, report) = Ranker::train(
+            data.schema.clone(),
+            config,
+            &data.fit,
+            &data.valid,
+            &mut |e| {
+                eprintln!(
+                    "  {name}: epoch {:>2} train {:.5} valid {:.5} ({:.1} s)",
+                    e.epoch,
+                    e.train_loss,
+                    e.valid_loss.unwrap_or(f64::NAN),
+                    e.seconds
+                )
+            },
+        )?;
+        let m = data.metrics(&ranker.score(&data.test)?);
         eprintln!(
             "  {name}: best epoch {} of {}, trained in {:.1} s",
             report.best_epoch,
