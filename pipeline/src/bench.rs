@@ -84,7 +84,9 @@ pub fn bench_query(
 ) -> Result<serde_json::Value> {
     let users = live.users();
     if users.is_empty() {
-        return Err(Error::Input("bench query: the data has no user with a history".into()));
+        return Err(Error::Input(
+            "bench query: the data has no user with a history".into(),
+        ));
     }
     let step = (users.len() / n.max(1)).max(1);
     let picked: Vec<i64> = users.iter().step_by(step).take(n).copied().collect();
@@ -113,8 +115,8 @@ pub fn bench_query(
                 live.recommend_ranked(Some(u), &[], rerank_k, 0, true)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            out["retrieval_and_rerank"] = serde_json::to_value(latency(times))
-                .map_err(|e| Error::Other(e.to_string()))?;
+            out["retrieval_and_rerank"] =
+                serde_json::to_value(latency(times)).map_err(|e| Error::Other(e.to_string()))?;
             out["rerank_k"] = rerank_k.into();
         }
         Ok(out)

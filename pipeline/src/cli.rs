@@ -38,9 +38,14 @@ pub enum Command {
     Query(QueryArgs),
     /// Candidates for many users into candidates.parquet (the offline batch path).
     Candidates(CandidatesArgs),
+    /// Train the watch-time-weighted ranker on impressions into a ranker folder.
+    TrainRanker(TrainRankerArgs),
+    /// Re-rank candidates.parquet by expected watch time into ranked.parquet.
+    Rerank(RerankArgs),
     /// Serve candidates over HTTP from the live version (swapped when a new one is published).
     Serve(ServeArgs),
-    /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores).
+    /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores; ranking with
+    /// --ranking: section 3).
     Evaluate(EvaluateArgs),
     /// Speed benchmarks on real artifacts.
     #[command(subcommand)]
@@ -87,6 +92,9 @@ pub struct QueryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Order by the version's ranker (expected watch time) instead of the retrieval score.
+    #[arg(long)]
+    pub rerank: bool,
 }
 
 /// `recpipe candidates`.
@@ -111,6 +119,45 @@ pub struct CandidatesArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Data folder for histories (default: the one the version was built from).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// `recpipe train-ranker`.
+#[derive(Debug, Args)]
+pub struct TrainRankerArgs {
+    /// Data folder with impressions (events.parquet with unwatched rows, items, users).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Ranker folder to write (ranker.safetensors, ranker.json, ranking_features.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Train without watch-time weights (the paper's ablation).
+    #[arg(long)]
+    pub unit_weights: bool,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `recpipe rerank`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["artifacts", "ranker"])))]
+pub struct RerankArgs {
+    /// candidates.parquet (user_id, item_id, retrieval_score, retrieval_rank).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// ranked.parquet to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Artifact folder: the live version's ranker.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+    /// A ranker folder written by train-ranker.
+    #[arg(long)]
+    pub ranker: Option<PathBuf>,
+    /// Data folder the users' state is read from (default with --artifacts: the one the
+    /// version was built from).
     #[arg(long)]
     pub data: Option<PathBuf>,
 }
@@ -187,6 +234,10 @@ pub struct EvaluateArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// EVAL.md section 3 instead: the ranker on the day split of the impressions, beside its
+    /// unit-weight ablation and the video-CTR order.
+    #[arg(long)]
+    pub ranking: bool,
 }
 
 /// A data folder argument.
@@ -276,7 +327,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Query(a)) => {
             let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
             let r = crate::bench::bench_query(&live, a.users, a.k, a.rerank_k)?;
-            let s = serde_json::to_string_pretty(&r).map_err(|e| crate::Error::Other(e.to_string()))?;
+            let s =
+                serde_json::to_string_pretty(&r).map_err(|e| crate::Error::Other(e.to_string()))?;
             println!("{s}");
             Ok(())
         }
@@ -289,6 +341,8 @@ pub fn run(cli: Cli) -> Result<()> {
             config.serve.clone(),
         ),
         Command::Candidates(a) => run_candidates(&a),
+        Command::TrainRanker(a) => run_train_ranker(&a, &config),
+        Command::Rerank(a) => run_rerank(&a),
         Command::Evaluate(a) => run_evaluate(&a, &config),
         Command::Quickstart(a) => run_quickstart(&a, &config),
     }
@@ -369,6 +423,16 @@ fn run_check(data: &std::path::Path) -> Result<()> {
 fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     use crate::stages::retrieval::{train_retrieval, RetrievalMetrics};
     let data = crate::dataset::Dataset::load(&a.data)?;
+    if a.ranking {
+        let (_, _, figures) =
+            crate::stages::ranking::train_and_evaluate(&data, &config.ranking, true)?;
+        print!("{}", figures.table());
+        if let Some(path) = &a.json {
+            let json = serde_json::json!({ "data": a.data, "ranking": figures });
+            crate::output::write_json(path, &json)?;
+        }
+        return Ok(());
+    }
     let t = Instant::now();
     let trained = train_retrieval(&data, &config.retrieval, &config.examples)?;
     let secs = t.elapsed().as_secs_f64();
@@ -425,7 +489,7 @@ fn run_query(a: &QueryArgs) -> Result<()> {
     }
     let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
     let extra = a.history.clone().unwrap_or_default();
-    let rec = live.recommend(a.user, &extra, a.k, a.ef)?;
+    let rec = live.recommend_ranked(a.user, &extra, a.k, a.ef, a.rerank)?;
     if a.json {
         let s =
             serde_json::to_string_pretty(&rec).map_err(|e| crate::Error::Other(e.to_string()))?;
@@ -462,6 +526,72 @@ fn run_candidates(a: &CandidatesArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_train_ranker(a: &TrainRankerArgs, config: &Config) -> Result<()> {
+    use crate::stages::ranking::{publish_ranker_dir, train_and_evaluate};
+    let t = Instant::now();
+    let data = crate::dataset::Dataset::load(&a.data)?;
+    let mut cfg = config.ranking.clone();
+    cfg.model.unit_weights |= a.unit_weights;
+    let (ranker, vocab, figures) = train_and_evaluate(&data, &cfg, false)?;
+    publish_ranker_dir(&a.out, &ranker, &vocab)?;
+    print!("{}", figures.table());
+    println!(
+        "wrote the ranker into {} in {:.1} s",
+        a.out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({ "data": a.data, "ranking": figures });
+        crate::output::write_json(path, &json)?;
+    }
+    Ok(())
+}
+
+fn run_rerank(a: &RerankArgs) -> Result<()> {
+    use crate::stages::ranking::{has_ranker, rerank_file, LoadedRanker};
+    let (dir, data_dir) = match (&a.ranker, &a.artifacts) {
+        (Some(dir), _) => {
+            let data = a.data.clone().ok_or_else(|| {
+                crate::Error::Input(
+                    "rerank --ranker DIR needs --data DATA (the users' events)".into(),
+                )
+            })?;
+            (dir.clone(), data)
+        }
+        (None, Some(root)) => {
+            let v = crate::artifacts::Version::open_current(root, true)?;
+            let data = match &a.data {
+                Some(d) => d.clone(),
+                None => v.manifest.inputs["data"]
+                    .as_str()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| {
+                        crate::Error::Input("the manifest names no data folder; pass --data".into())
+                    })?,
+            };
+            (v.dir, data)
+        }
+        (None, None) => {
+            return Err(crate::Error::Input(
+                "rerank: give --artifacts ART or --ranker DIR".into(),
+            ))
+        }
+    };
+    if !has_ranker(&dir) {
+        return Err(crate::Error::Input(format!(
+            "{}: no ranker there (ranker.json and ranking_features.json); run train-ranker, or build-index on data with impressions",
+            dir.display()
+        )));
+    }
+    // Open the input first: a bad file fails before any work.
+    drop(crate::data::CandidatesReader::open(&a.input)?);
+    let data = crate::dataset::Dataset::load(&data_dir)?;
+    let ranker = LoadedRanker::load(&dir, &data)?;
+    let summary = rerank_file(&ranker, &a.input, &a.out)?;
+    println!("{summary}; wrote {}", a.out.display());
+    Ok(())
+}
+
 fn run_quickstart(a: &QuickstartArgs, config: &Config) -> Result<()> {
     let t = Instant::now();
     let world = WorldConfig {
@@ -478,7 +608,10 @@ fn run_quickstart(a: &QuickstartArgs, config: &Config) -> Result<()> {
         run_generate(&world, &data)?;
     }
     let m = crate::stages::build::build_index(&data, &art, config, true)?;
-    print!("{}", crate::report::build_summary(&m, t.elapsed().as_secs_f64()));
+    print!(
+        "{}",
+        crate::report::build_summary(&m, t.elapsed().as_secs_f64())
+    );
     let live = crate::serving::LiveModel::load(&art, Some(&data))?;
     for user in [1i64, 2, 3] {
         let rerank = live.has_ranker();

@@ -6,6 +6,7 @@ use crate::examples::ExamplesConfig;
 use crate::generate::WorldConfig;
 use crate::server::ServeConfig;
 use crate::stages::build::BuildConfig;
+use crate::stages::ranking::RankingConfig;
 use index::HnswConfig;
 use retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub struct Config {
     pub index: HnswConfig,
     /// `[build]`: the nightly job.
     pub build: BuildConfig,
+    /// `[ranking]`: the ranking stage (day split, features, `[ranking.model]`).
+    pub ranking: RankingConfig,
     /// `[serve]`: the HTTP server.
     pub serve: ServeConfig,
 }

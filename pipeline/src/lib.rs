@@ -17,6 +17,7 @@ pub mod import;
 pub mod output;
 pub mod parquet_io;
 pub mod progress;
+pub mod ranking_features;
 pub mod report;
 pub mod rng;
 pub mod server;

@@ -132,7 +132,8 @@ impl RankingVocab {
             c.1 += 1;
         }
         let mut ranked: Vec<(i64, (u64, u64))> = counts.into_iter().collect();
-        ranked.sort_unstable_by_key(|&(id, (w, n))| (std::cmp::Reverse(w), std::cmp::Reverse(n), id));
+        ranked
+            .sort_unstable_by_key(|&(id, (w, n))| (std::cmp::Reverse(w), std::cmp::Reverse(n), id));
         ranked.truncate(max_items);
         let mut tokens: Vec<String> = items.categories.iter().flatten().cloned().collect();
         tokens.sort_unstable();
@@ -157,7 +158,12 @@ impl RankingVocab {
         FeatureSchema {
             n_items: self.items.len(),
             n_tokens: self.tokens.len(),
-            user_cardinalities: self.users.categorical.iter().map(|(_, v)| v.len()).collect(),
+            user_cardinalities: self
+                .users
+                .categorical
+                .iter()
+                .map(|(_, v)| v.len())
+                .collect(),
             continuous: CONTINUOUS.map(String::from).to_vec(),
         }
     }

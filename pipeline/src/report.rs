@@ -2,6 +2,7 @@
 
 use crate::artifacts::Manifest;
 use crate::serving::{Recommendation, Source};
+use crate::stages::ranking::RankingFigures;
 use crate::stages::retrieval::RetrievalMetrics;
 use std::fmt::Write;
 
@@ -56,7 +57,16 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
         x["index"]["build_seconds"].as_f64().unwrap_or(f64::NAN)
     );
     if let Some(r) = x.get("ranking") {
-        let _ = writeln!(s, "ranking: {r}");
+        let figures = serde_json::from_value::<RankingFigures>(r.clone());
+        match (r["skipped"].as_str(), figures) {
+            (Some(reason), _) => {
+                let _ = writeln!(s, "ranking: skipped ({reason})");
+            }
+            (None, Ok(f)) => s.push_str(&f.table()),
+            (None, Err(_)) => {
+                let _ = writeln!(s, "ranking: {r}");
+            }
+        }
     }
     s
 }
@@ -70,16 +80,38 @@ pub fn recommendation_table(r: &Recommendation, user: Option<i64>) -> String {
         Source::PopularFresh => "unknown user: popular fresh items",
     };
     let _ = writeln!(s, "{who} ({how}), version {}", r.version);
-    let _ = writeln!(s, "{:>4} {:>10} {:>9}  title", "rank", "item", "score");
-    for it in &r.items {
+    let ranked = r.items.iter().any(|it| it.expected_watch_time.is_some());
+    if ranked {
         let _ = writeln!(
             s,
-            "{:>4} {:>10} {:>9.4}  {}",
-            it.retrieval_rank,
-            it.item_id,
-            it.retrieval_score,
-            it.title.as_deref().unwrap_or("")
+            "{:>4} {:>10} {:>10} {:>10} {:>9}  title",
+            "rank", "item", "exp. watch", "retr. rank", "score"
         );
+    } else {
+        let _ = writeln!(s, "{:>4} {:>10} {:>9}  title", "rank", "item", "score");
+    }
+    for (pos, it) in r.items.iter().enumerate() {
+        let title = it.title.as_deref().unwrap_or("");
+        match it.expected_watch_time {
+            Some(t) if ranked => {
+                let _ = writeln!(
+                    s,
+                    "{:>4} {:>10} {:>9.1}s {:>10} {:>9.4}  {title}",
+                    pos + 1,
+                    it.item_id,
+                    t,
+                    it.retrieval_rank,
+                    it.retrieval_score
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "{:>4} {:>10} {:>9.4}  {title}",
+                    it.retrieval_rank, it.item_id, it.retrieval_score
+                );
+            }
+        }
     }
     s
 }

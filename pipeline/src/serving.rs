@@ -7,6 +7,7 @@ use crate::data::{Events, Items};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::stages::build::{files, IdMaps};
+use crate::stages::ranking::{has_ranker, LoadedRanker};
 use index::{Exclude, Index, LoadOptions};
 use retrieval::{RetrievalModel, UserQuery};
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub struct Recommended {
     pub retrieval_score: f32,
     /// 1-based position in the retrieved list.
     pub retrieval_rank: u32,
+    /// The ranker's expected watch time in seconds, when the list was re-ranked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_watch_time: Option<f32>,
 }
 
 /// A recommendation answer.
@@ -48,6 +52,9 @@ pub struct Recommendation {
     pub items: Vec<Recommended>,
 }
 
+/// Candidates retrieved for re-ranking when fewer are asked for.
+pub const RERANK_CANDIDATES: usize = 100;
+
 /// A loaded version, ready to answer queries.
 pub struct LiveModel {
     /// The version's name.
@@ -60,6 +67,7 @@ pub struct LiveModel {
     histories: HashMap<i64, Vec<u32>>,
     titles: Vec<Option<String>>,
     popular: Vec<u32>,
+    ranker: Option<LoadedRanker>,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -103,6 +111,11 @@ impl LiveModel {
         let histories = histories(&dataset.events, &ids);
         let titles = titles(&dataset.items, &ids);
         let popular = popular_fresh(&dataset.events, &dataset.items, &ids);
+        let ranker = if has_ranker(&v.dir) {
+            Some(LoadedRanker::load(&v.dir, &dataset)?)
+        } else {
+            None
+        };
         Ok(LiveModel {
             version: v.manifest.version.clone(),
             data_dir,
@@ -112,12 +125,13 @@ impl LiveModel {
             histories,
             titles,
             popular,
+            ranker,
         })
     }
 
     /// Whether the version has a ranker.
     pub fn has_ranker(&self) -> bool {
-        false
+        self.ranker.is_some()
     }
 
     /// Number of items in the index.
@@ -189,12 +203,16 @@ impl LiveModel {
                     title: self.titles.get(h.index as usize).cloned().flatten(),
                     retrieval_score: h.score,
                     retrieval_rank: r as u32 + 1,
+                    expected_watch_time: None,
                 })
                 .collect(),
         })
     }
 
-    /// [`LiveModel::recommend`], then, with `rerank`, the ranker's order by expected watch time.
+    /// [`LiveModel::recommend`], then, with `rerank`, the ranker's order by expected watch time:
+    /// max(k, 100) candidates are retrieved, scored as of the end of the data (the ad-hoc
+    /// `extra` watches are not part of the ranker's features) and the best `k` returned, each
+    /// with its `expected_watch_time`.
     pub fn recommend_ranked(
         &self,
         user: Option<i64>,
@@ -203,10 +221,26 @@ impl LiveModel {
         ef: usize,
         rerank: bool,
     ) -> Result<Recommendation> {
-        if rerank {
-            return Err(Error::Input("rerank: this version has no ranker".into()));
+        if !rerank {
+            return self.recommend(user, extra, k, ef);
         }
-        self.recommend(user, extra, k, ef)
+        let Some(ranker) = &self.ranker else {
+            return Err(Error::Input("rerank: this version has no ranker".into()));
+        };
+        let mut rec = self.recommend(user, extra, k.max(RERANK_CANDIDATES), ef)?;
+        let ids: Vec<i64> = rec.items.iter().map(|it| it.item_id).collect();
+        let scores = ranker.score(user, &ids)?;
+        for (it, s) in rec.items.iter_mut().zip(scores) {
+            it.expected_watch_time = Some(s);
+        }
+        rec.items.sort_by(|a, b| {
+            let key = |r: &Recommended| r.expected_watch_time.unwrap_or(0.0);
+            key(b)
+                .total_cmp(&key(a))
+                .then(a.retrieval_rank.cmp(&b.retrieval_rank))
+        });
+        rec.items.truncate(k);
+        Ok(rec)
     }
 
     fn popular_list(&self, k: usize) -> Recommendation {
@@ -223,6 +257,7 @@ impl LiveModel {
                     title: self.titles.get(i as usize).cloned().flatten(),
                     retrieval_score: 0.0,
                     retrieval_rank: r as u32 + 1,
+                    expected_watch_time: None,
                 })
                 .collect(),
         }

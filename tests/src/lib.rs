@@ -71,7 +71,8 @@ pub fn small_config(dir: &Path) -> PathBuf {
     std::fs::write(
         &p,
         "[retrieval]\nepochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\n\
-         num_negatives = 256\n\n[build]\nkeep_versions = 5\n",
+         num_negatives = 256\n\n[build]\nkeep_versions = 5\n\n\
+         [ranking.model]\nepochs = 2\nhidden = [64, 32]\n",
     )
     .expect("write config");
     p

@@ -93,6 +93,8 @@ pub struct BuildFigures {
     pub epochs: usize,
     /// Seconds per stage.
     pub seconds: serde_json::Value,
+    /// The ranker's EVAL.md section 3 figures (`{"skipped": reason}` without impressions).
+    pub ranking: serde_json::Value,
 }
 
 /// Measures EVAL.md §1 through `index` on the test cases, and recall@100 against exact search.
@@ -237,6 +239,11 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         .map_err(|e| Error::Other(format!("index save: {e}")))?;
     let (served, recall) = served_metrics(&trained, &index, config.build.eval_ef)?;
 
+    let t3 = Instant::now();
+    crate::progress::stage("train_ranker");
+    let ranking = crate::stages::ranking::build_stage(&data, &config.ranking, &dir)?;
+    let t_ranker = t3.elapsed().as_secs_f64();
+
     let figures = BuildFigures {
         validation_exact: trained.validation,
         test_exact: trained.test,
@@ -256,8 +263,10 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
             "load": t_load,
             "train_retrieval": t_train,
             "index": t_index,
+            "train_ranker": t_ranker,
             "total": t0.elapsed().as_secs_f64(),
         }),
+        ranking,
     };
     let inputs = serde_json::json!({
         "data": std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),

@@ -1,0 +1,494 @@
+//! The ranking stage (EVAL.md section 3): impressions split by day, causal features
+//! ([`crate::ranking_features`]), the watch-time-weighted ranker trained with early stopping on
+//! the day(s) before the test days, and its figures beside the unit-weight ablation and the
+//! video-CTR order.
+
+pub mod rerank;
+pub mod store;
+
+use crate::data::Events;
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
+use crate::progress::bar;
+use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
+use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample, TrainReport};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+pub use rerank::{rerank_file, LoadedRanker, RerankSummary};
+pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
+
+/// `[ranking]`: the day split, the features and the ranker (`[ranking.model]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankingConfig {
+    /// The last this many days of impressions are the test days (at least 1).
+    pub test_days: usize,
+    /// This many days just before the test days stop training early (0: no early stopping).
+    pub valid_days: usize,
+    /// Item vocabulary size: the items with the most watched impressions on the fit days.
+    pub max_items: usize,
+    /// Recent watches kept per user.
+    pub recent: usize,
+    /// Pseudo-impressions of the prior in smoothed rates.
+    pub smoothing: f32,
+    /// The network and its training (an unknown key is an error, as everywhere else).
+    #[serde(deserialize_with = "strict_ranker_config")]
+    pub model: RankerConfig,
+}
+
+/// Reads `[ranking.model]`, refusing keys [`RankerConfig`] does not have (it accepts and
+/// ignores them itself).
+fn strict_ranker_config<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<RankerConfig, D::Error> {
+    use serde::de::Error as _;
+    let value = serde_json::Value::deserialize(d)?;
+    let known = serde_json::to_value(RankerConfig::default()).map_err(D::Error::custom)?;
+    if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
+        if let Some(key) = given.keys().find(|k| !known.contains_key(*k)) {
+            let expected: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(D::Error::custom(format!(
+                "unknown field `{key}` in [ranking.model], expected one of {}",
+                expected.join(", ")
+            )));
+        }
+    }
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
+impl Default for RankingConfig {
+    fn default() -> Self {
+        let features = FeatureConfig::default();
+        RankingConfig {
+            test_days: 3,
+            valid_days: 1,
+            max_items: 100_000,
+            recent: features.recent,
+            smoothing: features.smoothing,
+            model: RankerConfig::default(),
+        }
+    }
+}
+
+impl RankingConfig {
+    /// The feature settings.
+    pub fn features(&self) -> FeatureConfig {
+        FeatureConfig {
+            recent: self.recent,
+            smoothing: self.smoothing,
+        }
+    }
+}
+
+/// Whether the events hold impressions (some shown but not watched): what the ranker needs.
+pub fn has_impressions(events: &Events) -> bool {
+    events.watched.iter().any(|&w| !w)
+}
+
+/// The error for data without impressions.
+pub fn no_impressions_error(data: &Dataset) -> Error {
+    Error::input(
+        &data.dir.join("events.parquet"),
+        "no unwatched impressions: the ranker learns from impressions (shown and not watched, e.g. KuaiRand or `recpipe generate`); data with watches only (e.g. MovieLens) is not supported",
+    )
+}
+
+/// The day of each event: the `date` extra column (YYYYMMDD) when present, else the UTC day
+/// of the timestamp as YYYYMMDD.
+pub fn event_days(events: &Events) -> Vec<i64> {
+    match events.extra("date") {
+        Some(date) => date.to_vec(),
+        None => events
+            .timestamp
+            .iter()
+            .map(|t| {
+                let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+                y * 10_000 + m * 100 + d
+            })
+            .collect(),
+    }
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Which part of the day split an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Training (gradient steps).
+    Fit,
+    /// Early stopping.
+    Valid,
+    /// Test.
+    Test,
+}
+
+/// Days and impression counts of one part of the split.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartSummary {
+    /// First and last day (YYYYMMDD); empty when the part is.
+    pub days: Vec<i64>,
+    /// Impressions.
+    pub impressions: usize,
+}
+
+/// The day split of the impressions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitSummary {
+    /// Training days.
+    pub fit: PartSummary,
+    /// Early-stopping days.
+    pub valid: PartSummary,
+    /// Test days.
+    pub test: PartSummary,
+    /// Item vocabulary size.
+    pub items: usize,
+}
+
+/// The examples of the day split and what the test metrics need.
+pub struct RankingData {
+    /// The vocabularies the examples were built with.
+    pub vocab: RankingVocab,
+    /// Their schema.
+    pub schema: FeatureSchema,
+    /// Training examples.
+    pub fit: Vec<RankingExample>,
+    /// Early-stopping examples.
+    pub valid: Vec<RankingExample>,
+    /// Test examples.
+    pub test: Vec<RankingExample>,
+    /// (user, day) of each test example.
+    test_pages: Vec<(i64, i64)>,
+    /// Watch rate of each test impression's item on the fit and validation days (0 if unseen).
+    pub ctr_scores: Vec<f32>,
+    /// Days and counts.
+    pub split: SplitSummary,
+}
+
+impl RankingData {
+    /// Splits `data`'s impressions by day and builds every example.
+    pub fn build(data: &Dataset, cfg: &RankingConfig) -> Result<Self> {
+        if !has_impressions(&data.events) {
+            return Err(no_impressions_error(data));
+        }
+        let events = &data.events;
+        let day = event_days(events);
+        let days: Vec<i64> = day
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let need = cfg.test_days.max(1) + cfg.valid_days + 1;
+        if days.len() < need {
+            return Err(Error::input(
+                &data.dir.join("events.parquet"),
+                format!(
+                    "{} day(s) of impressions; the ranking split needs at least {need} (test_days {}, valid_days {}, and one to train on; see [ranking])",
+                    days.len(),
+                    cfg.test_days.max(1),
+                    cfg.valid_days
+                ),
+            ));
+        }
+        let first_test = days[days.len() - cfg.test_days.max(1)];
+        let first_valid = days[days.len() - cfg.test_days.max(1) - cfg.valid_days];
+        let part_of = |d: i64| match d {
+            d if d >= first_test => Part::Test,
+            d if d >= first_valid => Part::Valid,
+            _ => Part::Fit,
+        };
+        let parts: Vec<Part> = day.iter().map(|&d| part_of(d)).collect();
+        let vocab = RankingVocab::fit(
+            events,
+            |i| parts[i] == Part::Fit,
+            &data.items,
+            &data.users,
+            cfg.max_items,
+            cfg.features(),
+        );
+        let side = SideInfo::new(&vocab, &data.items, &data.users);
+        let examples = build_examples(&Impressions::new(events, &day), &side, &vocab.features);
+        let mut ctr: HashMap<i64, (u32, u32)> = HashMap::new();
+        for i in (0..events.len()).filter(|&i| parts[i] != Part::Test) {
+            let c = ctr.entry(events.item_id[i]).or_default();
+            c.0 += u32::from(events.watched[i]);
+            c.1 += 1;
+        }
+        let (mut fit, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut test_pages, mut ctr_scores) = (Vec::new(), Vec::new());
+        for (i, example) in examples.into_iter().enumerate() {
+            match parts[i] {
+                Part::Fit => fit.push(example),
+                Part::Valid => valid.push(example),
+                Part::Test => {
+                    test.push(example);
+                    test_pages.push((events.user_id[i], day[i]));
+                    let (w, n) = ctr.get(&events.item_id[i]).copied().unwrap_or((0, 0));
+                    ctr_scores.push(if n > 0 { w as f32 / n as f32 } else { 0.0 });
+                }
+            }
+        }
+        let summary = |part: Part, n: usize| {
+            let in_part: Vec<i64> = days
+                .iter()
+                .copied()
+                .filter(|&d| part_of(d) == part)
+                .collect();
+            PartSummary {
+                days: match (in_part.first(), in_part.last()) {
+                    (Some(&a), Some(&b)) => vec![a, b],
+                    _ => Vec::new(),
+                },
+                impressions: n,
+            }
+        };
+        let split = SplitSummary {
+            fit: summary(Part::Fit, fit.len()),
+            valid: summary(Part::Valid, valid.len()),
+            test: summary(Part::Test, test.len()),
+            items: vocab.items.len(),
+        };
+        Ok(RankingData {
+            schema: vocab.schema(),
+            vocab,
+            fit,
+            valid,
+            test,
+            test_pages,
+            ctr_scores,
+            split,
+        })
+    }
+
+    /// EVAL.md section 3 metrics of `scores` (one per test example).
+    pub fn metrics(&self, scores: &[f32]) -> RankingMetrics {
+        let rows: Vec<ScoredImpression> = self
+            .test_pages
+            .iter()
+            .zip(&self.test)
+            .zip(scores)
+            .map(|((&(user, day), example), &score)| ScoredImpression {
+                user,
+                day,
+                score,
+                clicked: example.label,
+                watch_time: example.watch_time,
+            })
+            .collect();
+        ranking_metrics(&rows)
+    }
+
+    /// Trains a ranker with `config` (early stopping on the validation days), showing progress.
+    pub fn train(&self, config: &RankerConfig) -> Result<(Ranker, TrainReport)> {
+        let what = if config.unit_weights {
+            "ranker (unit)"
+        } else {
+            "ranker"
+        };
+        let pb = bar(config.epochs as u64, what);
+        let trained = Ranker::train(
+            self.schema.clone(),
+            config.clone(),
+            &self.fit,
+            &self.valid,
+            &mut |e| {
+                pb.set_position(e.epoch as u64);
+                pb.set_message(format!(
+                    "train {:.4} valid {:.4}",
+                    e.train_loss,
+                    e.valid_loss.unwrap_or(f64::NAN)
+                ));
+                tracing::info!(
+                    epoch = e.epoch,
+                    train = e.train_loss,
+                    valid = e.valid_loss,
+                    seconds = e.seconds,
+                    "ranker epoch"
+                );
+            },
+        )
+        .map_err(|e| Error::Other(format!("ranker training: {e}")))?;
+        pb.finish_and_clear();
+        Ok(trained)
+    }
+
+    /// Trains with `config` and measures the model on the test days.
+    pub fn train_and_measure(&self, config: &RankerConfig) -> Result<(Ranker, ModelFigures)> {
+        let t = Instant::now();
+        let (ranker, report) = self.train(config)?;
+        let train_seconds = t.elapsed().as_secs_f64();
+        let scores = ranker
+            .score(&self.test)
+            .map_err(|e| Error::Other(format!("ranker scoring: {e}")))?;
+        let figures = ModelFigures {
+            unit_weights: config.unit_weights,
+            metrics: self.metrics(&scores),
+            best_epoch: report.best_epoch,
+            epochs: report.epochs.len(),
+            best_valid_loss: report.best_valid_loss,
+            train_seconds,
+        };
+        Ok((ranker, figures))
+    }
+}
+
+/// One trained model's test figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFigures {
+    /// Trained without watch-time weights (the ablation).
+    pub unit_weights: bool,
+    /// EVAL.md section 3 on the test days.
+    pub metrics: RankingMetrics,
+    /// The epoch kept.
+    pub best_epoch: usize,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Weighted log loss on the validation days of the kept epoch.
+    pub best_valid_loss: Option<f64>,
+    /// Training wall time.
+    pub train_seconds: f64,
+}
+
+/// EVAL.md section 3 for a ranker and its reference orders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankingFigures {
+    /// The day split.
+    pub split: SplitSummary,
+    /// The model (watch-time weighted unless trained with `--unit-weights`).
+    pub model: ModelFigures,
+    /// The same model trained with unit weights, when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_weights: Option<ModelFigures>,
+    /// Items ordered by their watch rate on the training days.
+    pub ctr_order: RankingMetrics,
+    /// The retrieval-score order: `None` here, impressions carry no retrieval scores.
+    pub retrieval_order: Option<RankingMetrics>,
+}
+
+fn cell(x: Option<f64>) -> String {
+    x.map_or("-".to_string(), |v| format!("{v:.4}"))
+}
+
+fn row(s: &mut String, name: &str, m: &RankingMetrics) {
+    let _ = writeln!(
+        s,
+        "{name:<42} {:>8} {:>7} {:>7} {:>7}",
+        cell(m.weighted_user_loss),
+        cell(m.gauc),
+        cell(m.xauc),
+        cell(m.watch_time_at_10)
+    );
+}
+
+fn days_label(p: &PartSummary) -> String {
+    match p.days.as_slice() {
+        [a, b] if a == b => format!("{a}"),
+        [a, b] => format!("{a}..{b}"),
+        _ => "-".into(),
+    }
+}
+
+impl RankingFigures {
+    /// The table printed by the commands.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let sp = &self.split;
+        let m = &self.model.metrics;
+        let _ = writeln!(
+            s,
+            "ranking (EVAL.md section 3): fit {} ({} impressions), early stopping {} ({}), test {} ({} impressions, {} pages, {} pairs); {} items in the vocabulary",
+            days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
+            days_label(&sp.test), sp.test.impressions, m.pages, m.pairs, sp.items
+        );
+        let _ = writeln!(
+            s,
+            "{:<42} {:>8} {:>7} {:>7} {:>7}",
+            "order", "w. loss", "GAUC", "XAUC", "WT@10"
+        );
+        let name = |f: &ModelFigures| {
+            let what = if f.unit_weights {
+                "unit weights"
+            } else {
+                "watch-time weighted"
+            };
+            format!("ranker, {what} (epoch {}/{})", f.best_epoch, f.epochs)
+        };
+        row(&mut s, &name(&self.model), m);
+        if let Some(u) = &self.unit_weights {
+            row(&mut s, &name(u), &u.metrics);
+        }
+        row(&mut s, "video-CTR order (training days)", &self.ctr_order);
+        match &self.retrieval_order {
+            Some(r) => row(&mut s, "retrieval-score order", r),
+            None => {
+                let _ = writeln!(
+                    s,
+                    "retrieval-score order: - (impressions carry no retrieval scores)"
+                );
+            }
+        }
+        s
+    }
+}
+
+/// Trains the ranker on `data` (weighted, or unit weights per `cfg.model`) and, with
+/// `ablation`, the unit-weight model too; returns the model and its figures.
+pub fn train_and_evaluate(
+    data: &Dataset,
+    cfg: &RankingConfig,
+    ablation: bool,
+) -> Result<(Ranker, RankingVocab, RankingFigures)> {
+    let t = Instant::now();
+    let prepared = RankingData::build(data, cfg)?;
+    tracing::info!(seconds = t.elapsed().as_secs_f64(), "ranking examples");
+    let (ranker, model) = prepared.train_and_measure(&cfg.model)?;
+    let unit_weights = if ablation && !cfg.model.unit_weights {
+        let config = RankerConfig {
+            unit_weights: true,
+            ..cfg.model.clone()
+        };
+        Some(prepared.train_and_measure(&config)?.1)
+    } else {
+        None
+    };
+    let figures = RankingFigures {
+        split: prepared.split.clone(),
+        model,
+        unit_weights,
+        ctr_order: prepared.metrics(&prepared.ctr_scores),
+        retrieval_order: None,
+    };
+    Ok((ranker, prepared.vocab, figures))
+}
+
+/// The ranking part of `build-index`: with impressions, trains the ranker, saves it into the
+/// version folder `dir` and returns its figures for `metrics.ranking`; without impressions (or
+/// with too few days) returns `{"skipped": reason}` and saves nothing.
+pub fn build_stage(data: &Dataset, cfg: &RankingConfig, dir: &Path) -> Result<serde_json::Value> {
+    if !has_impressions(&data.events) {
+        return Ok(serde_json::json!({"skipped": "no unwatched impressions in the data"}));
+    }
+    let (ranker, vocab, figures) = match train_and_evaluate(data, cfg, false) {
+        Ok(trained) => trained,
+        Err(Error::Input(reason)) => return Ok(serde_json::json!({ "skipped": reason })),
+        Err(e) => return Err(e),
+    };
+    save_ranker(dir, &ranker, &vocab)?;
+    serde_json::to_value(&figures).map_err(|e| Error::Other(format!("ranking figures: {e}")))
+}
