@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod batch;
 pub mod bench;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -1,7 +1,8 @@
 //! `recpipe import kuairand`: KuaiRand logs (one event per impression), video and user features.
 
-use super::text::{days_from_civil, read_records, Encoding, Record, TextFormat};
+use super::text::{read_records, Encoding, Record, TextFormat};
 use super::ImportSummary;
+use crate::calendar::days_from_civil;
 use crate::data::{Event, Events, Items, Users};
 use crate::error::{Error, Result};
 use std::collections::HashMap;

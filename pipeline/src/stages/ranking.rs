@@ -107,24 +107,11 @@ pub fn event_days(events: &Events) -> Vec<i64> {
             .timestamp
             .iter()
             .map(|t| {
-                let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-                y * 10_000 + m * 100 + d
+                let (y, m, d) = crate::calendar::civil_from_days(t.div_euclid(86_400));
+                y * 10_000 + i64::from(m) * 100 + i64::from(d)
             })
             .collect(),
     }
-}
-
-/// (year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Which part of the day split an event belongs to.
