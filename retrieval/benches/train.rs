@@ -61,12 +61,16 @@ fn main() -> AnyResult<()> {
         .collect();
     let train = WatchHistories::from_sequences(&sequences);
     let examples: Vec<Example> = (0..users as u32)
-        .flat_map(|u| (history as u32..history as u32 + 10).map(move |p| Example { user: u, pos: p }))
+        .flat_map(|u| {
+            (history as u32..history as u32 + 10).map(move |p| Example { user: u, pos: p })
+        })
         .take(steps * cfg.batch_size)
         .collect();
     let catalog = Catalog {
         num_items: items,
-        item_tokens: (0..items).map(|i| vec![(i % 50) as u32, 50 + (i % 7) as u32]).collect(),
+        item_tokens: (0..items)
+            .map(|i| vec![(i % 50) as u32, 50 + (i % 7) as u32])
+            .collect(),
         num_tokens: 57,
     };
     println!(
@@ -79,13 +83,17 @@ fn main() -> AnyResult<()> {
     );
     let start = Instant::now();
     let (_, report) = RetrievalModel::train(&cfg, &catalog, &train, &examples, None, &[], |r| {
-        println!("epoch {}: loss {:.3}, {:.0} examples/s", r.epoch, r.loss, r.examples_per_second)
+        println!(
+            "epoch {}: loss {:.3}, {:.0} examples/s",
+            r.epoch, r.loss, r.examples_per_second
+        )
     })?;
     println!(
         "full softmax: {}; train() took {:.1}s (including {:.1}s of set-up)",
         report.full_softmax,
         start.elapsed().as_secs_f64(),
-        start.elapsed().as_secs_f64() - examples.len() as f64 / report.epochs[0].examples_per_second
+        start.elapsed().as_secs_f64()
+            - examples.len() as f64 / report.epochs[0].examples_per_second
     );
     match peak_memory_mib() {
         Some(m) => println!("peak memory (VmHWM): {m:.0} MiB"),

@@ -7,15 +7,14 @@
 //! `RetrievalConfig` (value as JSON, e.g. `hidden=[256,128]`) or one of this example's own
 //! options: `max_per_user=N` (examples per user, most recent first; 0 = all), `min_pos=P`
 //! (first target position; 0 lets the empty history predict the first watch),
-//! `data_dir=PATH`.
+//! `data_dir=PATH`. `CANDLE_NUM_THREADS` defaults to 1 (see `main`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use retrieval::{
-    Catalog, Example, RankMetrics, RetrievalConfig, RetrievalModel, ValidationCase,
-    WatchHistories,
+    Catalog, Example, RankMetrics, RetrievalConfig, RetrievalModel, ValidationCase, WatchHistories,
 };
 
 #[global_allocator]
@@ -76,7 +75,10 @@ fn read_ml_latest(dir: &Path) -> AnyResult<RawData> {
         events.push((f[0].parse()?, f[1].parse()?, f[3].trim().parse()?));
     }
     let mut genres = HashMap::new();
-    for line in std::fs::read_to_string(dir.join("movies.csv"))?.lines().skip(1) {
+    for line in std::fs::read_to_string(dir.join("movies.csv"))?
+        .lines()
+        .skip(1)
+    {
         let (Some((id, _)), Some((_, g))) = (line.split_once(','), line.rsplit_once(',')) else {
             continue;
         };
@@ -99,12 +101,23 @@ fn split(raw: RawData) -> Split {
     for &(u, i, t) in &raw.events {
         by_user.entry(u).or_default().push((t, i));
     }
-    let mut users: Vec<u64> = by_user.keys().copied().filter(|u| by_user[u].len() >= 3).collect();
+    let mut users: Vec<u64> = by_user
+        .keys()
+        .copied()
+        .filter(|u| by_user[u].len() >= 3)
+        .collect();
     users.sort_unstable();
-    let mut item_ids: Vec<u64> = users.iter().flat_map(|u| by_user[u].iter().map(|e| e.1)).collect();
+    let mut item_ids: Vec<u64> = users
+        .iter()
+        .flat_map(|u| by_user[u].iter().map(|e| e.1))
+        .collect();
     item_ids.sort_unstable();
     item_ids.dedup();
-    let index: HashMap<u64, u32> = item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();
+    let index: HashMap<u64, u32> = item_ids
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| (i, k as u32))
+        .collect();
     let mut token_index: HashMap<String, u32> = HashMap::new();
     let item_tokens: Vec<Vec<u32>> = item_ids
         .iter()
@@ -131,15 +144,34 @@ fn split(raw: RawData) -> Split {
         let mut exclude = hist.clone();
         exclude.sort_unstable();
         exclude.dedup();
-        validation.push(ValidationCase { user: k as u32, history: hist.clone(), target: seq[n - 2].0, exclude: exclude.clone() });
+        validation.push(ValidationCase {
+            user: k as u32,
+            history: hist.clone(),
+            target: seq[n - 2].0,
+            exclude: exclude.clone(),
+        });
         let mut hist_test = hist;
         hist_test.push(seq[n - 2].0);
         exclude.push(seq[n - 2].0);
-        test.push(ValidationCase { user: k as u32, history: hist_test, target: seq[n - 1].0, exclude });
+        test.push(ValidationCase {
+            user: k as u32,
+            history: hist_test,
+            target: seq[n - 1].0,
+            exclude,
+        });
         sequences.push(train);
     }
-    let catalog = Catalog { num_items: item_ids.len(), item_tokens, num_tokens: token_index.len() };
-    Split { catalog, train: WatchHistories::from_sequences(&sequences), validation, test }
+    let catalog = Catalog {
+        num_items: item_ids.len(),
+        item_tokens,
+        num_tokens: token_index.len(),
+    };
+    Split {
+        catalog,
+        train: WatchHistories::from_sequences(&sequences),
+        validation,
+        test,
+    }
 }
 
 fn print_metrics(name: &str, m: &RankMetrics) {
@@ -150,13 +182,20 @@ fn print_metrics(name: &str, m: &RankMetrics) {
 }
 
 fn main() -> AnyResult<()> {
+    // candle's element-wise thread pool spins while it waits; on 2 shared cores it made
+    // training about 3x slower. Matmuls and this crate's kernels still use every core.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dataset = args.first().cloned().unwrap_or_else(|| "ml-100k".into());
     let mut cfg = serde_json::to_value(RetrievalConfig::default())?;
     let (mut max_per_user, mut min_pos) = (0usize, 1usize);
     let mut data_dir = PathBuf::from("../shared/data");
     for arg in &args[1.min(args.len())..] {
-        let (k, v) = arg.split_once('=').ok_or(format!("expected key=value, got {arg}"))?;
+        let (k, v) = arg
+            .split_once('=')
+            .ok_or(format!("expected key=value, got {arg}"))?;
         match k {
             "max_per_user" => max_per_user = v.parse()?,
             "min_pos" => min_pos = v.parse()?,
@@ -179,24 +218,54 @@ fn main() -> AnyResult<()> {
     for u in 0..data.train.num_users() {
         let len = data.train.user_items(u).len();
         let first = min_pos.min(len);
-        let take = if max_per_user == 0 { len - first } else { max_per_user.min(len - first) };
-        examples.extend((len - take..len).map(|pos| Example { user: u as u32, pos: pos as u32 }));
+        let take = if max_per_user == 0 {
+            len - first
+        } else {
+            max_per_user.min(len - first)
+        };
+        examples.extend((len - take..len).map(|pos| Example {
+            user: u as u32,
+            pos: pos as u32,
+        }));
     }
     println!(
         "{dataset}: {} users, {} items, {} tokens, {} training events, {} examples",
-        data.train.num_users(), data.catalog.num_items, data.catalog.num_tokens, data.train.items.len(), examples.len()
+        data.train.num_users(),
+        data.catalog.num_items,
+        data.catalog.num_tokens,
+        data.train.items.len(),
+        examples.len()
     );
     println!("config: {}", serde_json::to_string(&cfg)?);
     let start = Instant::now();
-    let (model, report) = RetrievalModel::train(&cfg, &data.catalog, &data.train, &examples, None, &data.validation, |r| {
-        println!(
-            "epoch {:>2} loss {:.4} val HR@10 {:.4} {:.0} ex/s",
-            r.epoch, r.loss, r.validation_hr10.unwrap_or(f64::NAN), r.examples_per_second
-        )
-    })?;
-    println!("trained in {:.1}s, best epoch {} (full softmax: {})", start.elapsed().as_secs_f64(), report.best_epoch, report.full_softmax);
+    let (model, report) = RetrievalModel::train(
+        &cfg,
+        &data.catalog,
+        &data.train,
+        &examples,
+        None,
+        &data.validation,
+        |r| {
+            println!(
+                "epoch {:>2} loss {:.4} val HR@10 {:.4} {:.0} ex/s",
+                r.epoch,
+                r.loss,
+                r.validation_hr10.unwrap_or(f64::NAN),
+                r.examples_per_second
+            )
+        },
+    )?;
+    println!(
+        "trained in {:.1}s, best epoch {} (full softmax: {})",
+        start.elapsed().as_secs_f64(),
+        report.best_epoch,
+        report.full_softmax
+    );
     let cutoffs = [10, 50, 100];
-    print_metrics("validation", &model.evaluate(&data.validation, None, &cutoffs)?);
+    print_metrics(
+        "validation",
+        &model.evaluate(&data.validation, None, &cutoffs)?,
+    );
     print_metrics("test", &model.evaluate(&data.test, None, &cutoffs)?);
     Ok(())
 }

@@ -55,7 +55,10 @@ impl Bags {
 
     fn entries(&self, example: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
         let (a, b) = (self.offsets[example], self.offsets[example + 1]);
-        self.ids[a..b].iter().copied().zip(self.weights[a..b].iter().copied())
+        self.ids[a..b]
+            .iter()
+            .copied()
+            .zip(self.weights[a..b].iter().copied())
     }
 }
 

@@ -45,7 +45,8 @@ pub struct RetrievalConfig {
     pub batch_size: usize,
     /// Maximum number of passes over the examples.
     pub epochs: usize,
-    /// Stop after this many epochs without a better validation HR@10 (0 = never stop early).
+    /// Stop after this many epochs without matching or beating the best validation HR@10
+    /// (0 = never stop early). Of epochs tied on HR@10 the later one is kept.
     pub patience: usize,
     /// AdamW learning rate.
     pub learning_rate: f64,
@@ -78,16 +79,16 @@ impl Default for RetrievalConfig {
             use_tokens: true,
             use_age: true,
             use_user_features: true,
-            history_dropout: 0.0,
-            dropout: 0.0,
+            history_dropout: 0.2,
+            dropout: 0.5,
             full_softmax_max_items: 20_000,
             num_negatives: 2048,
             sampling_power: 0.75,
             batch_size: 512,
-            epochs: 30,
-            patience: 3,
-            learning_rate: 2e-3,
-            final_lr_fraction: 1.0,
+            epochs: 20,
+            patience: 5,
+            learning_rate: 4e-3,
+            final_lr_fraction: 0.1,
             weight_decay: 0.0,
             beta1: 0.9,
             beta2: 0.999,

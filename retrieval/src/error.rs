@@ -12,6 +12,9 @@ pub enum RetrievalError {
     /// A saved model is missing a tensor or has one of the wrong shape.
     #[error("invalid saved model: {0}")]
     InvalidModel(String),
+    /// Training produced a non-finite loss.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// An error from candle.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

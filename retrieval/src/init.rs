@@ -60,7 +60,9 @@ impl SeededVarMap {
                             .map(|_| uniform(&mut rng, -bound, bound) as f32)
                             .collect()
                     }
-                    NormalOrUniform::Normal => (0..n).map(|_| (std * rng.normal()) as f32).collect(),
+                    NormalOrUniform::Normal => {
+                        (0..n).map(|_| (std * rng.normal()) as f32).collect()
+                    }
                 }
             }
         };
@@ -96,7 +98,12 @@ impl SimpleBackend for SeededVarMap {
         Ok(out)
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let data = self
             .map
             .data()

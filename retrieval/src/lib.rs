@@ -9,6 +9,8 @@
 //!
 //! The crate takes and returns plain Rust values; it reads and writes only its own weights.
 
+#![warn(missing_docs)]
+
 pub mod bag;
 pub mod config;
 pub mod data;

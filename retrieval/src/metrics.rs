@@ -63,12 +63,16 @@ impl RankMetrics {
 
     /// Mean HR@K of the i-th cut-off (0 when no user).
     pub fn hit_rate(&self, i: usize) -> f64 {
-        self.hits.get(i).map_or(0.0, |h| h / self.users.max(1) as f64)
+        self.hits
+            .get(i)
+            .map_or(0.0, |h| h / self.users.max(1) as f64)
     }
 
     /// Mean NDCG@K of the i-th cut-off (0 when no user).
     pub fn ndcg_at(&self, i: usize) -> f64 {
-        self.ndcg.get(i).map_or(0.0, |h| h / self.users.max(1) as f64)
+        self.ndcg
+            .get(i)
+            .map_or(0.0, |h| h / self.users.max(1) as f64)
     }
 }
 

@@ -22,8 +22,10 @@ pub const CONFIG_FILE: &str = "retrieval.json";
 const FORMAT: u32 = 1;
 const TOKEN_OFFSETS: &str = "catalog.token_offsets";
 const TOKEN_IDS: &str = "catalog.token_ids";
-/// Users per chunk when computing vectors or scores.
+/// Users per chunk when computing vectors.
 const CHUNK_USERS: usize = 256;
+/// Scores held at once when scoring the whole catalogue (16M floats = 64 MiB).
+const CHUNK_SCORES: usize = 1 << 24;
 
 /// What `retrieval.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,17 +98,35 @@ impl RetrievalModel {
         self.vocab.num_items
     }
 
-    /// Checks one query against the model's vocabulary.
+    /// Checks one query against the model's vocabulary: history items inside the catalogue,
+    /// and values (when given) for exactly the user features the model was trained with.
     fn check_query(&self, q: &UserQuery) -> Result<()> {
-        if let Some(bad) = q.history.iter().find(|&&i| i as usize >= self.vocab.num_items) {
-            return Err(invalid(format!("history item {bad} is outside the catalogue")));
+        if let Some(bad) = q
+            .history
+            .iter()
+            .find(|&&i| i as usize >= self.vocab.num_items)
+        {
+            return Err(invalid(format!(
+                "history item {bad} is outside the catalogue"
+            )));
         }
+        // Feature values for features the model does not use are ignored.
         let declared = UserFeatures {
             cardinalities: self.vocab.user_cardinalities.clone(),
             num_numeric: self.vocab.num_numeric,
             ..UserFeatures::default()
         };
-        declared.check_values(q.categorical, q.numeric)
+        let categorical = if declared.cardinalities.is_empty() {
+            &[]
+        } else {
+            q.categorical
+        };
+        let numeric = if declared.num_numeric == 0 {
+            &[]
+        } else {
+            q.numeric
+        };
+        declared.check_values(categorical, numeric)
     }
 
     /// Tower inputs of queries (age 0: serving time).
@@ -158,6 +178,11 @@ impl RetrievalModel {
         Ok((vectors, bias))
     }
 
+    /// Users per chunk when scoring the whole catalogue.
+    fn score_chunk(&self) -> usize {
+        (CHUNK_SCORES / self.num_items().max(1)).clamp(1, CHUNK_USERS)
+    }
+
     /// Exact scores of every item for `rows` users given as a `rows x dim` tensor.
     fn scores_of(&self, users: &Tensor) -> Result<Tensor> {
         let u = Network::with_bias_column(users)?;
@@ -168,7 +193,7 @@ impl RetrievalModel {
     pub fn score_all(&self, queries: &[UserQuery]) -> Result<Vec<f32>> {
         queries.iter().try_for_each(|q| self.check_query(q))?;
         let mut out = Vec::with_capacity(queries.len() * self.num_items());
-        for chunk in queries.chunks(CHUNK_USERS) {
+        for chunk in queries.chunks(self.score_chunk()) {
             let u = self.user_tensor(chunk)?;
             out.extend(self.scores_of(&u)?.flatten_all()?.to_vec1::<f32>()?);
         }
@@ -194,7 +219,7 @@ impl RetrievalModel {
     ) -> Result<RankMetrics> {
         let mut metrics = RankMetrics::new(cutoffs);
         let n = self.num_items();
-        for chunk in cases.chunks(CHUNK_USERS) {
+        for chunk in cases.chunks(self.score_chunk()) {
             let queries: Vec<UserQuery> = chunk
                 .iter()
                 .map(|c| UserQuery {
@@ -231,8 +256,14 @@ impl RetrievalModel {
         }
         if !self.item_tokens.offsets.is_empty() {
             let t = &self.item_tokens;
-            tensors.insert(TOKEN_OFFSETS.into(), Tensor::from_slice(&t.offsets, t.offsets.len(), &Device::Cpu)?);
-            tensors.insert(TOKEN_IDS.into(), Tensor::from_slice(&t.ids, t.ids.len(), &Device::Cpu)?);
+            tensors.insert(
+                TOKEN_OFFSETS.into(),
+                Tensor::from_slice(&t.offsets, t.offsets.len(), &Device::Cpu)?,
+            );
+            tensors.insert(
+                TOKEN_IDS.into(),
+                Tensor::from_slice(&t.ids, t.ids.len(), &Device::Cpu)?,
+            );
         }
         candle_core::safetensors::save(&tensors, dir.join(WEIGHTS_FILE))?;
         let saved = SavedConfig {
@@ -295,9 +326,14 @@ impl RetrievalModel {
         let tokens_ok = item_tokens.offsets.is_empty()
             || (item_tokens.offsets.len() == vocab.num_items + 1
                 && item_tokens.offsets.last().copied() == Some(item_tokens.ids.len() as u32)
-                && item_tokens.ids.iter().all(|&t| (t as usize) < vocab.num_tokens));
+                && item_tokens
+                    .ids
+                    .iter()
+                    .all(|&t| (t as usize) < vocab.num_tokens));
         if !tokens_ok {
-            return Err(RetrievalError::InvalidModel("inconsistent item tokens".into()));
+            return Err(RetrievalError::InvalidModel(
+                "inconsistent item tokens".into(),
+            ));
         }
         Ok(Self {
             config: saved.config,

@@ -47,7 +47,13 @@ impl EmbeddingTable {
     }
 
     /// Adds the bags' weighted rows into columns `offset..offset + width` of `out`.
-    pub fn forward(&self, bags: &Bags, out: &mut [f32], offset: usize, stride: usize) -> Result<()> {
+    pub fn forward(
+        &self,
+        bags: &Bags,
+        out: &mut [f32],
+        offset: usize,
+        stride: usize,
+    ) -> Result<()> {
         with_f32_data(self.var.as_tensor(), |table| {
             gather(table, self.width, bags, out, offset, stride)
         })?
@@ -84,7 +90,11 @@ impl Tower {
 
     /// The forward pass; with `dropout = Some((p, rng))` (training) each input of every
     /// layer is zeroed with probability p and the rest scaled by 1 / (1 - p).
-    pub fn forward_with_dropout(&self, x: &Tensor, mut dropout: Option<(f32, &mut Rng)>) -> Result<Tensor> {
+    pub fn forward_with_dropout(
+        &self,
+        x: &Tensor,
+        mut dropout: Option<(f32, &mut Rng)>,
+    ) -> Result<Tensor> {
         let mut x = x.clone();
         for layer in self.hidden.iter().chain(std::iter::once(&self.output)) {
             if let Some((p, rng)) = dropout.as_mut() {
@@ -99,15 +109,24 @@ impl Tower {
     }
 }
 
-/// Zeroes each element with probability `p` (from the seeded `rng`), scales the rest by 1/(1-p).
+/// Zeroes each element with probability `p` (from the seeded `rng`, to 1/65536), scales the
+/// rest by 1/(1-p).
 fn apply_dropout(x: &Tensor, p: f32, rng: &mut Rng) -> Result<Tensor> {
     if p <= 0.0 {
         return Ok(x.clone());
     }
     let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if (rng.uniform() as f32) < p { 0.0 } else { keep })
-        .collect();
+    let threshold = (p * 65536.0) as u64;
+    let n = x.elem_count();
+    let mut mask = Vec::with_capacity(n + 3);
+    while mask.len() < n {
+        let bits = rng.next_u64();
+        for k in 0..4 {
+            let drop = (bits >> (16 * k)) & 0xFFFF < threshold;
+            mask.push(if drop { 0.0 } else { keep });
+        }
+    }
+    mask.truncate(n);
     Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
 }
 
@@ -291,10 +310,15 @@ impl TowerInputs {
             }
             if layout.recent.is_some() {
                 let start = src.history.len().saturating_sub(recent_window);
-                inputs.recent.push_mean(src.history[start..].iter().copied());
+                inputs
+                    .recent
+                    .push_mean(src.history[start..].iter().copied());
             }
             if layout.tokens.is_some() {
-                let toks = src.history.iter().flat_map(|&i| tokens.of(i).iter().copied());
+                let toks = src
+                    .history
+                    .iter()
+                    .flat_map(|&i| tokens.of(i).iter().copied());
                 inputs.tokens.push_mean(toks);
             }
             for (f, bags) in inputs.user_categorical.iter_mut().enumerate() {
@@ -339,9 +363,15 @@ impl Network {
     pub fn new(vb: VarBuilder, cfg: &RetrievalConfig, vocab: &Vocabulary) -> Result<Self> {
         let layout = FeatureLayout::new(cfg, vocab);
         let std = cfg.init_std;
-        let items = EmbeddingTable::new(vb.pp("items"), vocab.num_items, cfg.item_embedding_dim, std)?;
+        let items =
+            EmbeddingTable::new(vb.pp("items"), vocab.num_items, cfg.item_embedding_dim, std)?;
         let tokens = match layout.tokens {
-            Some((_, w)) => Some(EmbeddingTable::new(vb.pp("tokens"), vocab.num_tokens, w, std)?),
+            Some((_, w)) => Some(EmbeddingTable::new(
+                vb.pp("tokens"),
+                vocab.num_tokens,
+                w,
+                std,
+            )?),
             None => None,
         };
         let user_categorical = vocab
@@ -349,7 +379,12 @@ impl Network {
             .iter()
             .enumerate()
             .map(|(f, &card)| {
-                EmbeddingTable::new(vb.pp(format!("user.{f}")), card, cfg.user_embedding_dim, std)
+                EmbeddingTable::new(
+                    vb.pp(format!("user.{f}")),
+                    card,
+                    cfg.user_embedding_dim,
+                    std,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let input = layout.sparse_width + layout.dense_width;
@@ -372,7 +407,8 @@ impl Network {
         let mut out = vec![0.0; inputs.rows * stride];
         self.items.forward(&inputs.history, &mut out, 0, stride)?;
         if let Some(offset) = l.recent {
-            self.items.forward(&inputs.recent, &mut out, offset, stride)?;
+            self.items
+                .forward(&inputs.recent, &mut out, offset, stride)?;
         }
         if let (Some((offset, _)), Some(table)) = (l.tokens, &self.tokens) {
             table.forward(&inputs.tokens, &mut out, offset, stride)?;

@@ -161,7 +161,9 @@ impl InplaceOp1 for SparseUpdate<'_> {
         let w = f32_slice_mut(s, l)?;
         let mut m = self.m.borrow_mut();
         let mut v = self.v.borrow_mut();
-        if w.len() != m.len() || w.len() != v.len() || self.grads.len() != self.rows.len() * self.width
+        if w.len() != m.len()
+            || w.len() != v.len()
+            || self.grads.len() != self.rows.len() * self.width
         {
             candle_core::bail!("sparse AdamW state and gradient sizes disagree");
         }

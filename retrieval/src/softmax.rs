@@ -20,7 +20,10 @@ pub struct NegativeSampler {
 impl NegativeSampler {
     /// A sampler over items with training counts `counts`.
     pub fn new(counts: &[u64], power: f64, draws: usize) -> Option<Self> {
-        let weights: Vec<f64> = counts.iter().map(|&c| ((c + 1) as f64).powf(power)).collect();
+        let weights: Vec<f64> = counts
+            .iter()
+            .map(|&c| ((c + 1) as f64).powf(power))
+            .collect();
         AliasTable::new(&weights).map(|table| Self { table, draws })
     }
 
@@ -123,7 +126,13 @@ mod tests {
         let (per_column, hits) = log_q_corrections(&sampler, &[2, 0], &[0, 1]);
         let lq = |q: f64| -((2.0 * q).ln() as f32);
         let want = [0.0, lq(1.0 / 7.0), lq(2.0 / 7.0)];
-        assert!(per_column.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-6), "{per_column:?}");
+        assert!(
+            per_column
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| (x - y).abs() < 1e-6),
+            "{per_column:?}"
+        );
         // Row 1's target (item 0) was drawn as the first negative (column 1).
         assert_eq!(hits, vec![(1, 1)]);
         // The sign: a rarely drawn item gets a larger (positive) boost than a popular one.

@@ -9,7 +9,7 @@ use candle_core::{Tensor, Var};
 use crate::bag::{with_f32_data, RowGrads};
 use crate::config::RetrievalConfig;
 use crate::data::{Catalog, Example, UserFeatures, ValidationCase, WatchHistories};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Result, RetrievalError};
 use crate::model::RetrievalModel;
 use crate::network::{FeatureSource, ItemTokens, TowerInputs, Vocabulary};
 use crate::optim::{AdamWParams, InPlaceAdamW};
@@ -71,7 +71,8 @@ fn validate_inputs(
         return Err(invalid("no training examples"));
     }
     for e in examples {
-        if e.user as usize >= users || e.pos as usize >= histories.user_items(e.user as usize).len() {
+        if e.user as usize >= users || e.pos as usize >= histories.user_items(e.user as usize).len()
+        {
             return Err(invalid(format!(
                 "example (user {}, pos {}) is outside the histories",
                 e.user, e.pos
@@ -81,7 +82,9 @@ fn validate_inputs(
     for c in validation {
         let in_catalog = |i: &u32| (*i as usize) < catalog.num_items;
         if !in_catalog(&c.target) || !c.history.iter().all(in_catalog) {
-            return Err(invalid("a validation case names an item outside the catalogue"));
+            return Err(invalid(
+                "a validation case names an item outside the catalogue",
+            ));
         }
         if features.is_some() && c.user as usize >= users {
             return Err(invalid("a validation case names an unknown user"));
@@ -92,14 +95,22 @@ fn validate_inputs(
 
 /// Copies of every variable, to return to the best epoch.
 fn snapshot(model: &RetrievalModel) -> Result<HashMap<String, Tensor>> {
-    let data = model.varmap.data().lock().map_err(|_| invalid("lock poisoned"))?;
+    let data = model
+        .varmap
+        .data()
+        .lock()
+        .map_err(|_| invalid("lock poisoned"))?;
     data.iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
         .collect()
 }
 
 fn restore(model: &RetrievalModel, snap: &HashMap<String, Tensor>) -> Result<()> {
-    let data = model.varmap.data().lock().map_err(|_| invalid("lock poisoned"))?;
+    let data = model
+        .varmap
+        .data()
+        .lock()
+        .map_err(|_| invalid("lock poisoned"))?;
     for (k, v) in data.iter() {
         if let Some(t) = snap.get(k) {
             v.set(t)?;
@@ -136,7 +147,10 @@ impl RetrievalModel {
         let full = catalog.num_items <= cfg.full_softmax_max_items;
 
         let mut counts = vec![0u64; catalog.num_items];
-        histories.items.iter().for_each(|&i| counts[i as usize] += 1);
+        histories
+            .items
+            .iter()
+            .for_each(|&i| counts[i as usize] += 1);
         let sampler = NegativeSampler::new(&counts, cfg.sampling_power, cfg.num_negatives)
             .ok_or_else(|| invalid("cannot build the negative sampler"))?;
 
@@ -146,16 +160,28 @@ impl RetrievalModel {
             let t = histories.times[histories.offsets[e.user as usize] + e.pos as usize];
             ((end - t).max(0) as f64 / SECONDS_PER_DAY) as f32
         };
-        let max_age = examples.iter().map(age_days).fold(0.0f32, f32::max).max(1e-6);
+        let max_age = examples
+            .iter()
+            .map(age_days)
+            .fold(0.0f32, f32::max)
+            .max(1e-6);
 
         let mut sparse_tables = vec![(net.items.var().clone(), net.items.width())];
         if let Some(t) = &net.tokens {
             sparse_tables.push((t.var().clone(), t.width()));
         }
-        sparse_tables.extend(net.user_categorical.iter().map(|t| (t.var().clone(), t.width())));
+        sparse_tables.extend(
+            net.user_categorical
+                .iter()
+                .map(|t| (t.var().clone(), t.width())),
+        );
         let mut dense: Vec<Var> = Vec::new();
         {
-            let data = model.varmap.data().lock().map_err(|_| invalid("lock poisoned"))?;
+            let data = model
+                .varmap
+                .data()
+                .lock()
+                .map_err(|_| invalid("lock poisoned"))?;
             let mut names: Vec<&String> = data.keys().filter(|k| k.starts_with("tower.")).collect();
             names.sort();
             dense.extend(names.into_iter().map(|k| data[k].clone()));
@@ -175,7 +201,10 @@ impl RetrievalModel {
         let mut optimizer = InPlaceAdamW::new(dense, sparse_tables, params);
         let mut grads = TableGrads {
             items: RowGrads::new(net.items.rows(), net.items.width()),
-            tokens: net.tokens.as_ref().map(|t| RowGrads::new(t.rows(), t.width())),
+            tokens: net
+                .tokens
+                .as_ref()
+                .map(|t| RowGrads::new(t.rows(), t.width())),
             user: net
                 .user_categorical
                 .iter()
@@ -197,7 +226,9 @@ impl RetrievalModel {
             let mut loss_sum = 0.0;
             for batch in order.chunks(cfg.batch_size) {
                 let frac = step as f64 / total_steps as f64;
-                optimizer.set_learning_rate(cfg.learning_rate * (1.0 - (1.0 - cfg.final_lr_fraction) * frac));
+                optimizer.set_learning_rate(
+                    cfg.learning_rate * (1.0 - (1.0 - cfg.final_lr_fraction) * frac),
+                );
                 step += 1;
                 let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
                 let sources = batch.iter().map(|e| {
@@ -222,7 +253,20 @@ impl RetrievalModel {
                     .iter()
                     .map(|e| histories.user_items(e.user as usize)[e.pos as usize])
                     .collect();
-                loss_sum += model.train_step(&inputs, &targets, &sampler, &mut rng, &mut optimizer, &mut grads)?;
+                let loss = model.train_step(
+                    &inputs,
+                    &targets,
+                    &sampler,
+                    &mut rng,
+                    &mut optimizer,
+                    &mut grads,
+                )?;
+                if !loss.is_finite() {
+                    return Err(RetrievalError::Diverged(format!(
+                        "loss {loss} at epoch {epoch} (try a lower learning_rate)"
+                    )));
+                }
+                loss_sum += loss;
             }
             let seconds = epoch_start.elapsed().as_secs_f64();
             let hr10 = if validation.is_empty() {
@@ -239,10 +283,12 @@ impl RetrievalModel {
             progress(&report);
             reports.push(report);
             if let Some(h) = hr10 {
-                if best.as_ref().is_none_or(|(_, b, _)| h > *b) {
+                if best.as_ref().is_none_or(|(_, b, _)| h >= *b) {
                     best = Some((epoch, h, snapshot(&model)?));
                 } else if cfg.patience > 0
-                    && best.as_ref().is_some_and(|(e, _, _)| epoch - e >= cfg.patience)
+                    && best
+                        .as_ref()
+                        .is_some_and(|(e, _, _)| epoch - e >= cfg.patience)
                 {
                     break;
                 }
@@ -279,15 +325,26 @@ impl RetrievalModel {
         let layout = &net.layout;
         let stride = layout.sparse_width;
         let gathered = net.gather(inputs)?;
-        let leaf = Var::from_tensor(&Tensor::from_vec(gathered, (inputs.rows, stride), &self.device)?)?;
+        let leaf = Var::from_tensor(&Tensor::from_vec(
+            gathered,
+            (inputs.rows, stride),
+            &self.device,
+        )?)?;
         let dropout = Some((self.config.dropout, &mut *rng));
-        let u = net.user_vectors_with_dropout(leaf.as_tensor(), &inputs.dense, &self.device, dropout)?;
+        let u =
+            net.user_vectors_with_dropout(leaf.as_tensor(), &inputs.dense, &self.device, dropout)?;
         let (loss, sampled) = match &grads.softmax {
             None => (full_softmax_loss(&u, &net.softmax, targets)?, None),
             Some(_) => {
                 let negatives = sampler.sample(rng);
-                let (loss, rows) =
-                    sampled_softmax_loss(&u, &net.softmax, targets, &negatives, sampler, &self.device)?;
+                let (loss, rows) = sampled_softmax_loss(
+                    &u,
+                    &net.softmax,
+                    targets,
+                    &negatives,
+                    sampler,
+                    &self.device,
+                )?;
                 (loss, Some(rows))
             }
         };
@@ -308,7 +365,12 @@ impl RetrievalModel {
             if let (Some((offset, _)), Some(tg)) = (layout.tokens, grads.tokens.as_mut()) {
                 tg.scatter(g, offset, stride, &inputs.tokens);
             }
-            for ((ug, bags), (offset, _)) in grads.user.iter_mut().zip(&inputs.user_categorical).zip(&layout.user_categorical) {
+            for ((ug, bags), (offset, _)) in grads
+                .user
+                .iter_mut()
+                .zip(&inputs.user_categorical)
+                .zip(&layout.user_categorical)
+            {
                 ug.scatter(g, *offset, stride, bags);
             }
         })?;

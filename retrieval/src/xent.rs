@@ -69,7 +69,9 @@ impl SoftmaxCrossEntropy {
         z.clear();
         z.extend_from_slice(logits);
         if !self.column_adjust.is_empty() {
-            z.iter_mut().zip(&self.column_adjust).for_each(|(x, a)| *x += a);
+            z.iter_mut()
+                .zip(&self.column_adjust)
+                .for_each(|(x, a)| *x += a);
         }
         let t = self.targets[b] as usize;
         for &c in &self.mask_columns[self.mask_offsets[b]..self.mask_offsets[b + 1]] {
@@ -86,7 +88,9 @@ impl SoftmaxCrossEntropy {
             || self.targets.iter().any(|&t| t as usize >= cols)
             || (!self.column_adjust.is_empty() && self.column_adjust.len() != cols)
         {
-            candle_core::bail!("softmax cross-entropy: targets or adjustments do not fit the logits");
+            candle_core::bail!(
+                "softmax cross-entropy: targets or adjustments do not fit the logits"
+            );
         }
         Ok(())
     }
@@ -101,7 +105,7 @@ pub fn fast_exp(x: f32) -> f32 {
     let t = x.clamp(-87.0, 88.0) * std::f32::consts::LOG2_E;
     let r = t + ROUND;
     let f = t - (r - ROUND); // in [-0.5, 0.5]
-    // 2^f by its Taylor series in f ln 2 (terms up to degree 7).
+                             // 2^f by its Taylor series in f ln 2 (terms up to degree 7).
     let p = 1.0
         + f * (std::f32::consts::LN_2
             + f * (0.240_226_5
@@ -127,7 +131,11 @@ fn log_sum_exp_portable(z: &[f32]) -> f32 {
             *l = l.max(x);
         }
     }
-    let max = tail.iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = tail
+        .iter()
+        .chain(&lanes)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut sums = [0f32; LANES];
     for c in chunks {
         for (s, &x) in sums.iter_mut().zip(c) {
@@ -193,7 +201,11 @@ impl CustomOp1 for SoftmaxCrossEntropy {
         "softmax-cross-entropy"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, cols) = dims2(layout.shape())?;
         self.check(rows, cols)?;
         let logits = match (storage, layout.contiguous_offsets()) {
@@ -224,7 +236,12 @@ impl CustomOp1 for SoftmaxCrossEntropy {
         Ok((CpuStorage::F32(losses), Shape::from(rows)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let (rows, cols) = arg.dims2()?;
         let arg = arg.contiguous()?;
         let scale = grad_res.to_vec1::<f32>()?;
@@ -263,14 +280,36 @@ mod tests {
         let data = vec![0.5f32, -1.0, 2.0, 0.0, 3.0, 1.0, -2.0, 0.5];
         let x = Var::from_tensor(&Tensor::from_vec(data, (2, 4), &dev).unwrap()).unwrap();
         let targets = vec![2u32, 1];
-        let ours = x.as_tensor().apply_op1(SoftmaxCrossEntropy::new(targets.clone())).unwrap();
+        let ours = x
+            .as_tensor()
+            .apply_op1(SoftmaxCrossEntropy::new(targets.clone()))
+            .unwrap();
         let ours = ours.mean_all().unwrap();
         let t = Tensor::from_slice(&targets, 2, &dev).unwrap();
         let theirs = candle_nn::loss::cross_entropy(x.as_tensor(), &t).unwrap();
-        let (a, b) = (ours.to_scalar::<f32>().unwrap(), theirs.to_scalar::<f32>().unwrap());
+        let (a, b) = (
+            ours.to_scalar::<f32>().unwrap(),
+            theirs.to_scalar::<f32>().unwrap(),
+        );
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
-        let ga = ours.backward().unwrap().get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let gb = theirs.backward().unwrap().get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ga = ours
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let gb = theirs
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for (p, q) in ga.iter().zip(&gb) {
             assert!((p - q).abs() < 1e-6, "{ga:?} vs {gb:?}");
         }
@@ -281,7 +320,10 @@ mod tests {
         for i in -8700..=8800 {
             let x = i as f32 * 0.01;
             let (a, b) = (fast_exp(x), x.exp());
-            assert!((a - b).abs() <= 3e-7 * (1.0 + x.abs()) * b, "{x}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 3e-7 * (1.0 + x.abs()) * b,
+                "{x}: {a} vs {b}"
+            );
         }
         assert!(fast_exp(f32::NEG_INFINITY) < 1e-37);
     }

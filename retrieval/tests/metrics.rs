@@ -3,22 +3,36 @@
 mod common;
 
 use retrieval::rng::Rng;
-use retrieval::{target_rank, Catalog, Example, RetrievalConfig, RetrievalModel, UserQuery, WatchHistories};
+use retrieval::{
+    target_rank, Catalog, Example, RetrievalConfig, RetrievalModel, UserQuery, WatchHistories,
+};
 
 #[test]
 fn target_rank_counts_strictly_higher_non_excluded_items() {
     let scores = [0.5, 0.9, 0.1, 0.7, 0.9];
     assert_eq!(target_rank(&scores, 3, &[]), 2);
     assert_eq!(target_rank(&scores, 3, &[1]), 1);
-    assert_eq!(target_rank(&scores, 3, &[1, 1, 3]), 1, "duplicates count once, target kept");
+    assert_eq!(
+        target_rank(&scores, 3, &[1, 1, 3]),
+        1,
+        "duplicates count once, target kept"
+    );
     assert_eq!(target_rank(&scores, 3, &[4, 1]), 0);
-    assert_eq!(target_rank(&scores, 2, &[0, 99]), 3, "unknown ids are ignored");
+    assert_eq!(
+        target_rank(&scores, 2, &[0, 99]),
+        3,
+        "unknown ids are ignored"
+    );
     assert_eq!(target_rank(&scores, 1, &[]), 0, "a tie is not higher");
     assert_eq!(target_rank(&scores, 0, &[2]), 3);
     let nan = [f32::NAN, 0.5, 0.2];
     assert_eq!(target_rank(&nan, 2, &[]), 1, "NaN is never higher");
     assert_eq!(target_rank(&nan, 0, &[]), 2, "a NaN target ranks last");
-    assert_eq!(target_rank(&nan, 7, &[1]), 2, "an unknown target ranks last");
+    assert_eq!(
+        target_rank(&nan, 7, &[1]),
+        2,
+        "an unknown target ranks last"
+    );
 }
 
 /// Every user watches one item drawn from p_j ∝ j + 1 and the model sees no history, so the
@@ -31,16 +45,21 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
     let table = retrieval::rng::AliasTable::new(&weights).unwrap();
     let mut rng = Rng::new(11);
     let users = 6000;
-    let sequences: Vec<Vec<(u32, i64)>> = (0..users).map(|_| vec![(table.sample(&mut rng), 0)]).collect();
+    let sequences: Vec<Vec<(u32, i64)>> = (0..users)
+        .map(|_| vec![(table.sample(&mut rng), 0)])
+        .collect();
     let train = WatchHistories::from_sequences(&sequences);
     let mut counts = vec![0f64; items];
     train.items.iter().for_each(|&i| counts[i as usize] += 1.0);
-    let examples: Vec<Example> = (0..users as u32).map(|u| Example { user: u, pos: 0 }).collect();
+    let examples: Vec<Example> = (0..users as u32)
+        .map(|u| Example { user: u, pos: 0 })
+        .collect();
     let cfg = RetrievalConfig {
         dim: 4,
         hidden: vec![],
         recent_window: 0,
         use_age: false,
+        dropout: 0.0,
         full_softmax_max_items,
         num_negatives: 40,
         sampling_power: 0.5,
@@ -50,12 +69,23 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
         learning_rate: 0.05,
         ..RetrievalConfig::default()
     };
-    let (model, _) =
-        RetrievalModel::train(&cfg, &Catalog::without_tokens(items), &train, &examples, None, &[], |_| {}).unwrap();
+    let (model, _) = RetrievalModel::train(
+        &cfg,
+        &Catalog::without_tokens(items),
+        &train,
+        &examples,
+        None,
+        &[],
+        |_| {},
+    )
+    .unwrap();
     let scores = model.score_all(&[UserQuery::from_history(&[])]).unwrap();
     let x: Vec<f64> = counts.iter().map(|c| (c / users as f64).ln()).collect();
     let y: Vec<f64> = scores.iter().map(|&s| s as f64).collect();
-    let (mx, my) = (x.iter().sum::<f64>() / items as f64, y.iter().sum::<f64>() / items as f64);
+    let (mx, my) = (
+        x.iter().sum::<f64>() / items as f64,
+        y.iter().sum::<f64>() / items as f64,
+    );
     let cov: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
     let var: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
     cov / var
@@ -64,7 +94,10 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
 #[test]
 fn log_q_correction_recovers_log_popularity() {
     let sampled = fitted_slope(0);
-    assert!((0.85..1.15).contains(&sampled), "sampled softmax slope {sampled}");
+    assert!(
+        (0.85..1.15).contains(&sampled),
+        "sampled softmax slope {sampled}"
+    );
     let full = fitted_slope(usize::MAX);
     assert!((0.85..1.15).contains(&full), "full softmax slope {full}");
 }

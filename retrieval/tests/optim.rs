@@ -4,10 +4,22 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use retrieval::{AdamWParams, InPlaceAdamW};
 
-const PARAMS: AdamWParams = AdamWParams { lr: 0.05, beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
+const PARAMS: AdamWParams = AdamWParams {
+    lr: 0.05,
+    beta1: 0.9,
+    beta2: 0.99,
+    eps: 1e-8,
+    weight_decay: 0.1,
+};
 
 fn candle_params() -> ParamsAdamW {
-    ParamsAdamW { lr: PARAMS.lr, beta1: PARAMS.beta1, beta2: PARAMS.beta2, eps: PARAMS.eps, weight_decay: PARAMS.weight_decay }
+    ParamsAdamW {
+        lr: PARAMS.lr,
+        beta1: PARAMS.beta1,
+        beta2: PARAMS.beta2,
+        eps: PARAMS.eps,
+        weight_decay: PARAMS.weight_decay,
+    }
 }
 
 fn var(values: &[f32], shape: (usize, usize)) -> Var {
@@ -19,8 +31,16 @@ fn loss(w: &Var) -> Tensor {
     let n = w.elem_count();
     let c: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 * 0.25).collect();
     let c = Tensor::from_vec(c, w.shape(), &Device::Cpu).unwrap();
-    let a = (w.as_tensor() * &c).unwrap().sqr().unwrap().sum_all().unwrap();
-    let b = (w.as_tensor().powf(3.0).unwrap() / 3.0).unwrap().sum_all().unwrap();
+    let a = (w.as_tensor() * &c)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let b = (w.as_tensor().powf(3.0).unwrap() / 3.0)
+        .unwrap()
+        .sum_all()
+        .unwrap();
     (a + b).unwrap()
 }
 
@@ -56,7 +76,13 @@ fn sparse_update_matches_candle_on_touched_rows_and_skips_the_rest() {
     let mut candle_opt = AdamW::new(vec![reference.clone()], candle_params()).unwrap();
     for _ in 0..20 {
         let grads = loss(&reference).backward().unwrap();
-        let g = grads.get(reference.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = grads
+            .get(reference.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         opt.begin_step();
         opt.step_rows(0, &[0, 2], &g).unwrap();
         candle_opt.step(&grads).unwrap();

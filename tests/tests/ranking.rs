@@ -41,9 +41,6 @@ fn run_ok(line: &str, paths: &[&Path]) -> String {
     recpipe_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// A small, fast ranker for the synthetic world.
-const SMALL_RANKER: &str = "\n[ranking.model]\nepochs = 2\nhidden = [64, 32]\n";
-
 fn close(a: f32, b: f32) -> bool {
     (a - b).abs() < 1e-5 || (a.is_nan() && b.is_nan())
 }
@@ -286,8 +283,7 @@ fn no_temp_files(dir: &Path) {
 #[test]
 fn rerank_orders_every_candidate_and_scores_cold_users_and_items() {
     let w = World::new("rank-rerank", 5);
-    let cfg = std::fs::read_to_string(&w.cfg).expect("config") + SMALL_RANKER;
-    std::fs::write(&w.cfg, cfg).expect("config");
+    // The world's config already holds a small, fast ranker (tests/src/lib.rs).
     let ranker = w.root.join("ranker");
     let out = run_ok(
         "--config {} train-ranker --data {} --out {}",
@@ -418,8 +414,7 @@ fn rerank_orders_every_candidate_and_scores_cold_users_and_items() {
 #[test]
 fn a_version_built_on_impressions_serves_reranked_lists() {
     let w = World::new("rank-version", 6);
-    let cfg = std::fs::read_to_string(&w.cfg).expect("config") + SMALL_RANKER;
-    std::fs::write(&w.cfg, cfg).expect("config");
+    // The world's config already holds a small, fast ranker (tests/src/lib.rs).
     let out = w.build(&[]);
     assert!(out.contains("watch-time weighted"), "{out}");
     let v = current(&w.art).expect("CURRENT");

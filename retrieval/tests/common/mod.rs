@@ -16,7 +16,13 @@ pub struct SequenceData {
     pub test: Vec<ValidationCase>,
 }
 
-pub fn sequence_data(items: usize, users: usize, len: usize, follow: f64, seed: u64) -> SequenceData {
+pub fn sequence_data(
+    items: usize,
+    users: usize,
+    len: usize,
+    follow: f64,
+    seed: u64,
+) -> SequenceData {
     let mut rng = Rng::new(seed);
     let mut next: Vec<u32> = (0..items as u32).collect();
     rng.shuffle(&mut next);
@@ -33,23 +39,47 @@ pub fn sequence_data(items: usize, users: usize, len: usize, follow: f64, seed: 
             };
             seq.push(item);
         }
-        let train: Vec<(u32, i64)> =
-            seq[..len - 2].iter().enumerate().map(|(k, &i)| (i, 1_000_000 + 3600 * k as i64)).collect();
+        let train: Vec<(u32, i64)> = seq[..len - 2]
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| (i, 1_000_000 + 3600 * k as i64))
+            .collect();
         let hist: Vec<u32> = seq[..len - 2].to_vec();
-        validation.push(ValidationCase { user: u as u32, history: hist.clone(), target: seq[len - 2], exclude: vec![] });
-        test.push(ValidationCase { user: u as u32, history: seq[..len - 1].to_vec(), target: seq[len - 1], exclude: vec![] });
+        validation.push(ValidationCase {
+            user: u as u32,
+            history: hist.clone(),
+            target: seq[len - 2],
+            exclude: vec![],
+        });
+        test.push(ValidationCase {
+            user: u as u32,
+            history: seq[..len - 1].to_vec(),
+            target: seq[len - 1],
+            exclude: vec![],
+        });
         sequences.push(train);
     }
     let train = WatchHistories::from_sequences(&sequences);
     let examples = (0..users)
-        .flat_map(|u| (1..len - 2).map(move |p| Example { user: u as u32, pos: p as u32 }))
+        .flat_map(|u| {
+            (1..len - 2).map(move |p| Example {
+                user: u as u32,
+                pos: p as u32,
+            })
+        })
         .collect();
     let catalog = Catalog {
         num_items: items,
         item_tokens: (0..items).map(|i| vec![(i % 3) as u32]).collect(),
         num_tokens: 3,
     };
-    SequenceData { catalog, train, examples, validation, test }
+    SequenceData {
+        catalog,
+        train,
+        examples,
+        validation,
+        test,
+    }
 }
 
 /// A small, fast configuration.
@@ -66,6 +96,9 @@ pub fn tiny_config() -> RetrievalConfig {
         epochs: 4,
         patience: 0,
         learning_rate: 0.01,
+        final_lr_fraction: 1.0,
+        dropout: 0.0,
+        history_dropout: 0.0,
         num_negatives: 32,
         ..RetrievalConfig::default()
     }
