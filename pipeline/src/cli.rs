@@ -434,7 +434,7 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
         return Ok(());
     }
     let t = Instant::now();
-    let trained = train_retrieval(&data, &config.retrieval, &config.examples)?;
+    let trained = train_retrieval(&data, &config.retrieval, &config.examples, None)?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "retrieval: {} examples, {} items, best epoch {} of {}, {:.1} s",

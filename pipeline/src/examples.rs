@@ -25,7 +25,7 @@ pub struct ExamplesConfig {
 impl Default for ExamplesConfig {
     fn default() -> Self {
         ExamplesConfig {
-            max_per_user: 300,
+            max_per_user: 2_000,
             seed: 17,
         }
     }

@@ -23,6 +23,7 @@ pub mod optim;
 pub mod rng;
 pub mod softmax;
 pub mod train;
+pub mod warm;
 pub mod xent;
 
 pub use config::RetrievalConfig;
@@ -32,3 +33,4 @@ pub use metrics::{target_rank, RankMetrics};
 pub use model::RetrievalModel;
 pub use optim::{AdamWParams, InPlaceAdamW};
 pub use train::{EpochReport, TrainReport};
+pub use warm::{WarmStart, WarmStats};

@@ -129,6 +129,31 @@ impl RetrievalModel {
         examples: &[Example],
         user_features: Option<&UserFeatures>,
         validation: &[ValidationCase],
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<(RetrievalModel, TrainReport)> {
+        Self::train_warm(
+            cfg,
+            catalog,
+            histories,
+            examples,
+            user_features,
+            validation,
+            None,
+            progress,
+        )
+    }
+
+    /// [`RetrievalModel::train`] starting from a previous model's weights when `warm` is given
+    /// (see [`crate::warm`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_warm(
+        cfg: &RetrievalConfig,
+        catalog: &Catalog,
+        histories: &WatchHistories,
+        examples: &[Example],
+        user_features: Option<&UserFeatures>,
+        validation: &[ValidationCase],
+        warm: Option<&crate::warm::WarmStart>,
         mut progress: impl FnMut(&EpochReport),
     ) -> Result<(RetrievalModel, TrainReport)> {
         let started = Instant::now();
@@ -143,6 +168,9 @@ impl RetrievalModel {
         };
         let tokens = ItemTokens::from_lists(&catalog.item_tokens)?;
         let model = RetrievalModel::init(cfg, vocab, tokens)?;
+        if let Some(w) = warm {
+            crate::warm::apply(&model, w)?;
+        }
         let net = &model.network;
         let full = catalog.num_items <= cfg.full_softmax_max_items;
 

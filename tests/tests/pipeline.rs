@@ -177,7 +177,7 @@ fn quality_gate_refuses_a_worse_model_unless_forced() {
     let v1 = current(&art).expect("CURRENT");
     // A model that cannot learn: one epoch at a tiny learning rate.
     let bad = root.join("bad.toml");
-    std::fs::write(&bad, "[retrieval]\nepochs = 1\nlearning_rate = 1e-7\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n\n[build]\nmax_hr10_drop = 0.1\n").expect("write");
+    std::fs::write(&bad, "[retrieval]\nepochs = 1\nlearning_rate = 1e-7\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n\n[build]\nmax_hr10_drop = 0.1\nwarm_start = false\n").expect("write");
     let bad_build = |extra: &[&str]| {
         let mut args = vec![
             "--config",
@@ -205,4 +205,82 @@ fn quality_gate_refuses_a_worse_model_unless_forced() {
     assert!(bad_build(&["--force"]).status.success());
     assert_ne!(current(&art).as_deref(), Some(v1.as_str()));
     assert_eq!(published_versions(&art).len(), 2);
+}
+
+#[test]
+fn warm_start_keeps_known_items_vectors() {
+    let w = World::new("e2e-warm", 6);
+    w.build(&[]);
+    let v1 = current(&w.art).expect("CURRENT");
+    // A second build that barely trains: warm-started, its item vectors are v1's.
+    let frozen = w.root.join("frozen.toml");
+    let base = std::fs::read_to_string(&w.cfg).expect("cfg");
+    let tweak = |extra: &str| base.replace("[retrieval]\n", &format!("[retrieval]\n{extra}"));
+    std::fs::write(
+        &frozen,
+        tweak("learning_rate = 1e-9\n").replace("epochs = 3", "epochs = 1"),
+    )
+    .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    recpipe_ok(&[
+        "--config",
+        s(&frozen),
+        "build-index",
+        "--data",
+        s(&w.data),
+        "--artifacts",
+        s(&w.art),
+        "--force",
+    ]);
+    let v2 = current(&w.art).expect("CURRENT");
+    assert_ne!(v1, v2);
+    assert_eq!(w.manifest(&v2)["inputs"]["warm_start_from"], v1.as_str());
+    let vectors = |v: &str| {
+        recpipe::data::read_vectors(
+            &w.art.join("versions").join(v).join("item_vectors.parquet"),
+            "item_id",
+        )
+        .expect("item vectors")
+    };
+    let (a, b) = (vectors(&v1), vectors(&v2));
+    assert_eq!(a.ids, b.ids);
+    let max_diff = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max_diff < 1e-3, "warm-started vectors moved by {max_diff}");
+    // The same build cold: vectors start from scratch.
+    let cold = w.root.join("cold.toml");
+    std::fs::write(
+        &cold,
+        tweak("learning_rate = 1e-9\n")
+            .replace("epochs = 3", "epochs = 1")
+            .replace("[build]\n", "[build]\nwarm_start = false\n"),
+    )
+    .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    recpipe_ok(&[
+        "--config",
+        s(&cold),
+        "build-index",
+        "--data",
+        s(&w.data),
+        "--artifacts",
+        s(&w.art),
+        "--force",
+    ]);
+    let v3 = current(&w.art).expect("CURRENT");
+    let c = vectors(&v3);
+    let cold_diff = a
+        .data
+        .iter()
+        .zip(&c.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        cold_diff > 0.05,
+        "a cold start matched the old vectors ({cold_diff})"
+    );
 }

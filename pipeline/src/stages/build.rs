@@ -38,6 +38,8 @@ pub struct BuildConfig {
     pub max_hr10_drop: f64,
     /// Beam width of the index searches used to measure served quality (0: index default).
     pub eval_ef: usize,
+    /// Start training from the live version's weights (known ids keep their embeddings).
+    pub warm_start: bool,
 }
 
 impl Default for BuildConfig {
@@ -46,6 +48,7 @@ impl Default for BuildConfig {
             keep_versions: 3,
             max_hr10_drop: 0.1,
             eval_ef: 0,
+            warm_start: true,
         }
     }
 }
@@ -175,7 +178,17 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
 
     let t1 = Instant::now();
     crate::progress::stage("train_retrieval");
-    let trained = train_retrieval(&data, &config.retrieval, &config.examples)?;
+    // Warm start from the live version when its model loads and has the same shape of network.
+    let previous = match &live {
+        Some(v) if config.build.warm_start => load_previous(v),
+        _ => None,
+    };
+    let trained = train_retrieval(
+        &data,
+        &config.retrieval,
+        &config.examples,
+        previous.as_ref(),
+    )?;
     let t_train = t1.elapsed().as_secs_f64();
 
     // Quality gate, before anything heavy is written.
@@ -273,7 +286,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         "events": data.events.len(),
         "items": data.items.len(),
         "users": data.users.len(),
-        "warm_start_from": live.as_ref().map(|v| v.manifest.version.clone()),
+        "warm_start_from": previous.as_ref().and(live.as_ref()).map(|v| v.manifest.version.clone()),
     });
     let config_json =
         serde_json::to_value(config).map_err(|e| Error::Other(format!("config: {e}")))?;
@@ -309,4 +322,20 @@ fn write_user_vectors(trained: &TrainedRetrieval, dest: &Path) -> Result<()> {
         bias: Vec::new(),
     };
     write_vectors(dest, "user_id", &v)?.commit()
+}
+
+/// The live version's retrieval model and ids, or `None` (logged) when they cannot be loaded:
+/// a cold start is then the safe choice.
+fn load_previous(v: &Version) -> Option<crate::stages::retrieval::Previous> {
+    let model = match retrieval::RetrievalModel::load(&v.dir) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(version = %v.manifest.version, error = %e, "no warm start");
+            return None;
+        }
+    };
+    let bytes = std::fs::read(v.file(files::IDS)).ok()?;
+    let mut ids: IdMaps = serde_json::from_slice(&bytes).ok()?;
+    ids.items.reindex();
+    Some(crate::stages::retrieval::Previous { model, ids })
 }

@@ -82,12 +82,21 @@ fn model_err(e: retrieval::RetrievalError) -> Error {
     Error::Other(format!("retrieval model: {e}"))
 }
 
+/// The live version's model and ids, to warm-start from.
+pub struct Previous {
+    /// The model.
+    pub model: RetrievalModel,
+    /// Its ids and vocabularies.
+    pub ids: crate::stages::build::IdMaps,
+}
+
 /// Builds examples from `data` (leave-last-out: each evaluated user's last two watches held out),
 /// trains, and measures EVAL.md §1 with exact scores on validation and test targets.
 pub fn train_retrieval(
     data: &Dataset,
     cfg: &RetrievalConfig,
     examples: &ExamplesConfig,
+    previous: Option<&Previous>,
 ) -> Result<TrainedRetrieval> {
     let all = WatchSequences::from_events(&data.events);
     if all.items.is_empty() {
@@ -104,14 +113,44 @@ pub fn train_retrieval(
         users = inputs.users.len(),
         "retrieval inputs"
     );
+    let warm = previous.map(|p| retrieval::WarmStart {
+        model: &p.model,
+        items: inputs
+            .items
+            .ids
+            .iter()
+            .map(|&id| p.ids.items.get(id))
+            .collect(),
+        tokens: inputs
+            .tokens
+            .tokens
+            .iter()
+            .map(|t| {
+                p.ids
+                    .tokens
+                    .tokens
+                    .iter()
+                    .position(|o| o == t)
+                    .map(|i| i as u32)
+            })
+            .collect(),
+    });
+    if let Some(w) = &warm {
+        tracing::info!(
+            known_items = w.items.iter().filter(|m| m.is_some()).count(),
+            items = w.items.len(),
+            "warm start"
+        );
+    }
     let pb = bar(cfg.epochs as u64, "retrieval");
-    let (model, report) = RetrievalModel::train(
+    let (model, report) = RetrievalModel::train_warm(
         cfg,
         &inputs.catalog,
         &inputs.histories,
         &inputs.examples,
         inputs.features.as_ref(),
         &inputs.validation,
+        warm.as_ref(),
         |e| {
             pb.set_position(e.epoch as u64);
             pb.set_message(format!(
