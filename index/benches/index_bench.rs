@@ -4,7 +4,7 @@
 //! `INDEX_BENCH_QUERIES` (1000), `INDEX_BENCH_DIM` (64), `INDEX_BENCH_EF` (comma list),
 //! `INDEX_BENCH_M`, `INDEX_BENCH_EFC`, `INDEX_BENCH_METRIC` (inner_product, angular, ...),
 //! `INDEX_BENCH_EXCLUDE` (100), `INDEX_BENCH_NORMS` (`0.5,2`), `INDEX_BENCH_BIAS` (0.1),
-//! `INDEX_BENCH_SPREAD` (0.6), `INDEX_BENCH_BUILDER` (native, hnsw_rs), `INDEX_BENCH_OUT`
+//! `INDEX_BENCH_SPREAD` (0.6), `INDEX_BENCH_CLUSTERS` (default items / 100), `INDEX_BENCH_BUILDER` (native, hnsw_rs), `INDEX_BENCH_OUT`
 //! (folder for JSON reports, default the workspace's `target/index-bench/`).
 
 use std::time::Instant;
@@ -71,10 +71,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(b) = std::env::var("INDEX_BENCH_BUILDER") {
         cfg.hnsw.builder = serde_json::from_str(&format!("\"{b}\""))?;
     }
+    // default: 100 items per cluster (harder as the catalogue grows: a query's top 100 then
+    // spans many clusters); INDEX_BENCH_CLUSTERS fixes the count instead
+    let clusters = env_one("INDEX_BENCH_CLUSTERS");
     let out_dir = std::env::var("INDEX_BENCH_OUT")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/index-bench").into());
     for n in sizes {
-        data.clusters = (n / 100).max(10);
+        data.clusters = clusters.unwrap_or((n / 100).max(10));
         let items = generate_items(n, &data);
         let queries = generate_queries(n_queries, &data);
         let t = Instant::now();
@@ -87,10 +90,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         let report = run(&cfg, items, &queries, &progress)?;
+        println!(
+            "data: {} clusters, spread {}, norms {}..{}, bias std {}, seed {}",
+            data.clusters, data.spread, data.min_norm, data.max_norm, data.bias_std, data.seed
+        );
         println!("{report}");
-        let path = format!("{out_dir}/index_bench_{n}.json");
+        let path = format!("{out_dir}/index_bench_{n}_c{}.json", data.clusters);
         std::fs::create_dir_all(&out_dir)?;
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        let json = serde_json::json!({ "data": data, "report": report });
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
         println!("report written to {path}\n");
     }
     Ok(())

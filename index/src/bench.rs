@@ -29,6 +29,7 @@ pub struct BenchConfig {
     pub k: usize,
     /// Beam widths to sweep.
     pub ef_sweep: Vec<usize>,
+
     /// Excluded items per query in the "seen items" runs (0: skip those runs).
     pub exclude_per_query: usize,
     /// Queries timed one by one on a single thread (latency, 1-thread q/s); 0: all.
@@ -46,6 +47,7 @@ impl Default for BenchConfig {
         BenchConfig {
             k: 100,
             ef_sweep: vec![64, 100, 128, 200, 300, 400],
+
             exclude_per_query: 100,
             timed_queries: 0,
             exact_timed_queries: 100,
@@ -73,6 +75,7 @@ pub struct Speed {
 pub struct SweepPoint {
     /// Beam width.
     pub ef: usize,
+
     /// Mean recall@k against exact search.
     pub recall: f64,
     /// Lowest recall@k of a query.
@@ -306,7 +309,7 @@ pub fn run(
         let (exact_fallbacks, scored) = rows
             .par_iter()
             .map(|q| {
-                let (found, scored) = index.graph.search_counted(cat, q, k, ef.max(1), &[]);
+                let (found, scored) = index.search_graph(q, k, ef.max(1), &[]);
                 (usize::from(found.len() < k.min(n)), scored)
             })
             .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::kernel::{dot, dot4};
-use crate::panel::{pack, pack_queries, rescore, scan_packed, PANEL, QTILE};
+use crate::panel::{pack, pack_queries, scan_packed, PANEL, QTILE};
 use crate::search::{check_query, resolve_batch, split_batch, to_hits, Exclude, Hit};
 use crate::topk::{contains, Scored, TopK};
 use crate::vectors::{Catalogue, ItemVectors};
@@ -128,7 +128,7 @@ pub(crate) fn exact_batch(
             }
             tops.into_iter()
                 .zip(qs.iter())
-                .map(|(top, q)| rescore(cat, q, top.into_sorted()))
+                .map(|(top, q)| cat.rescored(q, top.into_sorted()))
                 .collect::<Vec<_>>()
         })
         .collect()

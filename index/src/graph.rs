@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::BinaryHeap;
 
 use crate::kernel::{dot, dot4, prefetch, prefetch_row};
+use crate::quant::Quantized;
 use crate::topk::{contains, Scored, TopK};
 use crate::vectors::Catalogue;
 
@@ -61,6 +62,26 @@ impl BaseLayer {
             }
         }
         Ok(())
+    }
+}
+
+/// Adjacency lists a beam search can walk.
+pub(crate) trait Links {
+    /// Neighbours of `node`, best first.
+    fn neighbours(&self, node: u32) -> &[u32];
+    /// Starts loading `node`'s list.
+    fn prefetch(&self, node: u32);
+}
+
+impl Links for BaseLayer {
+    #[inline]
+    fn neighbours(&self, node: u32) -> &[u32] {
+        BaseLayer::neighbours(self, node)
+    }
+
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        BaseLayer::prefetch(self, node);
     }
 }
 
@@ -126,10 +147,11 @@ pub(crate) struct Graph {
     pub(crate) upper: Vec<Layer>,
 }
 
-/// Per-thread visited marks, reused between searches (an epoch per item avoids clearing).
+/// Per-thread visited marks, reused between searches: one byte per item holding the number of
+/// the search that last visited it, so only every 255th search clears the array.
 pub(crate) struct Visited {
-    marks: Vec<u16>,
-    epoch: u16,
+    marks: Vec<u8>,
+    epoch: u8,
 }
 
 impl Visited {
@@ -138,7 +160,7 @@ impl Visited {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
         }
-        if self.epoch == u16::MAX {
+        if self.epoch == u8::MAX {
             self.marks.fill(0);
             self.epoch = 0;
         }
@@ -163,6 +185,68 @@ impl Visited {
         if let Some(slot) = self.marks.get(i as usize) {
             prefetch(slot);
         }
+    }
+}
+
+/// What graph search ranks by.
+pub(crate) trait Scorer {
+    /// Score of item `idx`.
+    fn score(&self, idx: u32) -> f32;
+    /// Scores of four items.
+    fn score4(&self, idx: [u32; 4]) -> [f32; 4];
+    /// Starts loading what scoring `idx` reads.
+    fn prefetch(&self, idx: u32);
+}
+
+/// The exact score `u . v + b` from the f32 vectors.
+pub(crate) struct ExactScorer<'a> {
+    pub(crate) cat: &'a Catalogue,
+    pub(crate) query: &'a [f32],
+}
+
+impl Scorer for ExactScorer<'_> {
+    #[inline]
+    fn score(&self, idx: u32) -> f32 {
+        dot(self.query, self.cat.row(idx)) + self.cat.bias[idx as usize]
+    }
+
+    #[inline]
+    fn score4(&self, idx: [u32; 4]) -> [f32; 4] {
+        let dots = dot4(self.query, idx.map(|i| self.cat.row(i)));
+        std::array::from_fn(|j| dots[j] + self.cat.bias[idx[j] as usize])
+    }
+
+    #[inline]
+    fn prefetch(&self, idx: u32) {
+        prefetch_row(self.cat.row(idx));
+        prefetch(&self.cat.bias[idx as usize]);
+    }
+}
+
+/// The approximate score from int8 codes (exact bias).
+pub(crate) struct QuantScorer<'a> {
+    pub(crate) quant: &'a Quantized,
+    /// The query prepared by [`Quantized::prepare`].
+    pub(crate) prepared: &'a [f32],
+    pub(crate) bias: &'a [f32],
+}
+
+impl Scorer for QuantScorer<'_> {
+    #[inline]
+    fn score(&self, idx: u32) -> f32 {
+        self.quant.dot(self.prepared, idx) + self.bias[idx as usize]
+    }
+
+    #[inline]
+    fn score4(&self, idx: [u32; 4]) -> [f32; 4] {
+        let dots = self.quant.dot4(self.prepared, idx);
+        std::array::from_fn(|j| dots[j] + self.bias[idx[j] as usize])
+    }
+
+    #[inline]
+    fn prefetch(&self, idx: u32) {
+        self.quant.prefetch(idx);
+        prefetch(&self.bias[idx as usize]);
     }
 }
 
@@ -223,36 +307,24 @@ impl Graph {
                 .sum::<usize>()
     }
 
-    /// Up to `k` best non-excluded items found with a beam of width `max(ef, k)`, best first.
-    /// `excluded` holds sorted dense indices.
-    pub(crate) fn search(
+    /// The `max(beam, keep)` best non-excluded items scored by a walk with a beam of width
+    /// `beam` that scores at least `keep` eligible items (see `beam_search`), best first by the
+    /// scorer's score, and how many items were scored (a machine-independent measure of the
+    /// work). `excluded` holds sorted dense indices; `n` is the item count.
+    pub(crate) fn search<S: Scorer>(
         &self,
-        cat: &Catalogue,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        excluded: &[u32],
-    ) -> Vec<Scored> {
-        self.search_counted(cat, query, k, ef, excluded).0
-    }
-
-    /// [`Graph::search`], also returning how many items were scored (a machine-independent
-    /// measure of the work done).
-    pub(crate) fn search_counted(
-        &self,
-        cat: &Catalogue,
-        query: &[f32],
-        k: usize,
-        ef: usize,
+        scorer: &S,
+        n: usize,
+        beam: usize,
+        keep: usize,
         excluded: &[u32],
     ) -> (Vec<Scored>, usize) {
-        let n = cat.len();
-        if n == 0 || k == 0 {
+        if n == 0 || beam == 0 || keep == 0 {
             return (Vec::new(), 0);
         }
         let mut scored = 1;
         let mut cur = Scored {
-            score: cat.score(query, self.entry),
+            score: scorer.score(self.entry),
             idx: self.entry,
         };
         for layer in self.upper.iter().rev() {
@@ -261,7 +333,7 @@ impl Graph {
                 for &nb in layer.neighbours(cur.idx) {
                     scored += 1;
                     let cand = Scored {
-                        score: cat.score(query, nb),
+                        score: scorer.score(nb),
                         idx: nb,
                     };
                     if cand > cur {
@@ -274,73 +346,96 @@ impl Graph {
                 }
             }
         }
-        let beam = ef.max(k);
-        let (mut found, beam_scored) = with_visited(|visited| {
+        let (found, beam_scored) = with_visited(|visited| {
             visited.start(n);
-            self.beam_search(cat, query, cur, beam, excluded, visited)
+            beam_search(&self.base, scorer, cur, beam, keep, excluded, visited)
         });
-        found.truncate(k);
         (found, scored + beam_scored)
     }
+}
 
-    /// Beam search on layer 0 from `start`; returns the beam's non-excluded items, best first,
-    /// and the number of items scored.
-    fn beam_search(
-        &self,
-        cat: &Catalogue,
-        query: &[f32],
-        start: Scored,
-        beam: usize,
-        excluded: &[u32],
-        visited: &mut Visited,
-    ) -> (Vec<Scored>, usize) {
-        let mut scored = 0;
-        let mut candidates = BinaryHeap::with_capacity(beam * 2);
-        let mut results = TopK::new(beam);
-        visited.insert(start.idx);
-        candidates.push(start);
-        if !contains(excluded, start.idx) {
-            results.push(start);
+/// Beam search from `start` over `links`: the walk keeps a frontier of the `beam` best
+/// non-excluded items and stops when no candidate can improve it, but never before `keep`
+/// non-excluded items were scored (while any are reachable). Returns the `max(beam, keep)`
+/// best non-excluded items scored, best first, and the number of items scored.
+fn beam_search<S: Scorer, L: Links>(
+    links: &L,
+    scorer: &S,
+    start: Scored,
+    beam: usize,
+    keep: usize,
+    excluded: &[u32],
+    visited: &mut Visited,
+) -> (Vec<Scored>, usize) {
+    let mut scored = 0;
+    let mut candidates = BinaryHeap::with_capacity(beam * 2);
+    let mut results = TopK::new(beam);
+    // a wider answer than the frontier, when asked for
+    let mut answer = (keep > beam).then(|| TopK::new(keep));
+    visited.insert(start.idx);
+    candidates.push(start);
+    if !contains(excluded, start.idx) {
+        results.push(start);
+        if let Some(a) = answer.as_mut() {
+            a.push(start);
         }
-        let mut fresh: Vec<u32> = Vec::with_capacity(self.base.stride);
-        while let Some(c) = candidates.pop() {
-            if results.is_full() && results.worst().is_some_and(|w| c.score < w.score) {
-                break;
-            }
-            if let Some(next) = candidates.peek() {
-                self.base.prefetch(next.idx);
-            }
-            let links = self.base.neighbours(c.idx);
-            for &nb in links {
-                visited.prefetch(nb);
-            }
-            fresh.clear();
-            fresh.extend(links.iter().copied().filter(|&nb| visited.insert(nb)));
-            scored += fresh.len();
-            for &nb in &fresh {
-                prefetch_row(cat.row(nb));
-            }
-            let mut offer = |idx: u32, dot: f32| {
-                let score = dot + cat.bias[idx as usize];
-                if results.may_accept(score) {
-                    let item = Scored { score, idx };
+    }
+    let mut fresh: Vec<u32> = Vec::with_capacity(64);
+    while let Some(c) = candidates.pop() {
+        let answer_full = answer.as_ref().is_none_or(TopK::is_full);
+        if answer_full && results.is_full() && results.worst().is_some_and(|w| c.score < w.score) {
+            break;
+        }
+        if let Some(next) = candidates.peek() {
+            links.prefetch(next.idx);
+        }
+        let list = links.neighbours(c.idx);
+        for &nb in list {
+            visited.prefetch(nb);
+        }
+        fresh.clear();
+        fresh.extend(list.iter().copied().filter(|&nb| visited.insert(nb)));
+        scored += fresh.len();
+        for &nb in &fresh {
+            scorer.prefetch(nb);
+        }
+        let mut offer = |idx: u32, score: f32| {
+            let item = Scored { score, idx };
+            let eligible = !contains(excluded, idx);
+            if let Some(a) = answer.as_mut() {
+                if !a.is_full() {
+                    // still short of `keep`: explore everything
                     candidates.push(item);
-                    if !contains(excluded, idx) {
+                    if eligible {
+                        a.push(item);
                         results.push(item);
                     }
+                    return;
                 }
-            };
-            let mut quads = fresh.chunks_exact(4);
-            for q in &mut quads {
-                let rows = [cat.row(q[0]), cat.row(q[1]), cat.row(q[2]), cat.row(q[3])];
-                for (&idx, d) in q.iter().zip(dot4(query, rows)) {
-                    offer(idx, d);
+                if eligible {
+                    a.push(item);
                 }
             }
-            for &idx in quads.remainder() {
-                offer(idx, dot(query, cat.row(idx)));
+            if results.may_accept(score) {
+                candidates.push(item);
+                if eligible {
+                    results.push(item);
+                }
+            }
+        };
+        let mut quads = fresh.chunks_exact(4);
+        for q in &mut quads {
+            let ids = [q[0], q[1], q[2], q[3]];
+            for (idx, score) in ids.into_iter().zip(scorer.score4(ids)) {
+                offer(idx, score);
             }
         }
-        (results.into_sorted(), scored)
+        for &idx in quads.remainder() {
+            offer(idx, scorer.score(idx));
+        }
+    }
+    match answer {
+        Some(a) => (a.into_sorted(), scored),
+        None => (results.into_sorted(), scored),
     }
 }

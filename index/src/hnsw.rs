@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IndexError, Result};
 use crate::exact::exact_one;
-use crate::graph::Graph;
+use crate::graph::{ExactScorer, Graph, QuantScorer};
 use crate::hnswrs::build_with_hnsw_rs;
 use crate::metric::GraphMetric;
 use crate::native::{build_native, BuildParams};
+use crate::quant::Quantized;
 use crate::search::{check_query, resolve_batch, split_batch, to_hits, Exclude, Hit};
 use crate::topk::Scored;
 use crate::vectors::{Catalogue, ItemVectors};
@@ -47,6 +48,9 @@ pub struct HnswConfig {
     pub builder: Builder,
     /// Seed of the layer draws (native builder).
     pub seed: u64,
+    /// Walk the graph with int8 copies of the vectors (one cache line per item at dim 64,
+    /// +`dim` bytes per item) and re-score the beam with the f32 vectors.
+    pub int8_walk: bool,
 }
 
 impl Default for HnswConfig {
@@ -61,6 +65,7 @@ impl Default for HnswConfig {
             bias_scale: None,
             builder: Builder::default(),
             seed: 0x5EED,
+            int8_walk: true,
         }
     }
 }
@@ -79,6 +84,13 @@ impl HnswConfig {
                 "ef_construction and ef_search_default must be > 0".into(),
             ));
         }
+        if let Some(s) = self.bias_scale {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(IndexError::InvalidInput(format!(
+                    "bias_scale = {s} (must be finite and > 0)"
+                )));
+            }
+        }
         if !(0.2..=1.0).contains(&self.level_scale) {
             return Err(IndexError::InvalidInput(format!(
                 "level_scale = {} (must be 0.2..=1)",
@@ -96,6 +108,8 @@ pub struct HnswIndex {
     pub(crate) cat: Catalogue,
     pub(crate) graph: Graph,
     pub(crate) config: HnswConfig,
+    /// int8 codes for the walk (see [`HnswConfig::int8_walk`]).
+    pub(crate) quant: Option<Quantized>,
 }
 
 impl HnswIndex {
@@ -120,11 +134,18 @@ impl HnswIndex {
             Builder::Native => build_native(&cat, &params, progress),
             Builder::HnswRs => build_with_hnsw_rs(&cat, &params, progress),
         };
-        Ok(HnswIndex {
+        Ok(HnswIndex::assemble(cat, graph, config.clone()))
+    }
+
+    /// Puts the parts together (and quantizes the vectors when configured).
+    pub(crate) fn assemble(cat: Catalogue, graph: Graph, config: HnswConfig) -> Self {
+        let quant = config.int8_walk.then(|| Quantized::new(&cat));
+        HnswIndex {
             cat,
             graph,
-            config: config.clone(),
-        })
+            config,
+            quant,
+        }
     }
 
     /// Number of items.
@@ -147,13 +168,24 @@ impl HnswIndex {
         &self.config
     }
 
+    /// Turns the int8 walk (see [`HnswConfig::int8_walk`]) on or off.
+    pub fn set_int8_walk(&mut self, on: bool) {
+        self.config.int8_walk = on;
+        if !on {
+            self.quant = None;
+        } else if self.quant.is_none() {
+            self.quant = Some(Quantized::new(&self.cat));
+        }
+    }
+
     /// Number of graph layers.
     pub fn layers(&self) -> usize {
         self.graph.layers()
     }
 
-    /// Approximate `k` best items by `u . v + b` with beam width `ef` (0: the configured
-    /// default; at least `k` is used), leaving out `exclude`.
+    /// Approximate `k` best items by `u . v + b`, leaving out `exclude`. `ef` is the beam
+    /// width (0: the configured default); it may be below `k`: the walk then keeps a narrower
+    /// frontier but still returns the `k` best items it scored.
     pub fn search<'e>(
         &self,
         query: &[f32],
@@ -184,6 +216,44 @@ impl HnswIndex {
             .collect())
     }
 
+    /// Graph search (int8 walk re-scored in f32, or an f32 walk), its best `k`, and the number
+    /// of items scored.
+    pub(crate) fn search_graph(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        excluded: &[u32],
+    ) -> (Vec<Scored>, usize) {
+        let ef = if ef == 0 {
+            self.config.ef_search_default
+        } else {
+            ef
+        };
+        let (n, beam) = (self.cat.len(), ef.max(1));
+        let (mut found, scored) = match &self.quant {
+            Some(quant) => {
+                let prepared = quant.prepare(query);
+                let scorer = QuantScorer {
+                    quant,
+                    prepared: &prepared,
+                    bias: &self.cat.bias,
+                };
+                let (found, scored) = self.graph.search(&scorer, n, beam, k, excluded);
+                (self.cat.rescored(query, found), scored)
+            }
+            None => {
+                let scorer = ExactScorer {
+                    cat: &self.cat,
+                    query,
+                };
+                self.graph.search(&scorer, n, beam, k, excluded)
+            }
+        };
+        found.truncate(k);
+        (found, scored)
+    }
+
     /// Graph search, completed by exact search when it found fewer than `k` eligible items.
     pub(crate) fn search_one(
         &self,
@@ -192,12 +262,7 @@ impl HnswIndex {
         ef: usize,
         excluded: &[u32],
     ) -> Vec<Scored> {
-        let ef = if ef == 0 {
-            self.config.ef_search_default
-        } else {
-            ef
-        };
-        let found = self.graph.search(&self.cat, query, k, ef, excluded);
+        let (found, _) = self.search_graph(query, k, ef, excluded);
         let eligible = self.cat.len() - excluded.len();
         if found.len() < k.min(eligible) {
             return exact_one(&self.cat, query, k, excluded);
@@ -213,6 +278,8 @@ impl HnswIndex {
     /// Bytes of memory the index holds: vectors, ids, biases, lookups and links (mapped
     /// vectors excluded).
     pub fn heap_bytes(&self) -> usize {
-        self.cat.heap_bytes() + self.graph.heap_bytes()
+        self.cat.heap_bytes()
+            + self.graph.heap_bytes()
+            + self.quant.as_ref().map_or(0, Quantized::heap_bytes)
     }
 }

@@ -1,14 +1,29 @@
 //! Top-k retrieval by the retrieval model's own score `u . v + b`.
 //!
-//! * [`HnswIndex`]: an HNSW graph (built with hnsw_rs on all cores, then compacted into `u32`
-//!   link lists) searched by the exact score; answers are always ordered by `u . v + b`.
-//! * [`ExactIndex`]: blocked, multi-threaded brute force; the baseline and the small-catalogue
-//!   choice.
-//! * [`Index`]: either one, built by size, saved to and loaded from a folder with a manifest of
-//!   sha256 checksums.
+//! * [`HnswIndex`]: an HNSW graph searched by that score. The graph's links are chosen with
+//!   the Moebius transform `x / |x|^2` of `x = [v, b']` ([`GraphMetric`]), which suits inner
+//!   products of vectors with varied norms; it is built on all cores by this crate's compact
+//!   builder (or by hnsw_rs, [`Builder`]) and walked with int8 copies of the vectors; the beam
+//!   is re-scored in f32, so answers are always ordered by the exact `u . v + b`.
+//! * [`ExactIndex`]: blocked, multi-threaded brute force (a matrix-product micro-kernel for
+//!   batches); the baseline and the small-catalogue choice.
+//! * [`Index`]: either one, built by size, saved to and loaded from a folder whose manifest
+//!   records every file's sha256 ([`Index::save`], [`Index::load`]).
 //!
-//! Both kinds leave out a per-query exclusion (seen items) and still return `k` items whenever
-//! the catalogue has `k` items outside it. [`bench`] measures build, memory, recall and speed.
+//! Both kinds leave out a per-query exclusion (seen items, [`Exclude`]) and still return `k`
+//! items whenever the catalogue has `k` items outside it. [`bench`] measures build time,
+//! memory, recall and speed against exact search; `cargo bench -p index` runs it.
+//!
+//! ```
+//! use index::{Exclude, HnswConfig, Index, ItemVectors};
+//! let items = ItemVectors::new(vec![7, 8, 9], 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], vec![0.0, 0.5, -1.0])?;
+//! let index = Index::build(items, &HnswConfig::default(), &|_done, _total| {})?;
+//! let seen = [8i64];
+//! let hits = index.search(&[1.0, 2.0], 2, 0, &seen[..])?;
+//! assert_eq!(hits.iter().map(|h| h.item_id).collect::<Vec<_>>(), vec![9, 7]);
+//! assert_eq!(hits[0].score, 2.0); // 1*1 + 2*1 - 1
+//! # Ok::<(), index::IndexError>(())
+//! ```
 
 pub mod bench;
 mod error;
@@ -22,16 +37,17 @@ mod metric;
 mod native;
 mod panel;
 mod persist;
+mod quant;
 mod search;
 mod topk;
 mod vectors;
 
 pub use error::{IndexError, Result};
 pub use exact::ExactIndex;
+pub use files::FileEntry;
 pub use hnsw::{Builder, HnswConfig, HnswIndex};
 pub use kernel::dot;
 pub use metric::GraphMetric;
-pub use files::FileEntry;
 pub use persist::{LoadOptions, Manifest};
 pub use search::{recall_at_k, Exclude, Hit};
 pub use vectors::{ItemVectors, MAX_NORM};
@@ -83,7 +99,7 @@ impl Index {
     }
 
     /// Top `k` by `u . v + b`, best first, leaving out `exclude`; `ef` is the HNSW beam width
-    /// (0: configured default) and is ignored by an exact index.
+    /// (0: configured default; see [`HnswIndex::search`]) and is ignored by an exact index.
     pub fn search<'e>(
         &self,
         query: &[f32],

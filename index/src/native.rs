@@ -38,7 +38,7 @@ fn near(dist: f32, idx: u32) -> Scored {
     Scored { score: -dist, idx }
 }
 
-struct Builder<'a> {
+struct GraphBuilder<'a> {
     metric: BuildMetric<'a>,
     m: usize,
     m0: usize,
@@ -55,7 +55,7 @@ struct Builder<'a> {
     entry: Mutex<(u32, u8)>,
 }
 
-impl Builder<'_> {
+impl GraphBuilder<'_> {
     /// The slots (count, then ids) of `node` on `layer`.
     fn slots(&self, node: u32, layer: u8) -> &[AtomicU32] {
         if layer == 0 {
@@ -299,7 +299,7 @@ pub(crate) fn build_native(
             upper_len += l as usize * (m + 1);
         }
     }
-    let builder = Builder {
+    let builder = GraphBuilder {
         metric: BuildMetric::new(cat, params.metric, params.bias_scale),
         m,
         m0,

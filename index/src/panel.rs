@@ -160,16 +160,3 @@ pub(crate) fn scan_packed(
         }
     }
 }
-
-/// Re-scores `items` with [`Catalogue::score`] (the graph search's arithmetic), best first.
-pub(crate) fn rescore(cat: &Catalogue, query: &[f32], items: Vec<Scored>) -> Vec<Scored> {
-    let mut items: Vec<Scored> = items
-        .into_iter()
-        .map(|s| Scored {
-            score: cat.score(query, s.idx),
-            idx: s.idx,
-        })
-        .collect();
-    items.sort_unstable_by(|a, b| b.cmp(a));
-    items
-}

@@ -32,7 +32,6 @@ const VECTORS: &str = "vectors.bin";
 const BIAS: &str = "bias.bin";
 const GRAPH: &str = "graph.bin";
 
-
 /// The contents of `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -70,7 +69,6 @@ impl Default for LoadOptions {
         }
     }
 }
-
 
 /// Writes the data files of `cat` (and `graph`) into `dir`.
 fn write_files(dir: &Path, cat: &Catalogue, graph: Option<&Graph>) -> Result<Vec<FileEntry>> {
@@ -217,7 +215,6 @@ fn checked_file<'m>(
     Ok((path, entry))
 }
 
-
 /// Loads a folder written by `save`.
 pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Index> {
     let manifest = read_manifest(dir)?;
@@ -268,7 +265,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Index> {
             config
                 .validate()
                 .map_err(|e| IndexError::corrupt(&mpath, e.to_string()))?;
-            Ok(Index::Hnsw(HnswIndex { cat, graph, config }))
+            Ok(Index::Hnsw(HnswIndex::assemble(cat, graph, config)))
         }
         other => Err(IndexError::corrupt(
             &mpath,

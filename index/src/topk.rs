@@ -77,10 +77,10 @@ impl TopK {
             self.heap.push(Reverse(item));
             return true;
         }
-        match self.heap.peek() {
-            Some(worst) if item > worst.0 => {
-                self.heap.pop();
-                self.heap.push(Reverse(item));
+        match self.heap.peek_mut() {
+            Some(mut worst) if item > worst.0 => {
+                // replace the worst in place: one sift instead of a pop and a push
+                *worst = Reverse(item);
                 true
             }
             _ => false,

@@ -2,6 +2,7 @@
 
 use crate::error::{IndexError, Result};
 use crate::kernel;
+use crate::topk::Scored;
 
 /// Largest Euclidean norm of `[v, b]` accepted: keeps every dot product far from f32 overflow.
 pub const MAX_NORM: f32 = 1e18;
@@ -197,6 +198,35 @@ impl Catalogue {
     #[inline]
     pub(crate) fn score(&self, query: &[f32], i: u32) -> f32 {
         kernel::dot(query, self.row(i)) + self.bias[i as usize]
+    }
+
+    /// `items` re-scored exactly (same arithmetic as [`Catalogue::score`]), best first.
+    pub(crate) fn rescored(&self, query: &[f32], mut items: Vec<Scored>) -> Vec<Scored> {
+        // the rows are scattered: ask for all of them before using the first
+        for s in &items {
+            kernel::prefetch_row(self.row(s.idx));
+            kernel::prefetch(&self.bias[s.idx as usize]);
+        }
+        let mut quads = items.chunks_exact_mut(4);
+        for q in &mut quads {
+            let dots = kernel::dot4(
+                query,
+                [
+                    self.row(q[0].idx),
+                    self.row(q[1].idx),
+                    self.row(q[2].idx),
+                    self.row(q[3].idx),
+                ],
+            );
+            for (s, d) in q.iter_mut().zip(dots) {
+                s.score = d + self.bias[s.idx as usize];
+            }
+        }
+        for s in quads.into_remainder() {
+            s.score = self.score(query, s.idx);
+        }
+        items.sort_unstable_by(|a, b| b.cmp(a));
+        items
     }
 
     /// Dense index of item `id`.

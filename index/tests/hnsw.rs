@@ -34,6 +34,19 @@ fn native_graph_recall_floors() {
 }
 
 #[test]
+fn f32_walk_matches_int8_walk_recall() {
+    let (items, queries) = common::data(10_000, 200);
+    let exact = ExactIndex::new(items.clone()).unwrap();
+    let mut hnsw = build(&items, &HnswConfig::default());
+    let int8 = mean_recall(&hnsw, &exact, &queries, 100);
+    hnsw.set_int8_walk(false);
+    let f32_walk = mean_recall(&hnsw, &exact, &queries, 100);
+    eprintln!("recall@100 at ef 100: int8 walk {int8:.4}, f32 walk {f32_walk:.4}");
+    assert!(f32_walk >= 0.98, "f32 walk recall {f32_walk}");
+    assert!((int8 - f32_walk).abs() < 0.01);
+}
+
+#[test]
 fn hnsw_rs_graph_recall_floor() {
     let (items, queries) = common::data(5_000, 100);
     let exact = ExactIndex::new(items.clone()).unwrap();
@@ -97,5 +110,49 @@ fn batch_search_equals_single_searches() {
     let batch = hnsw.search_batch(&queries, 10, 50, &excl).unwrap();
     for (q, b) in queries.chunks_exact(items.dim).zip(&batch) {
         assert_eq!(&hnsw.search(q, 10, 50, Exclude::Ids(&seen)).unwrap(), b);
+    }
+}
+
+#[test]
+fn tiny_and_degenerate_catalogues_work_with_both_builders() {
+    for builder in [Builder::Native, Builder::HnswRs] {
+        let config = HnswConfig {
+            builder,
+            ..HnswConfig::default()
+        };
+        for n in [1usize, 2, 5, 60] {
+            let (items, queries) = common::data(n, 3);
+            let exact = ExactIndex::new(items.clone()).unwrap();
+            let hnsw = build(&items, &config);
+            for q in queries.chunks_exact(items.dim) {
+                let hits = hnsw.search(q, 10, 0, Exclude::Nothing).unwrap();
+                assert_eq!(
+                    hits,
+                    exact.search(q, 10, Exclude::Nothing).unwrap(),
+                    "{builder:?} n={n}"
+                );
+            }
+        }
+        // identical and zero vectors
+        let items = ItemVectors::new(
+            (0..300).collect(),
+            4,
+            (0..300)
+                .flat_map(|i| {
+                    if i % 3 == 0 {
+                        [0.0; 4]
+                    } else {
+                        [1.0, 2.0, 0.5, -1.0]
+                    }
+                })
+                .collect(),
+            (0..300).map(|i| (i % 7) as f32 * 0.01).collect(),
+        )
+        .unwrap();
+        let hnsw = build(&items, &config);
+        let hits = hnsw
+            .search(&[1.0, 1.0, 1.0, 1.0], 20, 50, Exclude::Nothing)
+            .unwrap();
+        common::assert_valid_answer(&items, &[1.0, 1.0, 1.0, 1.0], &hits, 20, &[]);
     }
 }
