@@ -149,9 +149,14 @@ impl World {
 
     /// Runs `build-index` with the world's config plus `extra` arguments; returns stdout.
     pub fn build(&self, extra: &[&str]) -> String {
+        self.build_with(&self.cfg, extra)
+    }
+
+    /// Runs `build-index` with the config file `cfg` plus `extra` arguments; returns stdout.
+    pub fn build_with(&self, cfg: &Path, extra: &[&str]) -> String {
         let mut args = vec![
             "--config",
-            s(&self.cfg),
+            s(cfg),
             "build-index",
             "--data",
             s(&self.data),

@@ -222,16 +222,7 @@ fn warm_start_keeps_known_items_vectors() {
     )
     .expect("write");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    recpipe_ok(&[
-        "--config",
-        s(&frozen),
-        "build-index",
-        "--data",
-        s(&w.data),
-        "--artifacts",
-        s(&w.art),
-        "--force",
-    ]);
+    w.build_with(&frozen, &["--force"]);
     let v2 = current(&w.art).expect("CURRENT");
     assert_ne!(v1, v2);
     assert_eq!(w.manifest(&v2)["inputs"]["warm_start_from"], v1.as_str());
@@ -244,12 +235,7 @@ fn warm_start_keeps_known_items_vectors() {
     };
     let (a, b) = (vectors(&v1), vectors(&v2));
     assert_eq!(a.ids, b.ids);
-    let max_diff = a
-        .data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let max_diff = max_abs_diff(&a.data, &b.data);
     assert!(max_diff < 1e-3, "warm-started vectors moved by {max_diff}");
     // The same build cold: vectors start from scratch.
     let cold = w.root.join("cold.toml");
@@ -261,26 +247,19 @@ fn warm_start_keeps_known_items_vectors() {
     )
     .expect("write");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    recpipe_ok(&[
-        "--config",
-        s(&cold),
-        "build-index",
-        "--data",
-        s(&w.data),
-        "--artifacts",
-        s(&w.art),
-        "--force",
-    ]);
+    w.build_with(&cold, &["--force"]);
     let v3 = current(&w.art).expect("CURRENT");
     let c = vectors(&v3);
-    let cold_diff = a
-        .data
-        .iter()
-        .zip(&c.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let cold_diff = max_abs_diff(&a.data, &c.data);
     assert!(
         cold_diff > 0.05,
         "a cold start matched the old vectors ({cold_diff})"
     );
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }
