@@ -126,7 +126,8 @@ pub struct CandidatesArgs {
 /// `recpipe train-ranker`.
 #[derive(Debug, Args)]
 pub struct TrainRankerArgs {
-    /// Data folder with impressions (events.parquet with unwatched rows, items, users).
+    /// Data folder (events.parquet, items, users): impressions, or watches only (negatives are
+    /// then retrieved by a retrieval model trained first with `[retrieval]`).
     #[arg(long)]
     pub data: PathBuf,
     /// Ranker folder to write (ranker.safetensors, ranker.json, ranking_features.json).
@@ -425,7 +426,7 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     let data = crate::dataset::Dataset::load(&a.data)?;
     if a.ranking {
         let (_, _, figures) =
-            crate::stages::ranking::train_and_evaluate(&data, &config.ranking, true)?;
+            crate::stages::ranking::train_and_evaluate(&data, config, true, None)?;
         print!("{}", figures.table());
         if let Some(path) = &a.json {
             let json = serde_json::json!({ "data": a.data, "ranking": figures });
@@ -530,9 +531,9 @@ fn run_train_ranker(a: &TrainRankerArgs, config: &Config) -> Result<()> {
     use crate::stages::ranking::{publish_ranker_dir, train_and_evaluate};
     let t = Instant::now();
     let data = crate::dataset::Dataset::load(&a.data)?;
-    let mut cfg = config.ranking.clone();
-    cfg.model.unit_weights |= a.unit_weights;
-    let (ranker, vocab, figures) = train_and_evaluate(&data, &cfg, false)?;
+    let mut cfg = config.clone();
+    cfg.ranking.model.unit_weights |= a.unit_weights;
+    let (ranker, vocab, figures) = train_and_evaluate(&data, &cfg, false, None)?;
     publish_ranker_dir(&a.out, &ranker, &vocab)?;
     print!("{}", figures.table());
     println!(

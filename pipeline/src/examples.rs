@@ -349,17 +349,8 @@ pub fn sample_examples(h: &WatchHistories, cfg: &ExamplesConfig) -> Vec<Example>
         .into_par_iter()
         .flat_map_iter(|u| {
             let n = h.offsets[u + 1] - h.offsets[u];
-            let mut pos: Vec<u32> = (1..n as u32).collect();
-            if pos.len() > cfg.max_per_user {
-                let mut rng = Rng::stream(cfg.seed, u as u64);
-                // Partial Fisher-Yates: the first max_per_user are a uniform sample.
-                for i in 0..cfg.max_per_user {
-                    let j = i + rng.below(pos.len() - i);
-                    pos.swap(i, j);
-                }
-                pos.truncate(cfg.max_per_user);
-                pos.sort_unstable();
-            }
+            let pos = Rng::stream(cfg.seed, u as u64)
+                .sample_sorted((1..n as u32).collect(), cfg.max_per_user);
             pos.into_iter().map(move |p| Example {
                 user: u as u32,
                 pos: p,

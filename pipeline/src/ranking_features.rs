@@ -70,6 +70,10 @@ pub struct Impressions<'a> {
     pub watched: &'a [bool],
     /// Watch time in seconds (read only when watched; missing counts as 0).
     pub watch_time: &'a [Option<f32>],
+    /// Impressions that only get an example and leave every counter as it was (`None`: none
+    /// is): the retrieved-but-unwatched candidates that stand in for impressions in data with
+    /// watches only.
+    pub probe: Option<&'a [bool]>,
 }
 
 impl<'a> Impressions<'a> {
@@ -82,6 +86,7 @@ impl<'a> Impressions<'a> {
             day,
             watched: &events.watched,
             watch_time: &events.watch_time,
+            probe: None,
         }
     }
 
@@ -437,6 +442,9 @@ impl FeatureState {
                 out[i] = example;
             }
             for &i in &order[start..end] {
+                if log.probe.is_some_and(|p| p[i]) {
+                    continue;
+                }
                 let (item_id, watched, time) = (log.item_id[i], log.watched[i], log.time(i));
                 if let Some(user) = self.users.get_mut(&log.user_id[i]) {
                     user.pending.push(Shown {

@@ -38,6 +38,20 @@ impl Rng {
         (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
+    /// Keeps a uniform sample of `k` of `values` (all of them when there are at most `k`), in
+    /// ascending order (partial Fisher-Yates).
+    pub fn sample_sorted(&mut self, mut values: Vec<u32>, k: usize) -> Vec<u32> {
+        if values.len() > k {
+            for i in 0..k {
+                let j = i + self.below(values.len() - i);
+                values.swap(i, j);
+            }
+            values.truncate(k);
+            values.sort_unstable();
+        }
+        values
+    }
+
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.f64().max(1e-300);

@@ -14,6 +14,8 @@ pub struct WatchSequences {
     pub items: Vec<i64>,
     /// Their timestamps (Unix seconds).
     pub times: Vec<i64>,
+    /// The row of `events` each watch came from.
+    pub rows: Vec<u32>,
 }
 
 impl WatchSequences {
@@ -44,6 +46,7 @@ impl WatchSequences {
             }
             seq.items.push(events.item_id[i]);
             seq.times.push(events.timestamp[i]);
+            seq.rows.push(i as u32);
         }
         if !seq.users.is_empty() {
             seq.offsets.push(seq.items.len());
@@ -60,6 +63,11 @@ impl WatchSequences {
     pub fn user(&self, u: usize) -> (&[i64], &[i64]) {
         let r = self.offsets[u]..self.offsets[u + 1];
         (&self.items[r.clone()], &self.times[r])
+    }
+
+    /// User number `u`'s event rows (aligned with [`WatchSequences::user`]).
+    pub fn rows_of(&self, u: usize) -> &[u32] {
+        &self.rows[self.offsets[u]..self.offsets[u + 1]]
     }
 }
 
@@ -92,6 +100,7 @@ impl LeaveLastOut {
                 seq.users.push(all.users[u]);
                 seq.items.extend_from_slice(items);
                 seq.times.extend_from_slice(times);
+                seq.rows.extend_from_slice(all.rows_of(u));
                 seq.offsets.push(seq.items.len());
             }
         }

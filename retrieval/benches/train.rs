@@ -32,8 +32,15 @@ fn main() -> AnyResult<()> {
     }
     let mut items = 1_000_000usize;
     let mut steps = 100usize;
+    // The benchmark's own shape (batch 512, 64-dim vectors and embeddings, 50-watch histories,
+    // one 256-wide layer), fixed whatever the product's defaults are; key=value overrides it.
     let mut cfg = serde_json::to_value(RetrievalConfig {
         epochs: 1,
+        batch_size: 512,
+        dim: 64,
+        item_embedding_dim: 64,
+        hidden: vec![256],
+        max_history: 50,
         ..RetrievalConfig::default()
     })?;
     for arg in std::env::args().skip(1).filter(|a| a.contains('=')) {

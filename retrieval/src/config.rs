@@ -69,11 +69,11 @@ pub struct RetrievalConfig {
 impl Default for RetrievalConfig {
     fn default() -> Self {
         Self {
-            dim: 64,
-            item_embedding_dim: 64,
+            dim: 128,
+            item_embedding_dim: 128,
             token_embedding_dim: 16,
             user_embedding_dim: 8,
-            hidden: vec![256],
+            hidden: vec![512],
             max_history: 50,
             recent_window: 5,
             use_tokens: true,

@@ -96,7 +96,7 @@ pub struct BuildFigures {
     pub epochs: usize,
     /// Seconds per stage.
     pub seconds: serde_json::Value,
-    /// The ranker's EVAL.md section 3 figures (`{"skipped": reason}` without impressions).
+    /// The ranker's EVAL.md section 3 figures (`{"skipped": reason}` when it cannot be trained).
     pub ranking: serde_json::Value,
 }
 
@@ -254,7 +254,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
 
     let t3 = Instant::now();
     crate::progress::stage("train_ranker");
-    let ranking = crate::stages::ranking::build_stage(&data, &config.ranking, &dir)?;
+    let ranking = crate::stages::ranking::build_stage(&data, config, &trained, &dir)?;
     let t_ranker = t3.elapsed().as_secs_f64();
 
     let figures = BuildFigures {

@@ -4,6 +4,7 @@
 //! video-CTR order.
 
 pub mod rerank;
+pub mod retrieved;
 pub mod store;
 
 use crate::data::Events;
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
 use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
+use crate::stages::retrieval::{train_retrieval, TrainedRetrieval};
 use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample, TrainReport};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -36,6 +38,11 @@ pub struct RankingConfig {
     pub recent: usize,
     /// Pseudo-impressions of the prior in smoothed rates.
     pub smoothing: f32,
+    /// Data with watches only: watches per user that become training pages (sampled; the
+    /// validation and test targets are always pages).
+    pub pages_per_user: usize,
+    /// Data with watches only: candidates each page shows (the retrieval model's best).
+    pub candidates_per_page: usize,
     /// The network and its training (an unknown key is an error, as everywhere else).
     #[serde(deserialize_with = "strict_ranker_config")]
     pub model: RankerConfig,
@@ -70,6 +77,8 @@ impl Default for RankingConfig {
             max_items: 100_000,
             recent: features.recent,
             smoothing: features.smoothing,
+            pages_per_user: 20,
+            candidates_per_page: 50,
             model: RankerConfig::default(),
         }
     }
@@ -88,14 +97,6 @@ impl RankingConfig {
 /// Whether the events hold impressions (some shown but not watched): what the ranker needs.
 pub fn has_impressions(events: &Events) -> bool {
     events.watched.iter().any(|&w| !w)
-}
-
-/// The error for data without impressions.
-pub fn no_impressions_error(data: &Dataset) -> Error {
-    Error::input(
-        &data.dir.join("events.parquet"),
-        "no unwatched impressions: the ranker learns from impressions (shown and not watched, e.g. KuaiRand or `recpipe generate`); data with watches only (e.g. MovieLens) is not supported",
-    )
 }
 
 /// The day of each event: the `date` extra column (YYYYMMDD) when present, else the UTC day
@@ -134,9 +135,28 @@ pub struct PartSummary {
     pub impressions: usize,
 }
 
-/// The day split of the impressions.
+/// Where the examples come from: an impression log split by day.
+pub const SOURCE_IMPRESSIONS: &str = "impressions, split by day";
+
+/// The examples of one log with what sorts them: part, page and what the reference orders need.
+struct Labelled<'a> {
+    /// The part of each example (`None`: only feeds the features).
+    parts: &'a [Option<Part>],
+    /// (user, page key) of each example.
+    pages: &'a [(i64, i64)],
+    /// Item of each example.
+    item_id: &'a [i64],
+    /// Label of each example.
+    watched: &'a [bool],
+    /// Retrieval score of each example, when the candidates were retrieved.
+    retrieval_score: Option<&'a [f32]>,
+}
+
+/// The split of the examples into fit, validation and test parts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SplitSummary {
+    /// Where the examples come from and how they are split.
+    pub source: String,
     /// Training days.
     pub fit: PartSummary,
     /// Early-stopping days.
@@ -163,15 +183,44 @@ pub struct RankingData {
     test_pages: Vec<(i64, i64)>,
     /// Watch rate of each test impression's item on the fit and validation days (0 if unseen).
     pub ctr_scores: Vec<f32>,
+    /// The retrieval score of each test impression, when the impressions were retrieved.
+    pub retrieval_scores: Option<Vec<f32>>,
     /// Days and counts.
     pub split: SplitSummary,
 }
 
 impl RankingData {
+    /// The examples of `data`: its impressions split by day when it has any; otherwise
+    /// (watches only) the watches with retrieved-but-unwatched candidates as negatives
+    /// ([`retrieved`]), retrieved by `trained` or, without it, by a retrieval model trained
+    /// here with `config`'s `[retrieval]` and `[examples]`.
+    pub fn prepare(
+        data: &Dataset,
+        config: &crate::config::Config,
+        trained: Option<&TrainedRetrieval>,
+    ) -> Result<Self> {
+        if has_impressions(&data.events) {
+            return Self::build(data, &config.ranking);
+        }
+        let owned;
+        let trained = match trained {
+            Some(t) => t,
+            None => {
+                tracing::info!("watches only: training the retrieval model for the candidates");
+                owned = train_retrieval(data, &config.retrieval, &config.examples, None)?;
+                &owned
+            }
+        };
+        retrieved::build_retrieved(data, &config.ranking, trained)
+    }
+
     /// Splits `data`'s impressions by day and builds every example.
     pub fn build(data: &Dataset, cfg: &RankingConfig) -> Result<Self> {
         if !has_impressions(&data.events) {
-            return Err(no_impressions_error(data));
+            return Err(Error::input(
+                &data.dir.join("events.parquet"),
+                "no unwatched impressions: the day split needs impressions (shown and not watched)",
+            ));
         }
         let events = &data.events;
         let day = event_days(events);
@@ -211,47 +260,88 @@ impl RankingData {
         );
         let side = SideInfo::new(&vocab, &data.items, &data.users);
         let examples = build_examples(&Impressions::new(events, &day), &side, &vocab.features);
-        let mut ctr: HashMap<i64, (u32, u32)> = HashMap::new();
-        for i in (0..events.len()).filter(|&i| parts[i] != Part::Test) {
-            let c = ctr.entry(events.item_id[i]).or_default();
-            c.0 += u32::from(events.watched[i]);
-            c.1 += 1;
-        }
-        let (mut fit, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut test_pages, mut ctr_scores) = (Vec::new(), Vec::new());
-        for (i, example) in examples.into_iter().enumerate() {
-            match parts[i] {
-                Part::Fit => fit.push(example),
-                Part::Valid => valid.push(example),
-                Part::Test => {
-                    test.push(example);
-                    test_pages.push((events.user_id[i], day[i]));
-                    let (w, n) = ctr.get(&events.item_id[i]).copied().unwrap_or((0, 0));
-                    ctr_scores.push(if n > 0 { w as f32 / n as f32 } else { 0.0 });
-                }
-            }
-        }
-        let summary = |part: Part, n: usize| {
+        let part_days = [Part::Fit, Part::Valid, Part::Test].map(|part| {
             let in_part: Vec<i64> = days
                 .iter()
                 .copied()
                 .filter(|&d| part_of(d) == part)
                 .collect();
-            PartSummary {
-                days: match (in_part.first(), in_part.last()) {
-                    (Some(&a), Some(&b)) => vec![a, b],
-                    _ => Vec::new(),
-                },
-                impressions: n,
+            match (in_part.first(), in_part.last()) {
+                (Some(&a), Some(&b)) => vec![a, b],
+                _ => Vec::new(),
             }
-        };
+        });
+        let parts: Vec<Option<Part>> = parts.into_iter().map(Some).collect();
+        let pages: Vec<(i64, i64)> = events.user_id.iter().copied().zip(day).collect();
+        Ok(Self::assemble(
+            vocab,
+            examples,
+            Labelled {
+                parts: &parts,
+                pages: &pages,
+                item_id: &events.item_id,
+                watched: &events.watched,
+                retrieval_score: None,
+            },
+            part_days,
+            SOURCE_IMPRESSIONS.into(),
+        ))
+    }
+
+    /// Sorts `examples` into their parts (an example without a part is dropped) and computes
+    /// the video-CTR order from the fit and validation examples.
+    fn assemble(
+        vocab: RankingVocab,
+        examples: Vec<RankingExample>,
+        log: Labelled,
+        part_days: [Vec<i64>; 3],
+        source: String,
+    ) -> Self {
+        let mut ctr: HashMap<i64, (u32, u32)> = HashMap::new();
+        for i in 0..examples.len() {
+            if matches!(log.parts[i], Some(Part::Fit | Part::Valid)) {
+                let c = ctr.entry(log.item_id[i]).or_default();
+                c.0 += u32::from(log.watched[i]);
+                c.1 += 1;
+            }
+        }
+        let (mut fit, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut test_pages, mut ctr_scores) = (Vec::new(), Vec::new());
+        let mut retrieval_scores = log.retrieval_score.map(|_| Vec::new());
+        for (i, example) in examples.into_iter().enumerate() {
+            match log.parts[i] {
+                None => {}
+                Some(Part::Fit) => fit.push(example),
+                Some(Part::Valid) => valid.push(example),
+                Some(Part::Test) => {
+                    test.push(example);
+                    test_pages.push(log.pages[i]);
+                    let (w, n) = ctr.get(&log.item_id[i]).copied().unwrap_or((0, 0));
+                    ctr_scores.push(if n > 0 { w as f32 / n as f32 } else { 0.0 });
+                    if let (Some(out), Some(all)) = (&mut retrieval_scores, log.retrieval_score) {
+                        out.push(all[i]);
+                    }
+                }
+            }
+        }
+        let [fit_days, valid_days, test_days] = part_days;
         let split = SplitSummary {
-            fit: summary(Part::Fit, fit.len()),
-            valid: summary(Part::Valid, valid.len()),
-            test: summary(Part::Test, test.len()),
+            source,
+            fit: PartSummary {
+                days: fit_days,
+                impressions: fit.len(),
+            },
+            valid: PartSummary {
+                days: valid_days,
+                impressions: valid.len(),
+            },
+            test: PartSummary {
+                days: test_days,
+                impressions: test.len(),
+            },
             items: vocab.items.len(),
         };
-        Ok(RankingData {
+        RankingData {
             schema: vocab.schema(),
             vocab,
             fit,
@@ -259,8 +349,9 @@ impl RankingData {
             test,
             test_pages,
             ctr_scores,
+            retrieval_scores,
             split,
-        })
+        }
     }
 
     /// EVAL.md section 3 metrics of `scores` (one per test example).
@@ -315,6 +406,11 @@ impl RankingData {
         Ok(trained)
     }
 
+    /// Whether the training examples carry watch times (else every watch weighs 1).
+    pub fn has_watch_times(&self) -> bool {
+        self.fit.iter().any(|e| e.label && e.watch_time != 1.0)
+    }
+
     /// Trains with `config` and measures the model on the test days.
     pub fn train_and_measure(&self, config: &RankerConfig) -> Result<(Ranker, ModelFigures)> {
         let t = Instant::now();
@@ -325,6 +421,7 @@ impl RankingData {
             .map_err(|e| Error::Other(format!("ranker scoring: {e}")))?;
         let figures = ModelFigures {
             unit_weights: config.unit_weights,
+            watch_times: self.has_watch_times(),
             metrics: self.metrics(&scores),
             best_epoch: report.best_epoch,
             epochs: report.epochs.len(),
@@ -340,6 +437,8 @@ impl RankingData {
 pub struct ModelFigures {
     /// Trained without watch-time weights (the ablation).
     pub unit_weights: bool,
+    /// The training data had watch times (without, every watch weighs 1 either way).
+    pub watch_times: bool,
     /// EVAL.md section 3 on the test days.
     pub metrics: RankingMetrics,
     /// The epoch kept.
@@ -364,7 +463,8 @@ pub struct RankingFigures {
     pub unit_weights: Option<ModelFigures>,
     /// Items ordered by their watch rate on the training days.
     pub ctr_order: RankingMetrics,
-    /// The retrieval-score order: `None` here, impressions carry no retrieval scores.
+    /// The retrieval-score order, when the candidates were retrieved (logged impressions carry
+    /// no retrieval scores).
     pub retrieval_order: Option<RankingMetrics>,
 }
 
@@ -399,8 +499,8 @@ impl RankingFigures {
         let m = &self.model.metrics;
         let _ = writeln!(
             s,
-            "ranking (EVAL.md section 3): fit {} ({} impressions), early stopping {} ({}), test {} ({} impressions, {} pages, {} pairs); {} items in the vocabulary",
-            days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
+            "ranking (EVAL.md section 3 metrics; {}): fit {} ({} impressions), early stopping {} ({}), test {} ({} impressions, {} pages, {} pairs); {} items in the vocabulary",
+            sp.source, days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
             days_label(&sp.test), sp.test.impressions, m.pages, m.pairs, sp.items
         );
         let _ = writeln!(
@@ -409,7 +509,9 @@ impl RankingFigures {
             "order", "w. loss", "GAUC", "XAUC", "WT@10"
         );
         let name = |f: &ModelFigures| {
-            let what = if f.unit_weights {
+            let what = if !f.watch_times {
+                "no watch times, weights 1"
+            } else if f.unit_weights {
                 "unit weights"
             } else {
                 "watch-time weighted"
@@ -434,18 +536,22 @@ impl RankingFigures {
     }
 }
 
-/// Trains the ranker on `data` (weighted, or unit weights per `cfg.model`) and, with
-/// `ablation`, the unit-weight model too; returns the model and its figures.
+/// Trains the ranker on `data` (weighted, or unit weights per `[ranking.model]`) and, with
+/// `ablation`, the unit-weight model too; returns the model and its figures. Data with watches
+/// only takes its negatives from `trained` (see [`RankingData::prepare`]).
 pub fn train_and_evaluate(
     data: &Dataset,
-    cfg: &RankingConfig,
+    config: &crate::config::Config,
     ablation: bool,
+    trained: Option<&TrainedRetrieval>,
 ) -> Result<(Ranker, RankingVocab, RankingFigures)> {
+    let cfg = &config.ranking;
     let t = Instant::now();
-    let prepared = RankingData::build(data, cfg)?;
+    let prepared = RankingData::prepare(data, config, trained)?;
     tracing::info!(seconds = t.elapsed().as_secs_f64(), "ranking examples");
     let (ranker, model) = prepared.train_and_measure(&cfg.model)?;
-    let unit_weights = if ablation && !cfg.model.unit_weights {
+    // Without watch times (every watch weighs 1) the ablation is the same model.
+    let unit_weights = if ablation && prepared.has_watch_times() && !cfg.model.unit_weights {
         let config = RankerConfig {
             unit_weights: true,
             ..cfg.model.clone()
@@ -459,19 +565,25 @@ pub fn train_and_evaluate(
         model,
         unit_weights,
         ctr_order: prepared.metrics(&prepared.ctr_scores),
-        retrieval_order: None,
+        retrieval_order: prepared
+            .retrieval_scores
+            .as_ref()
+            .map(|r| prepared.metrics(r)),
     };
     Ok((ranker, prepared.vocab, figures))
 }
 
-/// The ranking part of `build-index`: with impressions, trains the ranker, saves it into the
-/// version folder `dir` and returns its figures for `metrics.ranking`; without impressions (or
-/// with too few days) returns `{"skipped": reason}` and saves nothing.
-pub fn build_stage(data: &Dataset, cfg: &RankingConfig, dir: &Path) -> Result<serde_json::Value> {
-    if !has_impressions(&data.events) {
-        return Ok(serde_json::json!({"skipped": "no unwatched impressions in the data"}));
-    }
-    let (ranker, vocab, figures) = match train_and_evaluate(data, cfg, false) {
+/// The ranking part of `build-index`: trains the ranker (on data with watches only, with the
+/// negatives `trained`, the version's retrieval model, retrieves), saves it into the version
+/// folder `dir` and returns its figures for `metrics.ranking`; when the data cannot train one
+/// (e.g. too few days) returns `{"skipped": reason}` and saves nothing.
+pub fn build_stage(
+    data: &Dataset,
+    config: &crate::config::Config,
+    trained: &TrainedRetrieval,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let (ranker, vocab, figures) = match train_and_evaluate(data, config, false, Some(trained)) {
         Ok(trained) => trained,
         Err(Error::Input(reason)) => return Ok(serde_json::json!({ "skipped": reason })),
         Err(e) => return Err(e),

@@ -1,0 +1,282 @@
+//! Ranking examples for data with watches only (MovieLens): nothing records what a user was
+//! shown and did not watch, so the retrieval model's best candidates that the user did not
+//! watch stand in for the unwatched impressions.
+//!
+//! Every watch is a page of its own. A sample of each user's watches (at most
+//! `[ranking] pages_per_user`, never the first, whose history is empty) are training pages; the
+//! validation and test targets of EVAL.md section 1 (the second-to-last and last watch) are the
+//! early-stopping and test pages. On a page at position p the retrieval model scores the whole
+//! catalogue from the user's watches before p, and its `[ranking] candidates_per_page` best
+//! items the user had not watched before p are what the page shows, as the serving path would:
+//! the watch at p is the page's clicked impression when it is among them, every other candidate
+//! a shown-but-not-watched one. A watch that retrieval missed is not an example (the ranker
+//! only ever sees retrieved candidates; such a page holds negatives only).
+//!
+//! The retrieval model is trained on the same leave-last-out split (the validation and test
+//! targets are held out), so the test pages' candidates come from a model that never saw
+//! them. The negatives are only examples: the feature counters (popularity, recent watches)
+//! count the real watches alone, exactly as at serving time, where the same watch log is all
+//! the ranker's features are computed from. A watch without a watch time weighs 1, so that
+//! e^logit estimates the odds of a watch instead of the watch time.
+
+use super::{Labelled, Part, RankingConfig, RankingData};
+use crate::data::Events;
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::ranking_features::{build_examples, Impressions, RankingVocab, SideInfo};
+use crate::rng::Rng;
+use crate::split::{WatchSequences, MIN_WATCHES};
+use crate::stages::retrieval::TrainedRetrieval;
+use index::{ExactIndex, Exclude, ItemVectors};
+use retrieval::UserQuery;
+
+/// Where the examples come from for data with watches only.
+pub const SOURCE_RETRIEVED: &str = "watches only: retrieved-but-unwatched candidates as negatives, early stopping on the validation targets, test on the test targets";
+
+/// Pages scored per batch (bounds the memory of the user vectors).
+const PAGES_PER_BATCH: usize = 4096;
+
+/// One page: a user's watch at `pos` of their sequence, and the part it belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Page {
+    user: usize,
+    pos: usize,
+    part: Part,
+}
+
+/// The pages of every user with at least [`MIN_WATCHES`] watches: a seeded sample of the
+/// earlier watches, then the validation and test targets.
+fn pages(all: &WatchSequences, per_user: usize, seed: u64) -> Vec<Page> {
+    let mut out = Vec::new();
+    for u in 0..all.num_users() {
+        let n = all.user(u).0.len();
+        if n < MIN_WATCHES {
+            continue;
+        }
+        let fit =
+            Rng::stream(seed, u as u64).sample_sorted((1..(n - 2) as u32).collect(), per_user);
+        out.extend(fit.into_iter().map(|p| Page {
+            user: u,
+            pos: p as usize,
+            part: Part::Fit,
+        }));
+        out.push(Page {
+            user: u,
+            pos: n - 2,
+            part: Part::Valid,
+        });
+        out.push(Page {
+            user: u,
+            pos: n - 1,
+            part: Part::Test,
+        });
+    }
+    out
+}
+
+/// The retrieval model's exact top-k over the catalogue.
+struct Retriever<'a> {
+    trained: &'a TrainedRetrieval,
+    exact: ExactIndex,
+}
+
+impl<'a> Retriever<'a> {
+    fn new(trained: &'a TrainedRetrieval) -> Result<Self> {
+        let (vectors, bias) = trained
+            .model
+            .item_vectors()
+            .map_err(|e| Error::Other(format!("item vectors: {e}")))?;
+        let exact = ItemVectors::new(
+            trained.inputs.items.ids.clone(),
+            trained.model.dim(),
+            vectors,
+            bias,
+        )
+        .and_then(ExactIndex::new)
+        .map_err(|e| Error::Other(format!("exact index: {e}")))?;
+        Ok(Retriever { trained, exact })
+    }
+
+    /// For each (user id, history of item indices): the best `k` items outside the history,
+    /// as (item index, item id, score), best first.
+    fn candidates(
+        &self,
+        queries: &[(i64, Vec<u32>)],
+        k: usize,
+    ) -> Result<Vec<Vec<(u32, i64, f32)>>> {
+        let inputs = &self.trained.inputs;
+        let features = inputs.features.as_ref();
+        let user_queries: Vec<UserQuery> = queries
+            .iter()
+            .map(|(user, history)| {
+                let u = inputs.users.get(*user).map(|u| u as usize);
+                UserQuery {
+                    history,
+                    categorical: match (features, u) {
+                        (Some(f), Some(u)) => f.categorical_of(u),
+                        _ => &[],
+                    },
+                    numeric: match (features, u) {
+                        (Some(f), Some(u)) => f.numeric_of(u),
+                        _ => &[],
+                    },
+                }
+            })
+            .collect();
+        let users = self
+            .trained
+            .model
+            .user_vectors(&user_queries)
+            .map_err(|e| Error::Other(format!("user vectors: {e}")))?;
+        let exclude: Vec<Exclude> = queries
+            .iter()
+            .map(|(_, history)| Exclude::Indices(history))
+            .collect();
+        let hits = self
+            .exact
+            .search_batch(&users, k, &exclude)
+            .map_err(|e| Error::Other(format!("retrieving candidates: {e}")))?;
+        Ok(hits
+            .into_iter()
+            .map(|h| {
+                h.into_iter()
+                    .map(|h| (h.index, h.item_id, h.score))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// An impression log being assembled: the real watches and the retrieved candidates.
+#[derive(Default)]
+struct Log {
+    events: Events,
+    day: Vec<i64>,
+    probe: Vec<bool>,
+    part: Vec<Option<Part>>,
+    score: Vec<f32>,
+}
+
+impl Log {
+    fn push(
+        &mut self,
+        user: i64,
+        item: i64,
+        t: i64,
+        day: i64,
+        watch: Option<f32>,
+        part: Option<Part>,
+    ) {
+        self.events.user_id.push(user);
+        self.events.item_id.push(item);
+        self.events.timestamp.push(t);
+        self.events.watched.push(watch.is_some());
+        self.events.watch_time.push(watch);
+        self.events.rating.push(None);
+        self.day.push(day);
+        self.probe.push(watch.is_none());
+        self.part.push(part);
+        self.score.push(f32::NAN);
+    }
+}
+
+/// Builds the ranking examples of `data` (watches only) with candidates retrieved by
+/// `trained`, which must have been trained on `data`'s leave-last-out split.
+pub fn build_retrieved(
+    data: &Dataset,
+    cfg: &RankingConfig,
+    trained: &TrainedRetrieval,
+) -> Result<RankingData> {
+    let all = WatchSequences::from_events(&data.events);
+    let pages = pages(&all, cfg.pages_per_user, trained.model.config().seed);
+    if pages.is_empty() {
+        return Err(Error::input(
+            &data.dir.join("events.parquet"),
+            format!("no user has {MIN_WATCHES} watches: the ranker needs pages to learn from"),
+        ));
+    }
+    let ids = &trained.inputs.items;
+    let index_of = |id: i64| ids.get(id).unwrap_or(0);
+
+    // The real watches, each its own page (day = position in the user's sequence).
+    let mut log = Log::default();
+    let mut first = Vec::with_capacity(all.num_users());
+    for u in 0..all.num_users() {
+        first.push(log.day.len());
+        let (items, times) = all.user(u);
+        for (p, ((&item, &t), &row)) in items.iter().zip(times).zip(all.rows_of(u)).enumerate() {
+            let seconds = data.events.watch_time[row as usize].unwrap_or(1.0).max(0.0);
+            log.push(all.users[u], item, t, p as i64, Some(seconds), None);
+        }
+    }
+
+    // Each page's candidates.
+    let pb = crate::progress::bar(pages.len() as u64, "ranking candidates");
+    let retriever = Retriever::new(trained)?;
+    for chunk in pages.chunks(PAGES_PER_BATCH) {
+        let queries: Vec<(i64, Vec<u32>)> = chunk
+            .iter()
+            .map(|p| {
+                let items = all.user(p.user).0;
+                let history = items[..p.pos].iter().map(|&i| index_of(i)).collect();
+                (all.users[p.user], history)
+            })
+            .collect();
+        let found = retriever.candidates(&queries, cfg.candidates_per_page)?;
+        for (page, shown) in chunk.iter().zip(found) {
+            let watch = first[page.user] + page.pos;
+            let target = index_of(log.events.item_id[watch]);
+            let (user, t) = (log.events.user_id[watch], log.events.timestamp[watch]);
+            for (index, item, score) in shown {
+                if index == target {
+                    // Retrieved and watched: the page's clicked impression is the watch itself.
+                    log.part[watch] = Some(page.part);
+                    log.score[watch] = score;
+                } else {
+                    log.push(user, item, t, page.pos as i64, None, Some(page.part));
+                    if let Some(s) = log.score.last_mut() {
+                        *s = score;
+                    }
+                }
+            }
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+
+    let held_out = |i: usize| matches!(log.part[i], Some(Part::Valid | Part::Test));
+    let vocab = RankingVocab::fit(
+        &log.events,
+        |i| !log.probe[i] && !held_out(i),
+        &data.items,
+        &data.users,
+        cfg.max_items,
+        cfg.features(),
+    );
+    let side = SideInfo::new(&vocab, &data.items, &data.users);
+    let impressions = Impressions {
+        probe: Some(&log.probe),
+        ..Impressions::new(&log.events, &log.day)
+    };
+    let examples = build_examples(&impressions, &side, &vocab.features);
+    let page_keys: Vec<(i64, i64)> = log
+        .events
+        .user_id
+        .iter()
+        .copied()
+        .zip(log.day.iter().copied())
+        .collect();
+    Ok(RankingData::assemble(
+        vocab,
+        examples,
+        Labelled {
+            parts: &log.part,
+            pages: &page_keys,
+            item_id: &log.events.item_id,
+            watched: &log.events.watched,
+            retrieval_score: Some(&log.score),
+        },
+        [Vec::new(), Vec::new(), Vec::new()],
+        SOURCE_RETRIEVED.into(),
+    ))
+}
