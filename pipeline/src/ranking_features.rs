@@ -29,6 +29,9 @@ pub struct FeatureConfig {
     pub recent: usize,
     /// Pseudo-impressions of the prior in smoothed rates.
     pub smoothing: f32,
+    /// Examples also carry the candidate's retrieval score and rank ([`RETRIEVAL`]): set for
+    /// rankers trained on retrieved candidates, whose score and rank are known at training time.
+    pub retrieval: bool,
 }
 
 impl Default for FeatureConfig {
@@ -36,9 +39,13 @@ impl Default for FeatureConfig {
         FeatureConfig {
             recent: 20,
             smoothing: 20.0,
+            retrieval: false,
         }
     }
 }
+
+/// Names of the continuous features appended when [`FeatureConfig::retrieval`] is set.
+pub const RETRIEVAL: [&str; 2] = ["retrieval_score", "retrieval_rank"];
 
 /// Names of the continuous features, in [`RankingExample::continuous`] order.
 pub const CONTINUOUS: [&str; 10] = [
@@ -169,7 +176,15 @@ impl RankingVocab {
                 .iter()
                 .map(|(_, v)| v.len())
                 .collect(),
-            continuous: CONTINUOUS.map(String::from).to_vec(),
+            continuous: CONTINUOUS
+                .iter()
+                .chain(if self.features.retrieval {
+                    &RETRIEVAL[..]
+                } else {
+                    &[]
+                })
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }

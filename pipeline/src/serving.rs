@@ -229,7 +229,15 @@ impl LiveModel {
         };
         let mut rec = self.recommend(user, extra, k.max(RERANK_CANDIDATES), ef)?;
         let ids: Vec<i64> = rec.items.iter().map(|it| it.item_id).collect();
-        let scores = ranker.score(user, &ids)?;
+        let retrieved: Vec<(f32, u32)> = match rec.source {
+            Source::PopularFresh => Vec::new(),
+            _ => rec
+                .items
+                .iter()
+                .map(|it| (it.retrieval_score, it.retrieval_rank))
+                .collect(),
+        };
+        let scores = ranker.score(user, &ids, &retrieved)?;
         for (it, s) in rec.items.iter_mut().zip(scores) {
             it.expected_watch_time = Some(s);
         }

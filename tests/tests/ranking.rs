@@ -84,6 +84,7 @@ fn features_read_user_state_at_page_start_and_skip_own_page_impressions() {
     let config = FeatureConfig {
         recent: 5,
         smoothing: 1.0,
+        retrieval: false,
     };
     let users = recpipe::data::Users::default();
     let vocab = RankingVocab::fit(&events, |_| true, &items, &users, 2, config.clone());
@@ -595,9 +596,11 @@ fn movielens_ranker_learns_from_retrieved_negatives() {
     let retrieval = loss(&eval, &["retrieval_order"]);
     let ctr = loss(&eval, &["ctr_order"]);
     eprintln!("ranker {weighted:.4}, retrieval order {retrieval:.4}, CTR {ctr:.4}");
-    // Measured with this small config: ranker 0.4634, retrieval order 0.4336, CTR order 0.4581
-    // (0.5 = a random order).
-    assert!(weighted < 0.48, "ranker loss {weighted}: no better than chance");
+    // Measured with this small config: ranker 0.4349, retrieval order 0.4336, video-CTR order
+    // 0.4581 (0.5 = a random order).
+    assert!(weighted < 0.445, "ranker loss {weighted}");
+    assert!(weighted < ctr, "ranker {weighted} vs video-CTR order {ctr}");
+    assert!(retrieval < 0.445, "retrieval order {retrieval}");
 
     // build-index trains the ranker on its own retrieval model's candidates, and the version
     // serves re-ranked lists from it.

@@ -90,6 +90,7 @@ impl RankingConfig {
         FeatureConfig {
             recent: self.recent,
             smoothing: self.smoothing,
+            retrieval: false,
         }
     }
 }

@@ -74,14 +74,30 @@ impl LoadedRanker {
     }
 
     /// The examples of `items` for `user` (`None`: a user without any state) on a page starting
-    /// at the end of the data.
-    pub fn examples(&self, user: Option<i64>, items: &[i64]) -> Vec<RankingExample> {
+    /// at the end of the data. `retrieved` holds each item's retrieval score and rank (1-based),
+    /// which a ranker trained on retrieved candidates also reads; empty when unknown.
+    pub fn examples(
+        &self,
+        user: Option<i64>,
+        items: &[i64],
+        retrieved: &[(f32, u32)],
+    ) -> Vec<RankingExample> {
         let t = self.state.end();
         // i64::MIN is never a real user of the state: an anonymous user gets cold features.
         let user = user.unwrap_or(i64::MIN);
         items
             .iter()
-            .map(|&item| self.state.example(&self.side, user, item, t))
+            .enumerate()
+            .map(|(i, &item)| {
+                let mut example = self.state.example(&self.side, user, item, t);
+                if self.vocab.features.retrieval {
+                    let (score, rank) = retrieved
+                        .get(i)
+                        .map_or((f32::NAN, f32::NAN), |&(s, r)| (s, r as f32));
+                    example.continuous.extend([score, rank]);
+                }
+                example
+            })
             .collect()
     }
 
@@ -94,9 +110,15 @@ impl LoadedRanker {
         Ok(scores.into_iter().map(|s| s.min(f32::MAX)).collect())
     }
 
-    /// Expected watch time of each of `items` for `user`.
-    pub fn score(&self, user: Option<i64>, items: &[i64]) -> Result<Vec<f32>> {
-        self.score_examples(&self.examples(user, items))
+    /// Expected watch time of each of `items` for `user` (`retrieved` as in
+    /// [`LoadedRanker::examples`]).
+    pub fn score(
+        &self,
+        user: Option<i64>,
+        items: &[i64],
+        retrieved: &[(f32, u32)],
+    ) -> Result<Vec<f32>> {
+        self.score_examples(&self.examples(user, items, retrieved))
     }
 }
 
@@ -148,7 +170,11 @@ fn flush(
         .par_iter()
         .map(|g| {
             let items: Vec<i64> = g.iter().map(|c| c.item_id).collect();
-            ranker.examples(g.first().map(|c| c.user_id), &items)
+            let retrieved: Vec<(f32, u32)> = g
+                .iter()
+                .map(|c| (c.retrieval_score, c.retrieval_rank))
+                .collect();
+            ranker.examples(g.first().map(|c| c.user_id), &items, &retrieved)
         })
         .collect();
     let examples: Vec<RankingExample> = per_user.into_iter().flatten().collect();

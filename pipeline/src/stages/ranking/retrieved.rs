@@ -16,14 +16,15 @@
 //! targets are held out), so the test pages' candidates come from a model that never saw
 //! them. The negatives are only examples: the feature counters (popularity, recent watches)
 //! count the real watches alone, exactly as at serving time, where the same watch log is all
-//! the ranker's features are computed from. A watch without a watch time weighs 1, so that
-//! e^logit estimates the odds of a watch instead of the watch time.
+//! the ranker's features are computed from. The candidate's retrieval score and rank are two
+//! more features (serving and `rerank` know them too). A watch without a watch time weighs 1,
+//! so that e^logit estimates the odds of a watch instead of the watch time.
 
 use super::{Labelled, Part, RankingConfig, RankingData};
 use crate::data::Events;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::ranking_features::{build_examples, Impressions, RankingVocab, SideInfo};
+use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
 use crate::rng::Rng;
 use crate::split::{WatchSequences, MIN_WATCHES};
 use crate::stages::retrieval::TrainedRetrieval;
@@ -155,6 +156,7 @@ struct Log {
     probe: Vec<bool>,
     part: Vec<Option<Part>>,
     score: Vec<f32>,
+    rank: Vec<f32>,
 }
 
 impl Log {
@@ -177,6 +179,13 @@ impl Log {
         self.probe.push(watch.is_none());
         self.part.push(part);
         self.score.push(f32::NAN);
+        self.rank.push(f32::NAN);
+    }
+
+    /// Sets the retrieval score and rank (1-based) of event `i`.
+    fn retrieved(&mut self, i: usize, score: f32, rank: usize) {
+        self.score[i] = score;
+        self.rank[i] = rank as f32;
     }
 }
 
@@ -227,16 +236,14 @@ pub fn build_retrieved(
             let watch = first[page.user] + page.pos;
             let target = index_of(log.events.item_id[watch]);
             let (user, t) = (log.events.user_id[watch], log.events.timestamp[watch]);
-            for (index, item, score) in shown {
+            for (rank, (index, item, score)) in shown.into_iter().enumerate() {
                 if index == target {
                     // Retrieved and watched: the page's clicked impression is the watch itself.
                     log.part[watch] = Some(page.part);
-                    log.score[watch] = score;
+                    log.retrieved(watch, score, rank + 1);
                 } else {
                     log.push(user, item, t, page.pos as i64, None, Some(page.part));
-                    if let Some(s) = log.score.last_mut() {
-                        *s = score;
-                    }
+                    log.retrieved(log.day.len() - 1, score, rank + 1);
                 }
             }
         }
@@ -245,20 +252,29 @@ pub fn build_retrieved(
     pb.finish_and_clear();
 
     let held_out = |i: usize| matches!(log.part[i], Some(Part::Valid | Part::Test));
+    let features = FeatureConfig {
+        retrieval: true,
+        ..cfg.features()
+    };
     let vocab = RankingVocab::fit(
         &log.events,
         |i| !log.probe[i] && !held_out(i),
         &data.items,
         &data.users,
         cfg.max_items,
-        cfg.features(),
+        features,
     );
     let side = SideInfo::new(&vocab, &data.items, &data.users);
     let impressions = Impressions {
         probe: Some(&log.probe),
         ..Impressions::new(&log.events, &log.day)
     };
-    let examples = build_examples(&impressions, &side, &vocab.features);
+    let mut examples = build_examples(&impressions, &side, &vocab.features);
+    for (i, example) in examples.iter_mut().enumerate() {
+        if log.part[i].is_some() {
+            example.continuous.extend([log.score[i], log.rank[i]]);
+        }
+    }
     let page_keys: Vec<(i64, i64)> = log
         .events
         .user_id
