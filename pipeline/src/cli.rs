@@ -425,8 +425,7 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     use crate::stages::retrieval::{train_retrieval, RetrievalMetrics};
     let data = crate::dataset::Dataset::load(&a.data)?;
     if a.ranking {
-        let (_, _, figures) =
-            crate::stages::ranking::train_and_evaluate(&data, config, true, None)?;
+        let (_, _, figures) = crate::stages::ranking::train_and_evaluate(&data, config, true)?;
         print!("{}", figures.table());
         if let Some(path) = &a.json {
             let json = serde_json::json!({ "data": a.data, "ranking": figures });
@@ -533,7 +532,7 @@ fn run_train_ranker(a: &TrainRankerArgs, config: &Config) -> Result<()> {
     let data = crate::dataset::Dataset::load(&a.data)?;
     let mut cfg = config.clone();
     cfg.ranking.model.unit_weights |= a.unit_weights;
-    let (ranker, vocab, figures) = train_and_evaluate(&data, &cfg, false, None)?;
+    let (ranker, vocab, figures) = train_and_evaluate(&data, &cfg, false)?;
     publish_ranker_dir(&a.out, &ranker, &vocab)?;
     print!("{}", figures.table());
     println!(

@@ -596,11 +596,11 @@ fn movielens_ranker_learns_from_retrieved_negatives() {
     let retrieval = loss(&eval, &["retrieval_order"]);
     let ctr = loss(&eval, &["ctr_order"]);
     eprintln!("ranker {weighted:.4}, retrieval order {retrieval:.4}, CTR {ctr:.4}");
-    // Measured with this small config: ranker 0.4349, retrieval order 0.4336, video-CTR order
-    // 0.4581 (0.5 = a random order).
-    assert!(weighted < 0.445, "ranker loss {weighted}");
+    // Measured with this small config: ranker 0.4043, retrieval order 0.4083, video-CTR order
+    // 0.4326 (0.5 = a random order).
+    assert!(weighted < 0.42, "ranker loss {weighted}");
     assert!(weighted < ctr, "ranker {weighted} vs video-CTR order {ctr}");
-    assert!(retrieval < 0.445, "retrieval order {retrieval}");
+    assert!(retrieval < 0.43, "retrieval order {retrieval}");
 
     // build-index trains the ranker on its own retrieval model's candidates, and the version
     // serves re-ranked lists from it.

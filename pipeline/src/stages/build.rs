@@ -254,7 +254,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
 
     let t3 = Instant::now();
     crate::progress::stage("train_ranker");
-    let ranking = crate::stages::ranking::build_stage(&data, config, &trained, &dir)?;
+    let ranking = crate::stages::ranking::build_stage(&data, config, &dir)?;
     let t_ranker = t3.elapsed().as_secs_f64();
 
     let figures = BuildFigures {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
 use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
-use crate::stages::retrieval::{train_retrieval, TrainedRetrieval};
+use crate::stages::retrieval::train_retrieval;
 use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample, TrainReport};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -193,26 +193,16 @@ pub struct RankingData {
 impl RankingData {
     /// The examples of `data`: its impressions split by day when it has any; otherwise
     /// (watches only) the watches with retrieved-but-unwatched candidates as negatives
-    /// ([`retrieved`]), retrieved by `trained` or, without it, by a retrieval model trained
-    /// here with `config`'s `[retrieval]` and `[examples]`.
-    pub fn prepare(
-        data: &Dataset,
-        config: &crate::config::Config,
-        trained: Option<&TrainedRetrieval>,
-    ) -> Result<Self> {
+    /// ([`retrieved`]), retrieved by a model trained here with `config`'s `[retrieval]` and
+    /// `[examples]` on the data without the pages' watches.
+    pub fn prepare(data: &Dataset, config: &crate::config::Config) -> Result<Self> {
         if has_impressions(&data.events) {
             return Self::build(data, &config.ranking);
         }
-        let owned;
-        let trained = match trained {
-            Some(t) => t,
-            None => {
-                tracing::info!("watches only: training the retrieval model for the candidates");
-                owned = train_retrieval(data, &config.retrieval, &config.examples, None)?;
-                &owned
-            }
-        };
-        retrieved::build_retrieved(data, &config.ranking, trained)
+        tracing::info!("watches only: training the retrieval model for the candidates");
+        let model_data = retrieved::candidate_model_data(data, config.ranking.pages_per_user);
+        let trained = train_retrieval(&model_data, &config.retrieval, &config.examples, None)?;
+        retrieved::build_retrieved(data, &config.ranking, &trained)
     }
 
     /// Splits `data`'s impressions by day and builds every example.
@@ -538,17 +528,16 @@ impl RankingFigures {
 }
 
 /// Trains the ranker on `data` (weighted, or unit weights per `[ranking.model]`) and, with
-/// `ablation`, the unit-weight model too; returns the model and its figures. Data with watches
-/// only takes its negatives from `trained` (see [`RankingData::prepare`]).
+/// `ablation`, the unit-weight model too; returns the model and its figures (see
+/// [`RankingData::prepare`] for data with watches only).
 pub fn train_and_evaluate(
     data: &Dataset,
     config: &crate::config::Config,
     ablation: bool,
-    trained: Option<&TrainedRetrieval>,
 ) -> Result<(Ranker, RankingVocab, RankingFigures)> {
     let cfg = &config.ranking;
     let t = Instant::now();
-    let prepared = RankingData::prepare(data, config, trained)?;
+    let prepared = RankingData::prepare(data, config)?;
     tracing::info!(seconds = t.elapsed().as_secs_f64(), "ranking examples");
     let (ranker, model) = prepared.train_and_measure(&cfg.model)?;
     // Without watch times (every watch weighs 1) the ablation is the same model.
@@ -574,17 +563,15 @@ pub fn train_and_evaluate(
     Ok((ranker, prepared.vocab, figures))
 }
 
-/// The ranking part of `build-index`: trains the ranker (on data with watches only, with the
-/// negatives `trained`, the version's retrieval model, retrieves), saves it into the version
-/// folder `dir` and returns its figures for `metrics.ranking`; when the data cannot train one
-/// (e.g. too few days) returns `{"skipped": reason}` and saves nothing.
+/// The ranking part of `build-index`: trains the ranker (see [`RankingData::prepare`]), saves it
+/// into the version folder `dir` and returns its figures for `metrics.ranking`; when the data
+/// cannot train one (e.g. too few days) returns `{"skipped": reason}` and saves nothing.
 pub fn build_stage(
     data: &Dataset,
     config: &crate::config::Config,
-    trained: &TrainedRetrieval,
     dir: &Path,
 ) -> Result<serde_json::Value> {
-    let (ranker, vocab, figures) = match train_and_evaluate(data, config, false, Some(trained)) {
+    let (ranker, vocab, figures) = match train_and_evaluate(data, config, false) {
         Ok(trained) => trained,
         Err(Error::Input(reason)) => return Ok(serde_json::json!({ "skipped": reason })),
         Err(e) => return Err(e),

@@ -2,8 +2,8 @@
 //! shown and did not watch, so the retrieval model's best candidates that the user did not
 //! watch stand in for the unwatched impressions.
 //!
-//! Every watch is a page of its own. A sample of each user's watches (at most
-//! `[ranking] pages_per_user`, never the first, whose history is empty) are training pages; the
+//! Every watch is a page of its own. Each user's last `[ranking] pages_per_user` watches before
+//! the validation target (never the first, whose history is empty) are training pages; the
 //! validation and test targets of EVAL.md section 1 (the second-to-last and last watch) are the
 //! early-stopping and test pages. On a page at position p the retrieval model scores the whole
 //! catalogue from the user's watches before p, and its `[ranking] candidates_per_page` best
@@ -12,9 +12,11 @@
 //! a shown-but-not-watched one. A watch that retrieval missed is not an example (the ranker
 //! only ever sees retrieved candidates; such a page holds negatives only).
 //!
-//! The retrieval model is trained on the same leave-last-out split (the validation and test
-//! targets are held out), so the test pages' candidates come from a model that never saw
-//! them. The negatives are only examples: the feature counters (popularity, recent watches)
+//! The retrieval model that retrieves the candidates is trained without any page's watch (the
+//! training pages' watches are left out of its data, its own split holds out the validation
+//! and test targets): every page lies in its future, as the watches after a nightly build lie
+//! in the served model's. A model that had learnt a page's watch as a target would score it
+//! higher than on a new page, and the ranker would learn to trust the score too much. The negatives are only examples: the feature counters (popularity, recent watches)
 //! count the real watches alone, exactly as at serving time, where the same watch log is all
 //! the ranker's features are computed from. The candidate's retrieval score and rank are two
 //! more features (serving and `rerank` know them too). A watch without a watch time weighs 1,
@@ -25,7 +27,6 @@ use crate::data::Events;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
-use crate::rng::Rng;
 use crate::split::{WatchSequences, MIN_WATCHES};
 use crate::stages::retrieval::TrainedRetrieval;
 use index::{ExactIndex, Exclude, ItemVectors};
@@ -45,20 +46,20 @@ struct Page {
     part: Part,
 }
 
-/// The pages of every user with at least [`MIN_WATCHES`] watches: a seeded sample of the
-/// earlier watches, then the validation and test targets.
-fn pages(all: &WatchSequences, per_user: usize, seed: u64) -> Vec<Page> {
+/// The pages of every user with at least [`MIN_WATCHES`] watches: the last `per_user` watches
+/// before the validation target (never the first watch, whose history is empty), then the
+/// validation and test targets.
+fn pages(all: &WatchSequences, per_user: usize) -> Vec<Page> {
     let mut out = Vec::new();
     for u in 0..all.num_users() {
         let n = all.user(u).0.len();
         if n < MIN_WATCHES {
             continue;
         }
-        let fit =
-            Rng::stream(seed, u as u64).sample_sorted((1..(n - 2) as u32).collect(), per_user);
-        out.extend(fit.into_iter().map(|p| Page {
+        let first_fit = (n - 2).saturating_sub(per_user).max(1);
+        out.extend((first_fit..n - 2).map(|pos| Page {
             user: u,
-            pos: p as usize,
+            pos,
             part: Part::Fit,
         }));
         out.push(Page {
@@ -73,6 +74,37 @@ fn pages(all: &WatchSequences, per_user: usize, seed: u64) -> Vec<Page> {
         });
     }
     out
+}
+
+/// `data` without the watches of the training pages: the retrieval model that retrieves the
+/// candidates trains on it (its own split holds out the validation and test targets), so no
+/// page's watch was ever its target, as for a served model and the watches after it.
+pub fn candidate_model_data(data: &Dataset, per_user: usize) -> Dataset {
+    let all = WatchSequences::from_events(&data.events);
+    let mut drop = vec![false; data.events.len()];
+    for page in pages(&all, per_user).iter().filter(|p| p.part == Part::Fit) {
+        drop[all.rows_of(page.user)[page.pos] as usize] = true;
+    }
+    let e = &data.events;
+    let keep = |i: &usize| !drop[*i];
+    let pick = |v: &[i64]| (0..e.len()).filter(keep).map(|i| v[i]).collect::<Vec<_>>();
+    let events = Events {
+        user_id: pick(&e.user_id),
+        item_id: pick(&e.item_id),
+        timestamp: pick(&e.timestamp),
+        watched: (0..e.len()).filter(keep).map(|i| e.watched[i]).collect(),
+        watch_time: (0..e.len()).filter(keep).map(|i| e.watch_time[i]).collect(),
+        rating: (0..e.len()).filter(keep).map(|i| e.rating[i]).collect(),
+        extra: e
+            .extra
+            .iter()
+            .map(|(name, v)| (name.clone(), pick(v)))
+            .collect(),
+    };
+    Dataset {
+        events,
+        ..data.clone()
+    }
 }
 
 /// The retrieval model's exact top-k over the catalogue.
@@ -190,14 +222,14 @@ impl Log {
 }
 
 /// Builds the ranking examples of `data` (watches only) with candidates retrieved by
-/// `trained`, which must have been trained on `data`'s leave-last-out split.
+/// `trained`, which must have been trained on [`candidate_model_data`] of `data`.
 pub fn build_retrieved(
     data: &Dataset,
     cfg: &RankingConfig,
     trained: &TrainedRetrieval,
 ) -> Result<RankingData> {
     let all = WatchSequences::from_events(&data.events);
-    let pages = pages(&all, cfg.pages_per_user, trained.model.config().seed);
+    let pages = pages(&all, cfg.pages_per_user);
     if pages.is_empty() {
         return Err(Error::input(
             &data.dir.join("events.parquet"),
