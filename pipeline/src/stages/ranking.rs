@@ -38,8 +38,8 @@ pub struct RankingConfig {
     pub recent: usize,
     /// Pseudo-impressions of the prior in smoothed rates.
     pub smoothing: f32,
-    /// Data with watches only: watches per user that become training pages (sampled; the
-    /// validation and test targets are always pages).
+    /// Data with watches only: each user's last this many watches before the validation target
+    /// become training pages (the validation and test targets are always pages).
     pub pages_per_user: usize,
     /// Data with watches only: candidates each page shows (the retrieval model's best).
     pub candidates_per_page: usize,
@@ -156,7 +156,9 @@ struct Labelled<'a> {
 /// The split of the examples into fit, validation and test parts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SplitSummary {
-    /// Where the examples come from and how they are split.
+    /// Where the examples come from and how they are split (empty in manifests older than
+    /// the field).
+    #[serde(default)]
     pub source: String,
     /// Training days.
     pub fit: PartSummary,
@@ -428,7 +430,9 @@ impl RankingData {
 pub struct ModelFigures {
     /// Trained without watch-time weights (the ablation).
     pub unit_weights: bool,
-    /// The training data had watch times (without, every watch weighs 1 either way).
+    /// The training data had watch times (without, every watch weighs 1 either way; manifests
+    /// older than the field were all trained on impressions with watch times).
+    #[serde(default = "yes")]
     pub watch_times: bool,
     /// EVAL.md section 3 on the test days.
     pub metrics: RankingMetrics,
@@ -440,6 +444,10 @@ pub struct ModelFigures {
     pub best_valid_loss: Option<f64>,
     /// Training wall time.
     pub train_seconds: f64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// EVAL.md section 3 for a ranker and its reference orders.
@@ -491,7 +499,7 @@ impl RankingFigures {
         let _ = writeln!(
             s,
             "ranking (EVAL.md section 3 metrics; {}): fit {} ({} impressions), early stopping {} ({}), test {} ({} impressions, {} pages, {} pairs); {} items in the vocabulary",
-            sp.source, days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
+            if sp.source.is_empty() { SOURCE_IMPRESSIONS } else { &sp.source }, days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
             days_label(&sp.test), sp.test.impressions, m.pages, m.pairs, sp.items
         );
         let _ = writeln!(

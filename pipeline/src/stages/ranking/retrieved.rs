@@ -16,11 +16,13 @@
 //! training pages' watches are left out of its data, its own split holds out the validation
 //! and test targets): every page lies in its future, as the watches after a nightly build lie
 //! in the served model's. A model that had learnt a page's watch as a target would score it
-//! higher than on a new page, and the ranker would learn to trust the score too much. The negatives are only examples: the feature counters (popularity, recent watches)
-//! count the real watches alone, exactly as at serving time, where the same watch log is all
-//! the ranker's features are computed from. The candidate's retrieval score and rank are two
-//! more features (serving and `rerank` know them too). A watch without a watch time weighs 1,
-//! so that e^logit estimates the odds of a watch instead of the watch time.
+//! higher than on a new page, and the ranker would learn to trust the score too much.
+//!
+//! The negatives are only examples: the feature counters (popularity, recent watches) count the
+//! real watches alone, exactly as at serving time, where the same watch log is all the ranker's
+//! features are computed from. The candidate's retrieval score and rank are two more features
+//! (serving and `rerank` know them too). A watch without a watch time weighs 1, so that e^logit
+//! estimates the odds of a watch instead of the watch time.
 
 use super::{Labelled, Part, RankingConfig, RankingData};
 use crate::data::Events;
