@@ -69,11 +69,11 @@ fn dot4_body(q: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::sync::LazyLock;
 
-    /// Whether this CPU runs the AVX2 versions.
-    pub(super) static HAS_AVX2: LazyLock<bool> =
+    /// Whether this CPU runs the AVX2 versions (shared with [`crate::quant`]).
+    pub(crate) static HAS_AVX2: LazyLock<bool> =
         LazyLock::new(|| std::arch::is_x86_feature_detected!("avx2"));
 
     #[target_feature(enable = "avx2")]

@@ -143,11 +143,7 @@ fn dot4_body(q: &[f32], rows: [&[Line]; 4]) -> [f32; 4] {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Line;
-    use std::sync::LazyLock;
-
-    /// Whether this CPU runs the AVX2 versions.
-    pub(super) static HAS_AVX2: LazyLock<bool> =
-        LazyLock::new(|| std::arch::is_x86_feature_detected!("avx2"));
+    pub(super) use crate::kernel::x86::HAS_AVX2;
 
     #[target_feature(enable = "avx2")]
     pub(super) fn dot(q: &[f32], row: &[Line]) -> f32 {

@@ -292,24 +292,17 @@ mod tests {
             theirs.to_scalar::<f32>().unwrap(),
         );
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
-        let ga = ours
-            .backward()
-            .unwrap()
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let gb = theirs
-            .backward()
-            .unwrap()
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let grad = |loss: &Tensor| {
+            loss.backward()
+                .unwrap()
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (ga, gb) = (grad(&ours), grad(&theirs));
         for (p, q) in ga.iter().zip(&gb) {
             assert!((p - q).abs() < 1e-6, "{ga:?} vs {gb:?}");
         }

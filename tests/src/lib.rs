@@ -57,6 +57,14 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Imports the shared data set `set` with `recpipe import <kind>` (movielens, kuairand) into
+/// `out`; `None` when the data set is absent (see [`shared_data`]).
+pub fn import_shared(kind: &str, set: &str, out: &Path) -> Option<PathBuf> {
+    let input = shared_data(set)?;
+    recpipe_ok(&["import", kind, "--input", s(&input), "--out", s(out)]);
+    Some(out.to_path_buf())
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("recpipe-test-{tag}-{}", std::process::id()));

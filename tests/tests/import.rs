@@ -2,7 +2,7 @@
 
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use recpipe_tests::{recpipe_ok, shared_data, temp_dir};
+use recpipe_tests::{import_shared, temp_dir};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -66,18 +66,9 @@ fn counts(dir: &Path) -> Counts {
 
 #[test]
 fn ml_100k() {
-    let Some(input) = shared_data("ml-100k") else {
+    let Some(out) = import_shared("movielens", "ml-100k", &temp_dir("ml100k")) else {
         return;
     };
-    let out = temp_dir("ml100k");
-    recpipe_ok(&[
-        "import",
-        "movielens",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
     let c = counts(&out);
     assert_eq!(
         (c.events, c.users, c.items, c.watched),
@@ -109,18 +100,9 @@ fn ml_100k() {
 
 #[test]
 fn ml_latest_small() {
-    let Some(input) = shared_data("ml-latest-small") else {
+    let Some(out) = import_shared("movielens", "ml-latest-small", &temp_dir("mlsmall")) else {
         return;
     };
-    let out = temp_dir("mlsmall");
-    recpipe_ok(&[
-        "import",
-        "movielens",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
     let c = counts(&out);
     assert_eq!((c.events, c.users, c.items), (100_836, 610, 9_724));
     assert_events_schema(&out.join("events.parquet"), &[]);
@@ -142,18 +124,9 @@ fn ml_latest_small() {
 
 #[test]
 fn kuairand() {
-    let Some(input) = shared_data("kuairand-pure") else {
+    let Some(out) = import_shared("kuairand", "kuairand-pure", &temp_dir("kuairand")) else {
         return;
     };
-    let out = temp_dir("kuairand");
-    recpipe_ok(&[
-        "import",
-        "kuairand",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
     let c = counts(&out);
     assert_eq!(c.events, 185_061);
     let share = c.watched as f64 / c.events as f64;

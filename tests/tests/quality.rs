@@ -6,17 +6,8 @@ use recpipe_tests::*;
 /// Test-target figures of `evaluate` with the default configuration on `../shared/data/<set>`:
 /// (users, HR@10, HR@100), or `None` when the data set is not there.
 fn evaluate_default(set: &str) -> Option<(u64, f64, f64)> {
-    let input = shared_data(set)?;
     let root = temp_dir(&format!("quality-{set}"));
-    let data = root.join("data");
-    recpipe_ok(&[
-        "import",
-        "movielens",
-        "--input",
-        s(&input),
-        "--out",
-        s(&data),
-    ]);
+    let data = import_shared("movielens", set, &root.join("data"))?;
     let json = root.join("eval.json");
     recpipe_ok(&["evaluate", "--data", s(&data), "--json", s(&json)]);
     let v: serde_json::Value =

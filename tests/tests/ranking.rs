@@ -178,12 +178,10 @@ fn loss(json: &serde_json::Value, path: &[&str]) -> f64 {
 
 #[test]
 fn kuairand_weighted_ranker_beats_the_ablation_and_the_ctr_order() {
-    let Some(raw) = shared_data("kuairand-pure") else {
+    let dir = temp_dir("rank-kuairand");
+    let Some(data) = import_shared("kuairand", "kuairand-pure", &dir.join("data")) else {
         return;
     };
-    let dir = temp_dir("rank-kuairand");
-    let data = dir.join("data");
-    run_ok("import kuairand --input {} --out {}", &[&raw, &data]);
     let cfg = dir.join("recpipe.toml");
     std::fs::write(&cfg, "[ranking.model]\nepochs = 1\n").expect("config");
     let eval_json = dir.join("eval.json");
@@ -547,12 +545,10 @@ fn bad_input_exits_2_and_writes_nothing() {
 
 #[test]
 fn movielens_ranker_learns_from_retrieved_negatives() {
-    let Some(raw) = shared_data("ml-100k") else {
+    let dir = temp_dir("rank-movielens");
+    let Some(data) = import_shared("movielens", "ml-100k", &dir.join("data")) else {
         return;
     };
-    let dir = temp_dir("rank-movielens");
-    let data = dir.join("data");
-    run_ok("import movielens --input {} --out {}", &[&raw, &data]);
     let cfg = dir.join("recpipe.toml");
     std::fs::write(
         &cfg,

@@ -88,19 +88,24 @@ pub fn candidate_model_data(data: &Dataset, per_user: usize) -> Dataset {
         drop[all.rows_of(page.user)[page.pos] as usize] = true;
     }
     let e = &data.events;
-    let keep = |i: &usize| !drop[*i];
-    let pick = |v: &[i64]| (0..e.len()).filter(keep).map(|i| v[i]).collect::<Vec<_>>();
+    fn kept<T: Copy>(v: &[T], drop: &[bool]) -> Vec<T> {
+        v.iter()
+            .zip(drop)
+            .filter(|(_, &d)| !d)
+            .map(|(&x, _)| x)
+            .collect()
+    }
     let events = Events {
-        user_id: pick(&e.user_id),
-        item_id: pick(&e.item_id),
-        timestamp: pick(&e.timestamp),
-        watched: (0..e.len()).filter(keep).map(|i| e.watched[i]).collect(),
-        watch_time: (0..e.len()).filter(keep).map(|i| e.watch_time[i]).collect(),
-        rating: (0..e.len()).filter(keep).map(|i| e.rating[i]).collect(),
+        user_id: kept(&e.user_id, &drop),
+        item_id: kept(&e.item_id, &drop),
+        timestamp: kept(&e.timestamp, &drop),
+        watched: kept(&e.watched, &drop),
+        watch_time: kept(&e.watch_time, &drop),
+        rating: kept(&e.rating, &drop),
         extra: e
             .extra
             .iter()
-            .map(|(name, v)| (name.clone(), pick(v)))
+            .map(|(name, v)| (name.clone(), kept(v, &drop)))
             .collect(),
     };
     Dataset {
