@@ -37,6 +37,7 @@ mod metric;
 mod native;
 mod panel;
 mod persist;
+mod pool;
 mod quant;
 mod search;
 mod topk;
