@@ -389,6 +389,12 @@ fn beam_search<S: Scorer, L: Links>(
     let mut scored = 0;
     let mut batch: Vec<u32> = Vec::with_capacity(EXPAND);
     let mut fresh: Vec<u32> = Vec::with_capacity(64 * EXPAND);
+    // the exclusion is looked up only for items that would enter the beam
+    let offer = |pool: &mut Pool, score: f32, idx: u32| {
+        if pool.admits(score) {
+            pool.offer(score, idx, !contains(excluded, idx));
+        }
+    };
     loop {
         pool.next(EXPAND, &mut batch);
         if batch.is_empty() {
@@ -420,11 +426,11 @@ fn beam_search<S: Scorer, L: Links>(
         for q in &mut quads {
             let ids = [q[0], q[1], q[2], q[3]];
             for (idx, score) in ids.into_iter().zip(scorer.score4(ids)) {
-                pool.offer(score, idx, !contains(excluded, idx));
+                offer(&mut pool, score, idx);
             }
         }
         for &idx in quads.remainder() {
-            pool.offer(scorer.score(idx), idx, !contains(excluded, idx));
+            offer(&mut pool, scorer.score(idx), idx);
         }
         pool.merge();
     }
