@@ -1,4 +1,8 @@
 //! Plain-text table of a [`BenchReport`].
+//!
+//! "x 1thr" compares one query at a time on one thread (how an online query runs) with exact
+//! search run the same way; "x all" compares a batch on all threads with exact search's batch
+//! (its matrix-product kernel, its best case).
 
 use std::fmt;
 
@@ -47,7 +51,7 @@ impl fmt::Display for BenchReport {
         }
         writeln!(
             f,
-            "{:>6} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>9} {:>10} {:>6}",
+            "{:>6} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7}",
             "ef",
             "recall",
             "min",
@@ -57,12 +61,14 @@ impl fmt::Display for BenchReport {
             "p99 ms",
             "recall-ex",
             "q/s-ex all",
-            "x exact"
+            "x 1thr",
+            "x all",
+            "scored"
         )?;
         let e = &self.exact;
         writeln!(
             f,
-            "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>6}",
+            "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>7} {:>7}",
             "exact",
             1.0,
             1.0,
@@ -72,13 +78,14 @@ impl fmt::Display for BenchReport {
             e.p99_ms,
             "",
             "",
+            "1.0",
             "1.0"
         )?;
         for p in &self.sweep {
             let s = &p.speed;
             writeln!(
                 f,
-                "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>7.1} {:>7.0}",
+                "{:>6} {:>8.4} {:>8.4} {:>10.1} {:>10.1} {:>8.3} {:>8.3} {:>9} {:>10} {:>7.1} {:>7.1} {:>7.0}",
                 p.ef,
                 p.recall,
                 p.recall_min,
@@ -92,6 +99,7 @@ impl fmt::Display for BenchReport {
                 p.qps_excluded_all_threads
                     .map(|q| format!("{q:.1}"))
                     .unwrap_or_default(),
+                s.qps_one_thread / e.qps_one_thread.max(1e-12),
                 s.qps_all_threads / e.qps_all_threads.max(1e-12),
                 p.scored_per_query
             )?;
