@@ -343,8 +343,9 @@ impl Graph {
     }
 
     /// The best non-excluded items of a walk whose beam holds `max(beam, keep)` of them (see
-    /// `beam_search`), best first by the scorer's score, and how many items were scored (a machine-independent measure of the
-    /// work). `excluded` holds sorted dense indices; `n` is the item count.
+    /// `beam_search`), best first by the scorer's score, and how many items were scored (a
+    /// machine-independent measure of the work). `excluded` holds sorted dense indices; `n` is
+    /// the item count.
     pub(crate) fn search<S: Scorer>(
         &self,
         scorer: &S,

@@ -12,7 +12,7 @@ use crate::topk::Scored;
 const EXPANDED: u32 = 1 << 31;
 /// Flag bit: the entry is excluded (walked through, never answered).
 const EXCLUDED: u32 = 1 << 30;
-/// Largest dense index the flags leave room for.
+/// Largest dense index the flags leave room for (the catalogue holds at most this + 1 items).
 pub(crate) const MAX_INDEX: u32 = EXCLUDED - 1;
 
 /// One entry: score, and the index with the two flags in its top bits.
@@ -59,7 +59,7 @@ impl Pool {
     /// True when an item of `score` would enter the beam.
     #[inline]
     pub(crate) fn admits(&self, score: f32) -> bool {
-        // when full, the last entry is eligible (see `insert`)
+        // when full, the last entry is eligible (see `merge`)
         self.eligible < self.capacity || self.entries.last().is_some_and(|e| score > e.score)
     }
 

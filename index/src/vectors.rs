@@ -64,10 +64,11 @@ pub(crate) fn check_shapes(n: usize, dim: usize, data_len: usize, bias_len: usiz
     if dim == 0 {
         return Err(IndexError::InvalidInput("dimension must be > 0".into()));
     }
-    if n >= u32::MAX as usize {
+    // the graph search's beam keeps two flags in the top bits of an item's index
+    if n > crate::pool::MAX_INDEX as usize + 1 {
         return Err(IndexError::InvalidInput(format!(
             "{n} items: at most {} are supported",
-            u32::MAX - 1
+            crate::pool::MAX_INDEX as usize + 1
         )));
     }
     if n.checked_mul(dim) != Some(data_len) {
