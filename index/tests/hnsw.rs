@@ -102,6 +102,17 @@ fn heavy_exclusions_fall_back_to_exact_search() {
 }
 
 #[test]
+fn a_beam_narrower_than_k_is_widened_to_k() {
+    let (items, queries) = common::data(10_000, 20);
+    let hnsw = build(&items, &HnswConfig::default());
+    for q in queries.chunks_exact(items.dim) {
+        let narrow = hnsw.search(q, K, 1, Exclude::Nothing).unwrap();
+        common::assert_valid_answer(&items, q, &narrow, K, &[]);
+        assert_eq!(narrow, hnsw.search(q, K, K, Exclude::Nothing).unwrap());
+    }
+}
+
+#[test]
 fn batch_search_equals_single_searches() {
     let (items, queries) = common::data(10_000, 16);
     let hnsw = build(&items, &HnswConfig::default());
