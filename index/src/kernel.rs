@@ -5,11 +5,11 @@
 //! the kernels are compiled a second time with AVX2 enabled and picked at run time.
 
 /// Accumulator lanes: 16 floats (two AVX2 or one AVX-512 register).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// Sums the lanes pairwise (fixed order).
 #[inline(always)]
-fn reduce(mut acc: [f32; LANES]) -> f32 {
+pub(crate) fn reduce(mut acc: [f32; LANES]) -> f32 {
     let mut width = LANES;
     while width > 1 {
         width /= 2;

@@ -5,13 +5,11 @@
 //! prepared once as `u_k * s_k` and a score is `sum(prepared_k * code_k) + b`. Only the walk
 //! uses these scores; answers are re-scored with the f32 vectors.
 
-use crate::kernel::prefetch;
+use crate::kernel::{prefetch, reduce, LANES};
 use crate::vectors::Catalogue;
 
 /// Codes per cache line.
 const LINE: usize = 64;
-/// Accumulator lanes.
-const LANES: usize = 16;
 
 /// One 64-byte-aligned cache line of codes.
 #[derive(Clone, Copy)]
@@ -97,18 +95,6 @@ impl Quantized {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.codes.len() * LINE + self.scales.len() * 4
     }
-}
-
-#[inline(always)]
-fn reduce(mut acc: [f32; LANES]) -> f32 {
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-    }
-    acc[0]
 }
 
 #[inline(always)]
