@@ -47,6 +47,9 @@ pub enum Command {
     /// Measure quality as EVAL.md fixes it (retrieval: section 1, exact scores; ranking with
     /// --ranking: section 3).
     Evaluate(EvaluateArgs),
+    /// Train several retrieval models on EVAL.md section 1 and compare them in one table
+    /// (with most-popular and the next-id canary as reference rows) and an HR@K chart.
+    Leaderboard(LeaderboardArgs),
     /// Speed benchmarks on real artifacts.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -239,6 +242,26 @@ pub struct EvaluateArgs {
     /// unit-weight ablation and the video-CTR order.
     #[arg(long)]
     pub ranking: bool,
+    /// Retrieval model to evaluate (overrides `[retrieval] model`; `youtube_dnn`, `mf`).
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// `recpipe leaderboard`.
+#[derive(Debug, Args)]
+pub struct LeaderboardArgs {
+    /// Data folder (events.parquet, items.parquet, users.parquet).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Comma-separated retrieval models (default: every model this build knows).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Write the table as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write an SVG chart of HR@K (K = 1..100) here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 /// A data folder argument.
@@ -345,6 +368,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::TrainRanker(a) => run_train_ranker(&a, &config),
         Command::Rerank(a) => run_rerank(&a),
         Command::Evaluate(a) => run_evaluate(&a, &config),
+        Command::Leaderboard(a) => run_leaderboard(&a, &config),
         Command::Quickstart(a) => run_quickstart(&a, &config),
     }
 }
@@ -433,11 +457,16 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
         }
         return Ok(());
     }
+    let settings = match &a.model {
+        Some(m) => config.retrieval.with_model(m),
+        None => config.retrieval.clone(),
+    };
     let t = Instant::now();
-    let trained = train_retrieval(&data, &config.retrieval, &config.examples, None)?;
+    let trained = train_retrieval(&data, &settings, &config.examples, None)?;
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "retrieval: {} examples, {} items, best epoch {} of {}, {:.1} s",
+        "retrieval {}: {} examples, {} items, best epoch {} of {}, {:.1} s",
+        settings.model,
         trained.inputs.examples.len(),
         trained.inputs.catalog.num_items,
         trained.report.best_epoch,
@@ -450,6 +479,7 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     if let Some(path) = &a.json {
         let json = serde_json::json!({
             "data": a.data,
+            "model": settings.model,
             "retrieval": {
                 "validation_exact": trained.validation,
                 "test_exact": trained.test,
@@ -459,6 +489,46 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
             },
         });
         crate::output::write_json(path, &json)?;
+    }
+    Ok(())
+}
+
+fn run_leaderboard(a: &LeaderboardArgs, config: &Config) -> Result<()> {
+    use crate::eval::leaderboard;
+    let models: Vec<String> = if a.models.is_empty() {
+        retrieval::MODELS.iter().map(|m| m.to_string()).collect()
+    } else {
+        a.models.clone()
+    };
+    // Every name is checked before hours of training start.
+    for m in &models {
+        config
+            .retrieval
+            .with_model(m)
+            .validate()
+            .map_err(crate::stages::retrieval::model_err)?;
+    }
+    let data = crate::dataset::Dataset::load(&a.data)?;
+    let mut entries = Vec::new();
+    for m in &models {
+        let e = leaderboard::model_entry(&data, config, m)?;
+        eprintln!(
+            "{m}: test HR@10 {:.4} ({:.1} s)",
+            e.test.hr[0],
+            e.train_seconds.unwrap_or(0.0)
+        );
+        entries.push(e);
+    }
+    let inputs = crate::stages::retrieval::retrieval_inputs(&data, &config.examples)?;
+    entries.extend(leaderboard::reference_entries(&inputs));
+    print!("{}", leaderboard::table(&entries));
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({ "data": a.data, "leaderboard": entries });
+        crate::output::write_json(path, &json)?;
+    }
+    if let Some(path) = &a.plot {
+        let title = format!("EVAL.md section 1 on {}", a.data.display());
+        leaderboard::write_text(path, &leaderboard::svg(&entries, &title))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::server::ServeConfig;
 use crate::stages::build::BuildConfig;
 use crate::stages::ranking::RankingConfig;
 use index::HnswConfig;
-use retrieval::RetrievalConfig;
+use retrieval::RetrievalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -21,7 +21,7 @@ pub struct Config {
     /// `[examples]`: how training examples are drawn for the retrieval model.
     pub examples: ExamplesConfig,
     /// `[retrieval]`: the candidate-generation network and its training.
-    pub retrieval: RetrievalConfig,
+    pub retrieval: RetrievalSettings,
     /// `[index]`: the HNSW index.
     pub index: HnswConfig,
     /// `[build]`: the nightly job.

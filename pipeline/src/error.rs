@@ -18,7 +18,15 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Anything else (model or index failures, internal errors).
+    /// A model failed to train, load or score; the model crate's error is kept as the source.
+    #[error("{stage} model: {source}")]
+    Model {
+        /// `retrieval` or `ranking`.
+        stage: &'static str,
+        /// The model crate's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Anything else (index failures, internal errors).
     #[error("{0}")]
     Other(String),
 }

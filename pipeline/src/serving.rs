@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::stages::build::{files, IdMaps};
 use crate::stages::ranking::{has_ranker, LoadedRanker};
 use index::{Exclude, Index, LoadOptions};
-use retrieval::{RetrievalModel, UserQuery};
+use retrieval::{DynRetriever, UserQuery};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ pub struct LiveModel {
     pub version: String,
     /// The data folder histories were read from.
     pub data_dir: PathBuf,
-    model: RetrievalModel,
+    model: Box<DynRetriever>,
     ids: IdMaps,
     index: Index,
     histories: HashMap<i64, Vec<u32>>,
@@ -84,17 +84,13 @@ impl LiveModel {
 
     /// Loads `v`.
     pub fn from_version(v: &Version, data: Option<&Path>) -> Result<Self> {
-        let model = RetrievalModel::load(&v.dir).map_err(|e| {
+        let model = retrieval::load(&v.dir).map_err(|e| {
             Error::input(
-                &v.file(retrieval::model::WEIGHTS_FILE),
+                &v.file(retrieval::WEIGHTS_FILE),
                 format!("cannot load: {e}"),
             )
         })?;
-        let ids_path = v.file(files::IDS);
-        let bytes = std::fs::read(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
-        let mut ids: IdMaps = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::input(&ids_path, format!("corrupt: {e}")))?;
-        ids.items.reindex();
+        let mut ids = IdMaps::load(&v.file(files::IDS))?;
         let index = Index::load(v.file(files::INDEX_DIR), &LoadOptions::default())
             .map_err(|e| Error::Input(format!("{}: {e}", v.file(files::INDEX_DIR).display())))?;
         let data_dir = match data {
@@ -169,8 +165,8 @@ impl LiveModel {
             .map(|u| self.history_of(u).to_vec())
             .unwrap_or_default();
         history.extend(self.item_indices(extra));
-        let uses_features =
-            self.model.config().use_user_features && !self.ids.user_features.is_empty();
+        // Models that do not use user features ignore them.
+        let uses_features = !self.ids.user_features.is_empty();
         let (cat, num) = match user {
             Some(u) if uses_features => self.ids.user_features.encode(u),
             _ => (Vec::new(), Vec::new()),
@@ -183,6 +179,11 @@ impl LiveModel {
             history: &history,
             categorical: if cat.is_empty() { &[] } else { &cat },
             numeric: if num.is_empty() { &[] } else { &num },
+            // A training user's own row (models with per-user embeddings), unless the request
+            // adds watches the row has not seen: then the history speaks for the user.
+            user: user
+                .filter(|_| extra.is_empty())
+                .and_then(|u| self.ids.users.get(u)),
         };
         let uv = self
             .model
@@ -274,7 +275,15 @@ impl LiveModel {
 
 fn histories(events: &Events, ids: &IdMaps) -> HashMap<i64, Vec<u32>> {
     let mut order: Vec<usize> = (0..events.len()).filter(|&i| events.watched[i]).collect();
-    order.sort_unstable_by_key(|&i| (events.user_id[i], events.timestamp[i], events.item_id[i]));
+    order.sort_unstable_by_key(|&i| {
+        let (u, item) = (events.user_id[i], events.item_id[i]);
+        (
+            u,
+            events.timestamp[i],
+            crate::split::tie_order(u, item),
+            item,
+        )
+    });
     let mut out: HashMap<i64, Vec<u32>> = HashMap::new();
     for i in order {
         if let Some(ix) = ids.items.get(events.item_id[i]) {

@@ -3,7 +3,19 @@
 use crate::data::Events;
 use rayon::prelude::*;
 
-/// Every user's watched events ordered by (timestamp, item id), in CSR layout; users ascending.
+/// EVAL.md section 1's tie-break for watches sharing a timestamp: splitmix64 of
+/// `(user_id << 32) + item_id` on wrapping u64. It knows nothing of the catalogue's numbering
+/// (ordering ties by item id made the held-out watch of a burst its newest, least watched film).
+pub fn tie_order(user_id: i64, item_id: i64) -> u64 {
+    let mut x = ((user_id as u64) << 32).wrapping_add(item_id as u64);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Every user's watched events ordered by (timestamp, [`tie_order`]), in CSR layout; users
+/// ascending.
 #[derive(Debug, Clone, Default)]
 pub struct WatchSequences {
     /// User ids, ascending.
@@ -20,14 +32,15 @@ pub struct WatchSequences {
 
 impl WatchSequences {
     /// The watched events of `events` (`watched = true`), grouped by user and ordered by
-    /// (timestamp, item id).
+    /// (timestamp, [`tie_order`]).
     pub fn from_events(events: &Events) -> Self {
         let mut idx: Vec<u32> = (0..events.len() as u32)
             .filter(|&i| events.watched[i as usize])
             .collect();
         idx.par_sort_unstable_by_key(|&i| {
             let i = i as usize;
-            (events.user_id[i], events.timestamp[i], events.item_id[i], i)
+            let (u, item) = (events.user_id[i], events.item_id[i]);
+            (u, events.timestamp[i], tie_order(u, item), item, i)
         });
         let mut seq = WatchSequences {
             offsets: vec![0],
@@ -154,9 +167,21 @@ mod tests {
     }
 
     #[test]
+    fn tie_order_is_evals_splitmix64() {
+        // splitmix64(0) = 0xE220A8397B1DCDAF, the reference generator's first output for seed 0.
+        assert_eq!(tie_order(0, 0), 0xE220_A839_7B1D_CDAF);
+        // (1 << 32) + 5 and (0 << 32) + 5 differ: the user is part of the key.
+        assert_ne!(tie_order(1, 5), tie_order(0, 5));
+    }
+
+    #[test]
     fn hand_made_split() {
         let mut e = Events::default();
-        // User 2: four watches out of order, a tie at t=20 broken by item id, one unwatched.
+        // User 2: four watches out of order, a tie at t=20 broken by the hash, one unwatched.
+        assert!(
+            tie_order(2, 30) < tie_order(2, 20),
+            "the test below assumes this order"
+        );
         for x in [
             ev(2, 30, 20, true),
             ev(2, 10, 40, true),
@@ -175,10 +200,11 @@ mod tests {
         }
         let s = LeaveLastOut::new(&e);
         assert_eq!(s.sequences.users, vec![2, 3]);
-        assert_eq!(s.train(0).0, &[50, 20]);
-        assert_eq!(s.validation(0), (30, 20));
+        // At t=20 item 30 comes before item 20 (the hash, not the id, orders them).
+        assert_eq!(s.train(0).0, &[50, 30]);
+        assert_eq!(s.validation(0), (20, 20));
         assert_eq!(s.test(0), (10, 40));
-        assert_eq!(s.train_and_validation(0).0, &[50, 20, 30]);
+        assert_eq!(s.train_and_validation(0).0, &[50, 30, 20]);
         assert_eq!(s.train(1).0, &[9]);
         assert_eq!(s.validation(1).0, 8);
         assert_eq!(s.test(1).0, 7);

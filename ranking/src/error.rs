@@ -36,6 +36,9 @@ pub enum RankingError {
     /// A configuration or schema value is unusable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// Training produced a non-finite loss.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// Training was asked for without any training example.
     #[error("no training examples")]
     NoTrainingData,
@@ -49,5 +52,15 @@ pub enum RankingError {
     },
 }
 
-/// Shorthand for results of this crate.
+impl From<nn::NnError> for RankingError {
+    fn from(e: nn::NnError) -> Self {
+        match e {
+            nn::NnError::Invalid(m) => RankingError::InvalidConfig(m),
+            nn::NnError::Diverged(m) => RankingError::Diverged(m),
+            nn::NnError::Candle(e) => RankingError::Candle(e),
+        }
+    }
+}
+
+/// Result type of the ranking crate.
 pub type Result<T> = std::result::Result<T, RankingError>;

@@ -22,9 +22,7 @@ mod example;
 mod model;
 mod quantiles;
 mod ranker;
-mod rng;
 mod serve;
-mod sparse;
 mod train;
 
 #[cfg(test)]

@@ -1,17 +1,18 @@
 //! The ranking network: embedding bags for ids, a ReLU tower and one logit.
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Init, Linear, VarBuilder, VarMap};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use nn::layers::Tower;
+use nn::rng::Rng;
 
 use crate::batch::{BagTensors, BatchTensors};
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::FeatureSchema;
 use crate::quantiles::INPUTS_PER_CONTINUOUS;
-use crate::rng::SplitMix64;
 
 /// Standard deviation of the initial embedding entries.
-const EMBEDDING_INIT_STD: f32 = 0.05;
+pub(crate) const EMBEDDING_INIT_STD: f64 = 0.05;
 
 /// Names of the embedding tables in the weights map.
 pub(crate) const ITEM_TABLE: &str = "items.table";
@@ -19,13 +20,6 @@ pub(crate) const ITEM_TABLE: &str = "items.table";
 pub(crate) const TOKEN_TABLE: &str = "tokens.table";
 /// See [`ITEM_TABLE`].
 pub(crate) const USER_TABLE: &str = "users.table";
-
-/// Initial values of a `rows` x `dim` embedding table: N(0, 0.05^2).
-pub(crate) fn initial_table(rows: usize, dim: usize, rng: &mut SplitMix64) -> Vec<f32> {
-    (0..rows * dim)
-        .map(|_| rng.normal() * EMBEDDING_INIT_STD)
-        .collect()
-}
 
 /// An embedding table read as a sum of scaled rows per segment (a masked mean when the scales
 /// are 1 / bag length). Segments without ids come out as zero rows. The table is passed to
@@ -61,52 +55,6 @@ pub(crate) struct Tables<'a> {
     pub users: &'a Tensor,
 }
 
-/// ReLU layers followed by a linear layer to one logit.
-pub(crate) struct Tower {
-    hidden: Vec<Linear>,
-    out: Linear,
-}
-
-fn linear(vb: VarBuilder, input: usize, output: usize) -> Result<Linear> {
-    let weight = vb.get_with_hints((output, input), "weight", Init::Const(0.0))?;
-    let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
-    Ok(Linear::new(weight, Some(bias)))
-}
-
-impl Tower {
-    /// Layers `input -> widths[0] -> ... -> 1`.
-    pub fn new(vb: VarBuilder, input: usize, widths: &[usize]) -> Result<Self> {
-        let mut hidden = Vec::with_capacity(widths.len());
-        let mut width = input;
-        for (i, &next) in widths.iter().enumerate() {
-            hidden.push(linear(vb.pp(format!("hidden{i}")), width, next)?);
-            width = next;
-        }
-        let out = linear(vb.pp("out"), width, 1)?;
-        Ok(Self { hidden, out })
-    }
-
-    /// `[batch, input]` -> logits `[batch]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
-        for layer in &self.hidden {
-            h = layer.forward(&h)?.relu()?;
-        }
-        Ok(self.out.forward(&h)?.squeeze(1)?)
-    }
-
-    /// Multiply-adds per example.
-    pub fn multiply_adds(input: usize, widths: &[usize]) -> usize {
-        let mut total = 0;
-        let mut width = input;
-        for &next in widths.iter().chain(std::iter::once(&1)) {
-            total += width * next;
-            width = next;
-        }
-        total
-    }
-}
-
 /// The whole network: candidate item and tokens, user context (recent watches, their tokens,
 /// user categoricals), encoded continuous features, concatenated into the tower.
 pub(crate) struct RankingNet {
@@ -130,7 +78,7 @@ impl RankingNet {
             items: EmbeddingBag::new(config.item_dim),
             tokens: EmbeddingBag::new(config.token_dim),
             users: EmbeddingBag::new(config.user_dim),
-            tower: Tower::new(vb.pp("tower"), input, &config.hidden)?,
+            tower: Tower::new(vb.pp("tower"), input, &config.hidden, 1)?,
             n_user_fields: schema.user_cardinalities.len(),
         })
     }
@@ -161,7 +109,7 @@ impl RankingNet {
         if batch.continuous.dim(1)? > 0 {
             parts.push(batch.continuous.clone());
         }
-        self.tower.forward(&Tensor::cat(&parts, 1)?)
+        Ok(self.tower.forward(&Tensor::cat(&parts, 1)?)?.squeeze(1)?)
     }
 }
 
@@ -178,7 +126,7 @@ pub(crate) fn input_width(schema: &FeatureSchema, config: &RankerConfig) -> usiz
 /// prior log-odds speeds up the first epoch).
 pub(crate) fn seeded_init(
     varmap: &VarMap,
-    rng: &mut SplitMix64,
+    rng: &mut Rng,
     output_bias: f32,
     device: &Device,
 ) -> Result<()> {
@@ -192,18 +140,20 @@ pub(crate) fn seeded_init(
         let var = &data[name];
         let dims = var.dims().to_vec();
         let count: usize = dims.iter().product();
-        let values: Vec<f32> = if name == "tower.out.bias" {
+        let values: Vec<f32> = if name == "tower.output.bias" {
             vec![output_bias; count]
         } else if name.ends_with("bias") {
             vec![0.0; count]
         } else {
             let fan_in = dims.last().copied().unwrap_or(1).max(1) as f64;
-            let bound = if name.starts_with("tower.out") {
+            let bound = if name.starts_with("tower.output") {
                 fan_in.recip().sqrt()
             } else {
                 (6.0 / fan_in).sqrt()
             };
-            (0..count).map(|_| rng.uniform(bound)).collect()
+            (0..count)
+                .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+                .collect()
         };
         var.set(&Tensor::from_vec(values, dims, device)?)?;
     }

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::model::{input_width, Tower};
+use crate::model::input_width;
 use crate::quantiles::{ContinuousEncoder, Quantiles};
 use crate::serve::ServingNet;
+use nn::layers::Tower;
 
 /// Weights file inside a model folder.
 pub const WEIGHTS_FILE: &str = "ranker.safetensors";
@@ -85,7 +86,11 @@ impl Ranker {
 
     /// Multiply-adds of the tower per scored example (the matmul work; embeddings excluded).
     pub fn tower_multiply_adds(&self) -> usize {
-        Tower::multiply_adds(input_width(&self.schema, &self.config), &self.config.hidden)
+        Tower::multiply_adds(
+            input_width(&self.schema, &self.config),
+            &self.config.hidden,
+            1,
+        )
     }
 
     /// The logit of each example, in batches of [`SCORE_BATCH`].
@@ -192,9 +197,26 @@ impl Ranker {
             return Err(io_error(&weights_path, std::io::ErrorKind::NotFound.into()));
         }
         let device = Device::Cpu;
-        let weights = candle_core::safetensors::load(&weights_path, &device)?;
+        let weights = candle_core::safetensors::load(&weights_path, &device)?
+            .into_iter()
+            .map(|(name, t)| (current_name(&name), t))
+            .collect();
         Self::from_weights(meta.config, meta.schema, meta.quantiles, weights, &device)
     }
+}
+
+/// Rankers saved before the tower moved to the shared `nn` crate named its layers
+/// `tower.hidden{i}` and `tower.out`; those files keep loading.
+fn current_name(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("tower.out.") {
+        return format!("tower.output.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("tower.hidden") {
+        if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return format!("tower.hidden.{rest}");
+        }
+    }
+    name.to_string()
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> RankingError {

@@ -139,8 +139,8 @@ impl ServingNet {
     ) -> Result<Self> {
         let mut layers = Vec::with_capacity(config.hidden.len() + 1);
         let names = (0..config.hidden.len())
-            .map(|i| format!("tower.hidden{i}"))
-            .chain(["tower.out".to_string()]);
+            .map(|i| format!("tower.hidden.{i}"))
+            .chain(["tower.output".to_string()]);
         for name in names {
             let get = |suffix: &str| {
                 weights.get(&format!("{name}.{suffix}")).ok_or_else(|| {

@@ -115,9 +115,9 @@ fn training_is_reproducible_and_early_stopping_keeps_the_best_epoch() -> Result<
     let best = report
         .epochs
         .iter()
-        .filter_map(|e| e.valid_loss)
+        .filter_map(|e| e.validation)
         .fold(f64::INFINITY, f64::min);
-    assert_eq!(report.best_valid_loss, Some(best));
+    assert_eq!(report.best_validation, Some(best));
     assert!((a.weighted_log_loss(&data[..60], false)? - best).abs() < 1e-6);
     Ok(())
 }
@@ -192,7 +192,7 @@ fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
             tensor(&[0.7, 0.1, 0.0, 0.0], 2, 2)?,
         ),
         (
-            "tower.hidden0.weight".to_string(),
+            "tower.hidden.0.weight".to_string(),
             tensor(
                 &(0..40)
                     .map(|i| (i % 7) as f32 * 0.1 - 0.3)
@@ -202,15 +202,15 @@ fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
             )?,
         ),
         (
-            "tower.hidden0.bias".to_string(),
+            "tower.hidden.0.bias".to_string(),
             tensor(&[0.1; 4], 1, 4)?.squeeze(0)?,
         ),
         (
-            "tower.out.weight".to_string(),
+            "tower.output.weight".to_string(),
             tensor(&[1.0, -0.5, 0.25, 2.0], 1, 4)?,
         ),
         (
-            "tower.out.bias".to_string(),
+            "tower.output.bias".to_string(),
             tensor(&[0.0], 1, 1)?.squeeze(0)?,
         ),
     ]);

@@ -4,47 +4,26 @@
 //! validation slice by the same weighted loss.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use serde::{Deserialize, Serialize};
+use candle_nn::{VarBuilder, VarMap};
+use nn::loss::{logistic_loss, weighted_bce_sum};
+use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::rng::Rng;
+use nn::sparse::SparseEmbedding;
+use nn::trainer::{self, Better, Fit, Schedule, StepLoss};
 
 use crate::batch::Batch;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::model::{seeded_init, RankingNet, Tables, ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
+use crate::model::{
+    seeded_init, RankingNet, Tables, EMBEDDING_INIT_STD, ITEM_TABLE, TOKEN_TABLE, USER_TABLE,
+};
 use crate::quantiles::ContinuousEncoder;
 use crate::ranker::Ranker;
-use crate::rng::SplitMix64;
-use crate::sparse::{self, SparseEmbedding};
 
-/// What one epoch did, passed to the progress callback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochReport {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Weighted log loss over the epoch's training batches (sum w * loss / sum w).
-    pub train_loss: f64,
-    /// Weighted log loss on the validation examples after the epoch (`None` without any).
-    pub valid_loss: Option<f64>,
-    /// The epoch whose weights are kept so far.
-    pub best_epoch: usize,
-    /// Wall time of the epoch including validation, in seconds.
-    pub seconds: f64,
-}
-
-/// The whole training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainReport {
-    /// One entry per epoch run.
-    pub epochs: Vec<EpochReport>,
-    /// The epoch whose weights the ranker holds (the last one without validation examples).
-    pub best_epoch: usize,
-    /// Validation loss of the kept weights.
-    pub best_valid_loss: Option<f64>,
-}
+pub use nn::trainer::{EpochReport, TrainReport};
 
 /// The training weight of an example.
 pub fn example_weight(example: &RankingExample, unit_weights: bool) -> f32 {
@@ -53,18 +32,6 @@ pub fn example_weight(example: &RankingExample, unit_weights: bool) -> f32 {
     } else {
         1.0
     }
-}
-
-/// log(1 + e^z) - y z, computed stably.
-fn logistic_loss(logit: f64, label: f64) -> f64 {
-    logit.max(0.0) - logit * label + (-logit.abs()).exp().ln_1p()
-}
-
-/// Sum over the batch of w * (log(1 + e^z) - y z).
-fn weighted_loss_sum(logits: &Tensor, labels: &Tensor, weights: &Tensor) -> Result<Tensor> {
-    let softplus_tail = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    let loss = ((logits.relu()? - (logits * labels)?)? + softplus_tail)?;
-    Ok((loss * weights)?.sum_all()?)
 }
 
 impl Ranker {
@@ -119,7 +86,7 @@ impl Ranker {
         };
         let mean_weight = ((positive + negative) / train.len() as f64).max(f64::MIN_POSITIVE);
 
-        let mut rng = SplitMix64::new(config.seed);
+        let mut rng = Rng::new(config.seed);
         let varmap = VarMap::new();
         let net = RankingNet::new(
             VarBuilder::from_varmap(&varmap, DType::F32, &device),
@@ -127,96 +94,49 @@ impl Ranker {
             &config,
         )?;
         seeded_init(&varmap, &mut rng, prior, &device)?;
+        let std = EMBEDDING_INIT_STD;
         let tables = SparseTables {
-            items: SparseEmbedding::new(schema.n_items, config.item_dim, &mut rng),
-            tokens: SparseEmbedding::new(schema.n_tokens, config.token_dim, &mut rng),
-            users: SparseEmbedding::new(schema.user_rows(), config.user_dim, &mut rng),
+            items: SparseEmbedding::new(schema.n_items, config.item_dim, std, &mut rng),
+            tokens: SparseEmbedding::new(schema.n_tokens, config.token_dim, std, &mut rng),
+            users: SparseEmbedding::new(schema.user_rows(), config.user_dim, std, &mut rng),
         };
-        let adam = sparse::AdamW {
+        let adam = AdamWParams {
             lr: config.learning_rate,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: config.weight_decay,
         };
-        let params = ParamsAdamW {
-            lr: adam.lr,
-            beta1: adam.beta1,
-            beta2: adam.beta2,
-            eps: adam.eps,
-            weight_decay: adam.weight_decay,
+        let dense = varmap.all_vars();
+        let mut run = Run {
+            stepper: Stepper {
+                net,
+                tables,
+                optimizer: InPlaceAdamW::new(dense, Vec::new(), adam),
+                adam,
+                device: device.clone(),
+                continuous_width: encoder.width(),
+            },
+            varmap,
+            config: &config,
+            schema: &schema,
+            encoder: &encoder,
+            train,
+            valid,
+            weights,
+            mean_weight,
+            order: (0..train.len()).collect(),
+            rng,
         };
-        let optimizer = candle_nn::AdamW::new(varmap.all_vars(), params)?;
-        let mut stepper = Stepper {
-            net,
-            tables,
-            optimizer,
-            adam,
-            step: 0,
-            device: device.clone(),
-            continuous_width: encoder.width(),
+        let schedule = Schedule {
+            epochs: config.epochs,
+            patience: config.patience,
+            learning_rate: config.learning_rate,
+            final_lr_fraction: 1.0,
         };
-
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        let mut report = TrainReport {
-            epochs: Vec::new(),
-            best_epoch: 0,
-            best_valid_loss: None,
-        };
-        let mut best_weights = current_weights(&varmap, &stepper.tables, &device)?;
-        let mut epochs_without_gain = 0;
-        for epoch in 1..=config.epochs {
-            let start = Instant::now();
-            rng.shuffle(&mut order);
-            let (mut loss_sum, mut weight_sum) = (0f64, 0f64);
-            for chunk in order.chunks(config.batch_size) {
-                let batch = Batch::build(&schema, &encoder, chunk.iter().map(|&i| &train[i]));
-                let chunk_weights: Vec<f32> = chunk.iter().map(|&i| weights[i]).collect();
-                let scale = 1.0 / (chunk.len() as f64 * mean_weight);
-                let step_loss = stepper.step(batch, &chunk_weights, scale)?;
-                loss_sum += step_loss;
-                weight_sum += chunk_weights.iter().map(|&w| f64::from(w)).sum::<f64>();
-            }
-            let weights_now = current_weights(&varmap, &stepper.tables, &device)?;
-            let valid_loss = if valid.is_empty() {
-                None
-            } else {
-                let ranker = Ranker::from_weights(
-                    config.clone(),
-                    schema.clone(),
-                    encoder.clone(),
-                    weights_now.clone(),
-                    &device,
-                )?;
-                Some(ranker.weighted_log_loss(valid, config.unit_weights)?)
-            };
-            let improved = match (valid_loss, report.best_valid_loss) {
-                (None, _) => true,
-                (Some(_), None) => true,
-                (Some(v), Some(best)) => v < best,
-            };
-            if improved {
-                report.best_epoch = epoch;
-                report.best_valid_loss = valid_loss;
-                best_weights = weights_now;
-                epochs_without_gain = 0;
-            } else {
-                epochs_without_gain += 1;
-            }
-            let epoch_report = EpochReport {
-                epoch,
-                train_loss: loss_sum / weight_sum.max(f64::MIN_POSITIVE),
-                valid_loss,
-                best_epoch: report.best_epoch,
-                seconds: start.elapsed().as_secs_f64(),
-            };
-            progress(&epoch_report);
-            report.epochs.push(epoch_report);
-            if config.patience > 0 && epochs_without_gain >= config.patience {
-                break;
-            }
-        }
-        let ranker = Ranker::from_weights(config, schema, encoder, best_weights, &device)?;
+        let report = trainer::train(&mut run, &schedule, Better::Lower, |e| progress(e))?;
+        let best = run.snapshot()?;
+        let ranker = Ranker::from_weights(config, schema, encoder, best, &device)?;
         Ok((ranker, report))
     }
 
@@ -242,11 +162,104 @@ struct SparseTables {
 struct Stepper {
     net: RankingNet,
     tables: SparseTables,
-    optimizer: candle_nn::AdamW,
-    adam: sparse::AdamW,
-    step: i32,
+    optimizer: InPlaceAdamW,
+    adam: AdamWParams,
     device: Device,
     continuous_width: usize,
+}
+
+/// One training run: the stepper plus the data and the example order.
+struct Run<'a> {
+    stepper: Stepper,
+    varmap: VarMap,
+    config: &'a RankerConfig,
+    schema: &'a FeatureSchema,
+    encoder: &'a ContinuousEncoder,
+    train: &'a [RankingExample],
+    valid: &'a [RankingExample],
+    weights: Vec<f32>,
+    mean_weight: f64,
+    order: Vec<usize>,
+    rng: Rng,
+}
+
+impl Fit for Run<'_> {
+    type Error = RankingError;
+    type Snapshot = HashMap<String, Tensor>;
+
+    fn examples_per_epoch(&self) -> usize {
+        self.train.len()
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.config.batch_size)
+    }
+
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
+        self.rng.shuffle(&mut self.order);
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
+        let bs = self.config.batch_size;
+        let chunk = &self.order[step * bs..((step + 1) * bs).min(self.order.len())];
+        let batch = Batch::build(
+            self.schema,
+            self.encoder,
+            chunk.iter().map(|&i| &self.train[i]),
+        );
+        let chunk_weights: Vec<f32> = chunk.iter().map(|&i| self.weights[i]).collect();
+        let scale = 1.0 / (chunk.len() as f64 * self.mean_weight);
+        self.stepper.adam.lr = lr;
+        self.stepper.optimizer.set_learning_rate(lr);
+        let sum = self.stepper.step(batch, &chunk_weights, scale)?;
+        Ok(StepLoss {
+            sum,
+            weight: chunk_weights.iter().map(|&w| f64::from(w)).sum(),
+        })
+    }
+
+    fn validate(&mut self) -> Result<Option<f64>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        let ranker = Ranker::from_weights(
+            self.config.clone(),
+            self.schema.clone(),
+            self.encoder.clone(),
+            self.snapshot()?,
+            &self.stepper.device,
+        )?;
+        Ok(Some(
+            ranker.weighted_log_loss(self.valid, self.config.unit_weights)?,
+        ))
+    }
+
+    fn snapshot(&self) -> Result<Self::Snapshot> {
+        current_weights(&self.varmap, &self.stepper.tables, &self.stepper.device)
+    }
+
+    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
+        // Only the final ranker is built from the restored weights: keep them as they are.
+        nn::vars::restore(&self.varmap, &snapshot)?;
+        self.stepper.tables.restore(&snapshot)
+    }
+}
+
+impl SparseTables {
+    /// Puts the tables of a snapshot back.
+    fn restore(&mut self, snapshot: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, table) in [
+            (ITEM_TABLE, &mut self.items),
+            (TOKEN_TABLE, &mut self.tokens),
+            (USER_TABLE, &mut self.users),
+        ] {
+            if let Some(t) = snapshot.get(name) {
+                table.set_values(t)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Stepper {
@@ -271,20 +284,17 @@ impl Stepper {
         let logits = self.net.forward(&compact, &tensors)?;
         let labels = Tensor::from_slice(batch.labels(), batch.len(), device)?;
         let weights = Tensor::from_slice(weights, batch.len(), device)?;
-        let sum = weighted_loss_sum(&logits, &labels, &weights)?;
+        let sum = weighted_bce_sum(&logits, &labels, &weights)?;
         let grads = sum.affine(scale, 0.0)?.backward()?;
-        self.step += 1;
         self.optimizer.step(&grads)?;
-        let adam = &self.adam;
-        self.tables
-            .items
-            .update(grads.get(items.as_tensor()), self.step, adam)?;
-        self.tables
-            .tokens
-            .update(grads.get(tokens.as_tensor()), self.step, adam)?;
-        self.tables
-            .users
-            .update(grads.get(users.as_tensor()), self.step, adam)?;
+        let (adam, step) = (&self.adam, self.optimizer.steps());
+        for (table, var) in [
+            (&mut self.tables.items, &items),
+            (&mut self.tables.tokens, &tokens),
+            (&mut self.tables.users, &users),
+        ] {
+            table.update(grads.get(var.as_tensor()), step, adam)?;
+        }
         Ok(f64::from(sum.to_scalar::<f32>()?))
     }
 }

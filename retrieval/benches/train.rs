@@ -4,15 +4,15 @@
 //! ```text
 //! cargo bench -p retrieval --bench train -- [items=1000000] [steps=100] [key=value ...]
 //! ```
-//! `key=value` sets a `RetrievalConfig` field (value as JSON). Random histories: throughput
+//! `key=value` sets a `YoutubeDnnConfig` field (value as JSON). Random histories: throughput
 //! does not depend on what is learnt. `CANDLE_NUM_THREADS` defaults to 1 here (candle's
 //! spinning element-wise pool only slows small ops down on 2 shared cores); matmuls and this
 //! crate's kernels still use every core through rayon.
 
 use std::time::Instant;
 
-use retrieval::rng::Rng;
-use retrieval::{Catalog, Example, RetrievalConfig, RetrievalModel, WatchHistories};
+use nn::rng::Rng;
+use retrieval::{Catalog, Example, TrainingSet, WatchHistories, YoutubeDnn, YoutubeDnnConfig};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -34,14 +34,14 @@ fn main() -> AnyResult<()> {
     let mut steps = 100usize;
     // The benchmark's own shape (batch 512, 64-dim vectors and embeddings, 50-watch histories,
     // one 256-wide layer), fixed whatever the product's defaults are; key=value overrides it.
-    let mut cfg = serde_json::to_value(RetrievalConfig {
+    let mut cfg = serde_json::to_value(YoutubeDnnConfig {
         epochs: 1,
         batch_size: 512,
         dim: 64,
         item_embedding_dim: 64,
         hidden: vec![256],
         max_history: 50,
-        ..RetrievalConfig::default()
+        ..YoutubeDnnConfig::default()
     })?;
     for arg in std::env::args().skip(1).filter(|a| a.contains('=')) {
         let (k, v) = arg.split_once('=').ok_or("expected key=value")?;
@@ -51,7 +51,7 @@ fn main() -> AnyResult<()> {
             _ => cfg[k] = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.into())),
         }
     }
-    let cfg: RetrievalConfig = serde_json::from_value(cfg)?;
+    let cfg: YoutubeDnnConfig = serde_json::from_value(cfg)?;
     let history = cfg.max_history;
     let users = (steps * cfg.batch_size).div_ceil(10);
     let mut rng = Rng::new(1);
@@ -89,7 +89,14 @@ fn main() -> AnyResult<()> {
         rayon::current_num_threads()
     );
     let start = Instant::now();
-    let (_, report) = RetrievalModel::train(&cfg, &catalog, &train, &examples, None, &[], |r| {
+    let data = TrainingSet {
+        catalog: &catalog,
+        histories: &train,
+        examples: &examples,
+        user_features: None,
+        validation: &[],
+    };
+    let (_, report) = YoutubeDnn::train(&cfg, &data, None, |r| {
         println!(
             "epoch {}: loss {:.3}, {:.0} examples/s",
             r.epoch, r.loss, r.examples_per_second
@@ -97,7 +104,7 @@ fn main() -> AnyResult<()> {
     })?;
     println!(
         "full softmax: {}; train() took {:.1}s (including {:.1}s of set-up)",
-        report.full_softmax,
+        catalog.num_items <= cfg.full_softmax_max_items,
         start.elapsed().as_secs_f64(),
         start.elapsed().as_secs_f64()
             - examples.len() as f64 / report.epochs[0].examples_per_second

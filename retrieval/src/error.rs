@@ -12,6 +12,14 @@ pub enum RetrievalError {
     /// A saved model is missing a tensor or has one of the wrong shape.
     #[error("invalid saved model: {0}")]
     InvalidModel(String),
+    /// A model name this build does not know.
+    #[error("unknown retrieval model '{name}' (known: {known})")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The names this build knows, comma-separated.
+        known: String,
+    },
     /// Training produced a non-finite loss.
     #[error("training diverged: {0}")]
     Diverged(String),
@@ -24,6 +32,16 @@ pub enum RetrievalError {
     /// The JSON config could not be read or written.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<nn::NnError> for RetrievalError {
+    fn from(e: nn::NnError) -> Self {
+        match e {
+            nn::NnError::Invalid(m) => RetrievalError::InvalidInput(m),
+            nn::NnError::Diverged(m) => RetrievalError::Diverged(m),
+            nn::NnError::Candle(e) => RetrievalError::Candle(e),
+        }
+    }
 }
 
 /// Result type of the retrieval crate.

@@ -1,36 +1,31 @@
-//! Candidate generation for recpipe: the retrieval network of Covington, Adams and Sargin,
-//! "Deep Neural Networks for YouTube Recommendations" (RecSys 2016), §3, in candle.
+//! Candidate generators for recpipe, one file (or folder) per model, on the shared `nn` core:
 //!
-//! A user vector `u` comes from a ReLU tower over the mean embedding of the watched items, an
-//! order-aware mean of the last few watches, the mean embedding of their tokens, the example
-//! age and the user features; item `j` has a softmax vector `v_j` and bias `b_j`, and its
-//! score is `u . v_j + b_j`. Training uses the full softmax on small catalogues and a sampled
-//! softmax with shared, popularity-drawn negatives and the logQ correction otherwise.
+//! - [`youtube_dnn`]: the retrieval network of Covington, Adams and Sargin, "Deep Neural
+//!   Networks for YouTube Recommendations" (RecSys 2016), section 3;
+//! - [`mf`]: matrix factorisation as a network (the baseline).
+//!
+//! Every model implements [`nn::Retriever`]: a user vector `u` for any history, item vectors
+//! `v_j` and biases `b_j`, score = `u . v_j + b_j`, so that an inner-product index serves it.
+//! [`RetrievalSettings`] picks and trains one by name; [`load`] reads any saved one.
 //!
 //! The crate takes and returns plain Rust values; it reads and writes only its own weights.
 
 #![warn(missing_docs)]
 
-pub mod bag;
-pub mod config;
-pub mod data;
 pub mod error;
-pub mod init;
-pub mod metrics;
-pub mod model;
-pub mod network;
-pub mod optim;
-pub mod rng;
-pub mod softmax;
-pub mod train;
+pub mod files;
+pub mod mf;
+pub mod registry;
 pub mod warm;
-pub mod xent;
+pub mod youtube_dnn;
 
-pub use config::RetrievalConfig;
-pub use data::{Catalog, Example, UserFeatures, UserQuery, ValidationCase, WatchHistories};
 pub use error::{Result, RetrievalError};
-pub use metrics::{target_rank, RankMetrics};
-pub use model::RetrievalModel;
-pub use optim::{AdamWParams, InPlaceAdamW};
-pub use train::{EpochReport, TrainReport};
-pub use warm::{WarmStart, WarmStats};
+pub use files::{CONFIG_FILE, WEIGHTS_FILE};
+pub use mf::{Mf, MfConfig};
+pub use nn::{
+    target_rank, Catalog, EpochReport, Example, RankMetrics, Retriever, TrainReport, TrainingSet,
+    UserFeatures, UserQuery, ValidationCase, WatchHistories,
+};
+pub use registry::{load, DynRetriever, RetrievalSettings, MODELS};
+pub use warm::WarmStart;
+pub use youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};

@@ -2,9 +2,9 @@
 
 mod common;
 
-use retrieval::rng::Rng;
+use nn::rng::Rng;
 use retrieval::{
-    target_rank, Catalog, Example, RetrievalConfig, RetrievalModel, UserQuery, WatchHistories,
+    target_rank, Catalog, Example, Retriever, UserQuery, WatchHistories, YoutubeDnnConfig,
 };
 
 #[test]
@@ -42,7 +42,7 @@ fn target_rank_counts_strictly_higher_non_excluded_items() {
 fn fitted_slope(full_softmax_max_items: usize) -> f64 {
     let items = 20usize;
     let weights: Vec<f64> = (0..items).map(|j| (j + 1) as f64).collect();
-    let table = retrieval::rng::AliasTable::new(&weights).unwrap();
+    let table = nn::rng::AliasTable::new(&weights).unwrap();
     let mut rng = Rng::new(11);
     let users = 6000;
     let sequences: Vec<Vec<(u32, i64)>> = (0..users)
@@ -54,7 +54,7 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
     let examples: Vec<Example> = (0..users as u32)
         .map(|u| Example { user: u, pos: 0 })
         .collect();
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         dim: 4,
         hidden: vec![],
         recent_window: 0,
@@ -67,9 +67,9 @@ fn fitted_slope(full_softmax_max_items: usize) -> f64 {
         epochs: 20,
         final_lr_fraction: 0.05,
         learning_rate: 0.05,
-        ..RetrievalConfig::default()
+        ..YoutubeDnnConfig::default()
     };
-    let (model, _) = RetrievalModel::train(
+    let (model, _) = common::fit(
         &cfg,
         &Catalog::without_tokens(items),
         &train,

@@ -3,13 +3,14 @@
 mod common;
 
 use common::{sequence_data, tiny_config};
-use retrieval::network::{FeatureSource, TowerInputs};
+use retrieval::youtube_dnn::network::{FeatureSource, TowerInputs};
 use retrieval::{
-    Catalog, Example, RetrievalConfig, RetrievalModel, UserFeatures, UserQuery, WatchHistories,
+    Catalog, Example, Retriever, UserFeatures, UserQuery, WatchHistories, YoutubeDnn,
+    YoutubeDnnConfig,
 };
 
-fn train(cfg: &RetrievalConfig, data: &common::SequenceData) -> RetrievalModel {
-    let (model, _) = RetrievalModel::train(
+fn train(cfg: &YoutubeDnnConfig, data: &common::SequenceData) -> YoutubeDnn {
+    let (model, _) = common::fit(
         cfg,
         &data.catalog,
         &data.train,
@@ -34,7 +35,7 @@ fn learns_a_next_item_rule_with_full_softmax() {
 #[test]
 fn learns_a_next_item_rule_with_sampled_softmax() {
     let data = sequence_data(200, 400, 30, 0.9, 2);
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         full_softmax_max_items: 0,
         num_negatives: 64,
         epochs: 6,
@@ -42,7 +43,7 @@ fn learns_a_next_item_rule_with_sampled_softmax() {
         history_dropout: 0.1,
         ..tiny_config()
     };
-    let (model, report) = RetrievalModel::train(
+    let (model, _) = common::fit(
         &cfg,
         &data.catalog,
         &data.train,
@@ -52,7 +53,10 @@ fn learns_a_next_item_rule_with_sampled_softmax() {
         |_| {},
     )
     .unwrap();
-    assert!(!report.full_softmax);
+    assert!(
+        data.catalog.num_items > cfg.full_softmax_max_items,
+        "sampled softmax"
+    );
     let hr10 = model.evaluate(&data.test, None, &[10]).unwrap().hit_rate(0);
     // Random guessing gives 10/200 = 0.05.
     assert!(hr10 > 0.5, "test HR@10 {hr10}");
@@ -61,12 +65,12 @@ fn learns_a_next_item_rule_with_sampled_softmax() {
 #[test]
 fn keeps_the_best_epoch_and_reports_every_epoch() {
     let data = sequence_data(40, 100, 20, 0.8, 3);
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         epochs: 3,
         ..tiny_config()
     };
     let mut seen = Vec::new();
-    let (model, report) = RetrievalModel::train(
+    let (model, report) = common::fit(
         &cfg,
         &data.catalog,
         &data.train,
@@ -81,13 +85,10 @@ fn keeps_the_best_epoch_and_reports_every_epoch() {
     assert!(seen
         .iter()
         .all(|r| r.loss.is_finite() && r.examples_per_second > 0.0));
-    let best = report.best_validation_hr10.unwrap();
-    let max = seen
-        .iter()
-        .filter_map(|r| r.validation_hr10)
-        .fold(0.0, f64::max);
+    let best = report.best_validation.unwrap();
+    let max = seen.iter().filter_map(|r| r.validation).fold(0.0, f64::max);
     assert_eq!(best, max);
-    assert_eq!(seen[report.best_epoch - 1].validation_hr10, Some(best));
+    assert_eq!(seen[report.best_epoch - 1].validation, Some(best));
     let now = model
         .evaluate(&data.validation, None, &[10])
         .unwrap()
@@ -98,7 +99,7 @@ fn keeps_the_best_epoch_and_reports_every_epoch() {
 #[test]
 fn history_mean_ignores_absent_watches() {
     let data = sequence_data(30, 50, 12, 0.8, 4);
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         epochs: 1,
         ..tiny_config()
     };
@@ -162,7 +163,7 @@ fn history_mean_ignores_absent_watches() {
 fn scores_are_dot_products_plus_bias() {
     let data = sequence_data(30, 50, 12, 0.8, 5);
     let model = train(
-        &RetrievalConfig {
+        &YoutubeDnnConfig {
             epochs: 1,
             ..tiny_config()
         },
@@ -195,11 +196,11 @@ fn save_and_load_give_identical_vectors() {
         num_numeric: 1,
         numeric: (0..40).map(|u| vec![u as f32 / 40.0]).collect(),
     };
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         epochs: 1,
         ..tiny_config()
     };
-    let (model, _) = RetrievalModel::train(
+    let (model, _) = common::fit(
         &cfg,
         &data.catalog,
         &data.train,
@@ -211,7 +212,7 @@ fn save_and_load_give_identical_vectors() {
     .unwrap();
     let dir = std::env::temp_dir().join(format!("retrieval-roundtrip-{}", std::process::id()));
     model.save(&dir).unwrap();
-    let loaded = RetrievalModel::load(&dir).unwrap();
+    let loaded = YoutubeDnn::load(&dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(loaded.config(), model.config());
     assert_eq!(
@@ -223,6 +224,7 @@ fn save_and_load_give_identical_vectors() {
             history: &[1, 2, 3],
             categorical: &[2, 1],
             numeric: &[0.5],
+            user: None,
         },
         UserQuery::from_history(&[4, 5]),
     ];
@@ -235,21 +237,22 @@ fn save_and_load_give_identical_vectors() {
         history: &[1],
         categorical: &[3, 0],
         numeric: &[0.5],
+        user: None,
     };
     assert!(loaded.user_vectors(&[bad]).is_err());
-    assert!(RetrievalModel::load(dir.join("missing")).is_err());
+    assert!(YoutubeDnn::load(&dir.join("missing")).is_err());
 }
 
 #[test]
 fn same_seed_same_model() {
     let data = sequence_data(40, 60, 15, 0.8, 7);
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         epochs: 2,
         ..tiny_config()
     };
     let a = train(&cfg, &data).item_vectors().unwrap();
     let b = train(&cfg, &data).item_vectors().unwrap();
-    let c = train(&RetrievalConfig { seed: 43, ..cfg }, &data)
+    let c = train(&YoutubeDnnConfig { seed: 43, ..cfg }, &data)
         .item_vectors()
         .unwrap();
     assert_eq!(a, b);
@@ -261,7 +264,7 @@ fn bad_inputs_are_errors() {
     let data = sequence_data(20, 10, 8, 0.8, 8);
     let cfg = tiny_config();
     let bad_example = [Example { user: 0, pos: 99 }];
-    let r = RetrievalModel::train(
+    let r = common::fit(
         &cfg,
         &data.catalog,
         &data.train,
@@ -272,14 +275,14 @@ fn bad_inputs_are_errors() {
     );
     assert!(r.is_err());
     let small = Catalog::without_tokens(5);
-    let r = RetrievalModel::train(&cfg, &small, &data.train, &data.examples, None, &[], |_| {});
+    let r = common::fit(&cfg, &small, &data.train, &data.examples, None, &[], |_| {});
     assert!(r.is_err());
     let broken = WatchHistories {
         offsets: vec![0, 3],
         items: vec![1],
         times: vec![0],
     };
-    let r = RetrievalModel::train(
+    let r = common::fit(
         &cfg,
         &data.catalog,
         &broken,
@@ -289,7 +292,7 @@ fn bad_inputs_are_errors() {
         |_| {},
     );
     assert!(r.is_err());
-    let model = train(&RetrievalConfig { epochs: 1, ..cfg }, &data);
+    let model = train(&YoutubeDnnConfig { epochs: 1, ..cfg }, &data);
     assert!(model
         .user_vectors(&[UserQuery::from_history(&[20])])
         .is_err());
@@ -298,6 +301,7 @@ fn bad_inputs_are_errors() {
         history: &[1],
         categorical: &[7],
         numeric: &[0.5, 0.5],
+        user: Some(0),
     };
     assert_eq!(
         model.user_vectors(&[with_features]).unwrap(),
@@ -310,17 +314,17 @@ fn bad_inputs_are_errors() {
 #[test]
 fn the_model_can_be_shared_between_threads() {
     fn shareable<T: Send + Sync>() {}
-    shareable::<RetrievalModel>();
+    shareable::<YoutubeDnn>();
 }
 
 #[test]
 fn a_diverging_run_is_an_error() {
     let data = sequence_data(20, 20, 8, 0.8, 9);
-    let cfg = RetrievalConfig {
+    let cfg = YoutubeDnnConfig {
         learning_rate: 1e30,
         ..tiny_config()
     };
-    let r = RetrievalModel::train(
+    let r = common::fit(
         &cfg,
         &data.catalog,
         &data.train,

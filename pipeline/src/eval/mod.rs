@@ -1,3 +1,4 @@
 //! Quality measurement exactly as `EVAL.md` fixes it.
 
+pub mod leaderboard;
 pub mod ranking;

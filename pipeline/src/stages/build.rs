@@ -8,7 +8,9 @@ use crate::data::{write_vectors, IdVectors};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::progress::bar;
-use crate::stages::retrieval::{train_retrieval, RetrievalMetrics, TrainedRetrieval, CUTOFFS};
+use crate::stages::retrieval::{
+    model_err, train_retrieval, RetrievalMetrics, TrainedRetrieval, CUTOFFS,
+};
 use index::{Exclude, Index, ItemVectors};
 use retrieval::UserQuery;
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,22 @@ pub struct IdMaps {
     pub user_features: crate::examples::UserFeatureEncoder,
     /// Items' token ids (model order), for building queries.
     pub item_tokens: Vec<Vec<u32>>,
+    /// Training users in model order (row i of a per-user embedding); versions written before
+    /// models had per-user rows have none, and their users are served from their histories.
+    #[serde(default)]
+    pub users: crate::examples::IdMap,
+}
+
+impl IdMaps {
+    /// Reads `ids.json` and rebuilds its lookups.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut ids: IdMaps = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::input(path, format!("corrupt: {e}")))?;
+        ids.items.reindex();
+        ids.users.reindex();
+        Ok(ids)
+    }
 }
 
 /// Served quality and index fidelity measured through the index.
@@ -88,6 +106,10 @@ pub struct BuildFigures {
     pub test_exact: RetrievalMetrics,
     /// Through the index.
     pub index: IndexFigures,
+    /// Registry name of the retrieval model (`youtube_dnn`, `mf`, ...).
+    pub retrieval_model: String,
+    /// Its settings.
+    pub retrieval_config: serde_json::Value,
     /// Training summary.
     pub train_examples: usize,
     /// Epoch kept.
@@ -108,18 +130,8 @@ pub fn served_metrics(
 ) -> Result<(RetrievalMetrics, f64)> {
     let cases = &trained.inputs.test;
     let feats = trained.inputs.features.as_ref();
-    let queries: Vec<UserQuery> = cases
-        .iter()
-        .map(|c| UserQuery {
-            history: &c.history,
-            categorical: feats.map_or(&[], |f| f.categorical_of(c.user as usize)),
-            numeric: feats.map_or(&[], |f| f.numeric_of(c.user as usize)),
-        })
-        .collect();
-    let uv = trained
-        .model
-        .user_vectors(&queries)
-        .map_err(|e| Error::Other(format!("user vectors: {e}")))?;
+    let queries: Vec<UserQuery> = cases.iter().map(|c| c.query(feats)).collect();
+    let uv = trained.model.user_vectors(&queries).map_err(model_err)?;
     let k = *CUTOFFS.iter().max().unwrap_or(&100);
     // EVAL.md §1: the history is excluded, the target never is (it may be a re-watch).
     let kept: Vec<Vec<u32>> = cases
@@ -211,21 +223,16 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
 
     let dir = builder.dir().to_path_buf();
     crate::progress::stage("write_model");
-    trained
-        .model
-        .save(&dir)
-        .map_err(|e| Error::Other(format!("saving the retrieval model: {e}")))?;
+    trained.model.save(&dir).map_err(model_err)?;
     let ids = IdMaps {
         items: trained.inputs.items.clone(),
         tokens: trained.inputs.tokens.clone(),
         user_features: trained.inputs.encoder.clone(),
         item_tokens: trained.inputs.catalog.item_tokens.clone(),
+        users: trained.inputs.users.clone(),
     };
     crate::output::write_json(&dir.join(files::IDS), &ids)?;
-    let (vecs, bias) = trained
-        .model
-        .item_vectors()
-        .map_err(|e| Error::Other(format!("item vectors: {e}")))?;
+    let (vecs, bias) = trained.model.item_vectors().map_err(model_err)?;
     let dim = trained.model.dim();
     let item_vectors = IdVectors {
         ids: ids.items.ids.clone(),
@@ -269,6 +276,8 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
             recall_at_100: recall,
             build_seconds: t_index,
         },
+        retrieval_model: trained.model.kind().to_string(),
+        retrieval_config: trained.model.config_json(),
         train_examples: trained.inputs.examples.len(),
         best_epoch: trained.report.best_epoch,
         epochs: trained.report.epochs.len(),
@@ -305,16 +314,9 @@ fn write_user_vectors(trained: &TrainedRetrieval, dest: &Path) -> Result<()> {
     let feats = trained.inputs.features.as_ref();
     let n = trained.inputs.users.len();
     let queries: Vec<UserQuery> = (0..n)
-        .map(|u| UserQuery {
-            history: h.user_items(u),
-            categorical: feats.map_or(&[], |f| f.categorical_of(u)),
-            numeric: feats.map_or(&[], |f| f.numeric_of(u)),
-        })
+        .map(|u| UserQuery::of_user(h.user_items(u), u as u32, feats))
         .collect();
-    let data = trained
-        .model
-        .user_vectors(&queries)
-        .map_err(|e| Error::Other(format!("user vectors: {e}")))?;
+    let data = trained.model.user_vectors(&queries).map_err(model_err)?;
     let v = IdVectors {
         ids: trained.inputs.users.ids.clone(),
         dim: trained.model.dim(),
@@ -327,15 +329,13 @@ fn write_user_vectors(trained: &TrainedRetrieval, dest: &Path) -> Result<()> {
 /// The live version's retrieval model and ids, or `None` (logged) when they cannot be loaded:
 /// a cold start is then the safe choice.
 fn load_previous(v: &Version) -> Option<crate::stages::retrieval::Previous> {
-    let model = match retrieval::RetrievalModel::load(&v.dir) {
+    let model = match retrieval::load(&v.dir) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(version = %v.manifest.version, error = %e, "no warm start");
             return None;
         }
     };
-    let bytes = std::fs::read(v.file(files::IDS)).ok()?;
-    let mut ids: IdMaps = serde_json::from_slice(&bytes).ok()?;
-    ids.items.reindex();
+    let ids = IdMaps::load(&v.file(files::IDS)).ok()?;
     Some(crate::stages::retrieval::Previous { model, ids })
 }

@@ -382,13 +382,13 @@ impl RankingData {
                 pb.set_position(e.epoch as u64);
                 pb.set_message(format!(
                     "train {:.4} valid {:.4}",
-                    e.train_loss,
-                    e.valid_loss.unwrap_or(f64::NAN)
+                    e.loss,
+                    e.validation.unwrap_or(f64::NAN)
                 ));
                 tracing::info!(
                     epoch = e.epoch,
-                    train = e.train_loss,
-                    valid = e.valid_loss,
+                    train = e.loss,
+                    valid = e.validation,
                     seconds = e.seconds,
                     "ranker epoch"
                 );
@@ -418,7 +418,7 @@ impl RankingData {
             metrics: self.metrics(&scores),
             best_epoch: report.best_epoch,
             epochs: report.epochs.len(),
-            best_valid_loss: report.best_valid_loss,
+            best_valid_loss: report.best_validation,
             train_seconds,
         };
         Ok((ranker, figures))

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::examples::{ExamplesConfig, RetrievalInputs};
 use crate::progress::bar;
 use crate::split::{LeaveLastOut, WatchSequences};
-use retrieval::{RankMetrics, RetrievalConfig, RetrievalModel, TrainReport};
+use retrieval::{DynRetriever, RankMetrics, RetrievalSettings, TrainReport, TrainingSet};
 use serde::Serialize;
 
 /// The cut-offs K of EVAL.md section 1.
@@ -69,7 +69,7 @@ pub struct TrainedRetrieval {
     /// Ids, vocabularies, examples and evaluation cases.
     pub inputs: RetrievalInputs,
     /// The model.
-    pub model: RetrievalModel,
+    pub model: Box<DynRetriever>,
     /// Training history.
     pub report: TrainReport,
     /// Exact-score metrics on the validation target.
@@ -78,14 +78,22 @@ pub struct TrainedRetrieval {
     pub test: RetrievalMetrics,
 }
 
-fn model_err(e: retrieval::RetrievalError) -> Error {
-    Error::Other(format!("retrieval model: {e}"))
+/// A retrieval crate error: a bad model name or setting is the user's input (exit code 2).
+pub fn model_err(e: retrieval::RetrievalError) -> Error {
+    use retrieval::RetrievalError as E;
+    match e {
+        E::UnknownModel { .. } | E::InvalidConfig(_) => Error::Input(format!("[retrieval] {e}")),
+        e => Error::Model {
+            stage: "retrieval",
+            source: Box::new(e),
+        },
+    }
 }
 
 /// The live version's model and ids, to warm-start from.
 pub struct Previous {
     /// The model.
-    pub model: RetrievalModel,
+    pub model: Box<DynRetriever>,
     /// Its ids and vocabularies.
     pub ids: crate::stages::build::IdMaps,
 }
@@ -94,74 +102,49 @@ pub struct Previous {
 /// trains, and measures EVAL.md §1 with exact scores on validation and test targets.
 pub fn train_retrieval(
     data: &Dataset,
-    cfg: &RetrievalConfig,
+    cfg: &RetrievalSettings,
     examples: &ExamplesConfig,
     previous: Option<&Previous>,
 ) -> Result<TrainedRetrieval> {
-    let all = WatchSequences::from_events(&data.events);
-    if all.items.is_empty() {
-        return Err(Error::input(
-            &data.dir.join("events.parquet"),
-            "no watched events: retrieval needs watches",
-        ));
-    }
-    let split = LeaveLastOut::from_sequences(&all);
-    let inputs = RetrievalInputs::build(&all, &split, &data.items, &data.users, examples)?;
+    let inputs = retrieval_inputs(data, examples)?;
     tracing::info!(
         examples = inputs.examples.len(),
         items = inputs.catalog.num_items,
         users = inputs.users.len(),
         "retrieval inputs"
     );
-    let warm = previous.map(|p| retrieval::WarmStart {
-        model: &p.model,
-        items: inputs
-            .items
-            .ids
-            .iter()
-            .map(|&id| p.ids.items.get(id))
-            .collect(),
-        tokens: inputs
-            .tokens
-            .tokens
-            .iter()
-            .map(|t| {
-                p.ids
-                    .tokens
-                    .tokens
-                    .iter()
-                    .position(|o| o == t)
-                    .map(|i| i as u32)
-            })
-            .collect(),
-    });
+    cfg.validate().map_err(model_err)?;
+    // A warm start needs the same kind of model: another kind's weights mean something else.
+    let warm = match previous.filter(|p| p.model.kind() == cfg.model) {
+        Some(p) => Some(warm_start(p, &inputs)?),
+        None => None,
+    };
     if let Some(w) = &warm {
         tracing::info!(
-            known_items = w.items.iter().filter(|m| m.is_some()).count(),
+            known_items = w.items_kept(),
             items = w.items.len(),
             "warm start"
         );
     }
-    let pb = bar(cfg.epochs as u64, "retrieval");
-    let (model, report) = RetrievalModel::train_warm(
-        cfg,
-        &inputs.catalog,
-        &inputs.histories,
-        &inputs.examples,
-        inputs.features.as_ref(),
-        &inputs.validation,
-        warm.as_ref(),
-        |e| {
+    let pb = bar(cfg.epochs() as u64, "retrieval");
+    let data = TrainingSet {
+        catalog: &inputs.catalog,
+        histories: &inputs.histories,
+        examples: &inputs.examples,
+        user_features: inputs.features.as_ref(),
+        validation: &inputs.validation,
+    };
+    let (model, report) = cfg
+        .train(&data, warm.as_ref(), |e| {
             pb.set_position(e.epoch as u64);
             pb.set_message(format!(
                 "loss {:.4} val HR@10 {:.4} ({:.0} ex/s)",
                 e.loss,
-                e.validation_hr10.unwrap_or(f64::NAN),
+                e.validation.unwrap_or(f64::NAN),
                 e.examples_per_second
             ));
-        },
-    )
-    .map_err(model_err)?;
+        })
+        .map_err(model_err)?;
     pb.finish_and_clear();
     let eval = |cases| {
         model
@@ -177,5 +160,51 @@ pub fn train_retrieval(
         report,
         validation,
         test,
+    })
+}
+
+/// Examples, vocabularies and the evaluation cases of EVAL.md section 1 for `data`.
+pub fn retrieval_inputs(data: &Dataset, examples: &ExamplesConfig) -> Result<RetrievalInputs> {
+    let all = WatchSequences::from_events(&data.events);
+    if all.items.is_empty() {
+        return Err(Error::input(
+            &data.dir.join("events.parquet"),
+            "no watched events: retrieval needs watches",
+        ));
+    }
+    let split = LeaveLastOut::from_sequences(&all);
+    RetrievalInputs::build(&all, &split, &data.items, &data.users, examples)
+}
+
+/// How the new vocabularies map onto the previous model's rows.
+fn warm_start(p: &Previous, inputs: &RetrievalInputs) -> Result<retrieval::WarmStart> {
+    let old_tokens: std::collections::HashMap<&String, u32> = p
+        .ids
+        .tokens
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t, i as u32))
+        .collect();
+    Ok(retrieval::WarmStart {
+        weights: p.model.weights().map_err(model_err)?,
+        items: inputs
+            .items
+            .ids
+            .iter()
+            .map(|&id| p.ids.items.get(id))
+            .collect(),
+        tokens: inputs
+            .tokens
+            .tokens
+            .iter()
+            .map(|t| old_tokens.get(t).copied())
+            .collect(),
+        users: inputs
+            .users
+            .ids
+            .iter()
+            .map(|&id| p.ids.users.get(id))
+            .collect(),
     })
 }

@@ -2,8 +2,31 @@
 
 #![allow(dead_code)]
 
-use retrieval::rng::Rng;
-use retrieval::{Catalog, Example, RetrievalConfig, ValidationCase, WatchHistories};
+use nn::rng::Rng;
+use retrieval::{
+    Catalog, EpochReport, Example, TrainReport, TrainingSet, UserFeatures, ValidationCase,
+    WatchHistories, YoutubeDnn, YoutubeDnnConfig,
+};
+
+/// Trains the YouTube network on plain inputs (no warm start).
+pub fn fit(
+    cfg: &YoutubeDnnConfig,
+    catalog: &Catalog,
+    histories: &WatchHistories,
+    examples: &[Example],
+    user_features: Option<&UserFeatures>,
+    validation: &[ValidationCase],
+    progress: impl FnMut(&EpochReport),
+) -> retrieval::Result<(YoutubeDnn, TrainReport)> {
+    let data = TrainingSet {
+        catalog,
+        histories,
+        examples,
+        user_features,
+        validation,
+    };
+    YoutubeDnn::train(cfg, &data, None, progress)
+}
 
 /// A sequence problem: item `i` is followed by `next[i]`, a fixed random permutation, with
 /// probability `follow`, otherwise by a random item. Returns histories (all but the last two
@@ -83,8 +106,8 @@ pub fn sequence_data(
 }
 
 /// A small, fast configuration.
-pub fn tiny_config() -> RetrievalConfig {
-    RetrievalConfig {
+pub fn tiny_config() -> YoutubeDnnConfig {
+    YoutubeDnnConfig {
         dim: 16,
         item_embedding_dim: 16,
         token_embedding_dim: 4,
@@ -100,6 +123,6 @@ pub fn tiny_config() -> RetrievalConfig {
         dropout: 0.0,
         history_dropout: 0.0,
         num_negatives: 32,
-        ..RetrievalConfig::default()
+        ..YoutubeDnnConfig::default()
     }
 }

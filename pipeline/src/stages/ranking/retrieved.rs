@@ -148,19 +148,9 @@ impl<'a> Retriever<'a> {
         let features = inputs.features.as_ref();
         let user_queries: Vec<UserQuery> = queries
             .iter()
-            .map(|(user, history)| {
-                let u = inputs.users.get(*user).map(|u| u as usize);
-                UserQuery {
-                    history,
-                    categorical: match (features, u) {
-                        (Some(f), Some(u)) => f.categorical_of(u),
-                        _ => &[],
-                    },
-                    numeric: match (features, u) {
-                        (Some(f), Some(u)) => f.numeric_of(u),
-                        _ => &[],
-                    },
-                }
+            .map(|(user, history)| match inputs.users.get(*user) {
+                Some(u) => UserQuery::of_user(history, u, features),
+                None => UserQuery::from_history(history),
             })
             .collect();
         let users = self

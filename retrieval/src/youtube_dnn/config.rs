@@ -9,7 +9,7 @@ use crate::error::{Result, RetrievalError};
 /// Missing fields in a serialised config take their default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetrievalConfig {
+pub struct YoutubeDnnConfig {
     /// Dimension d of the user and item vectors.
     pub dim: usize,
     /// Width of the watched-item embeddings that are averaged into the history feature.
@@ -66,7 +66,7 @@ pub struct RetrievalConfig {
     pub seed: u64,
 }
 
-impl Default for RetrievalConfig {
+impl Default for YoutubeDnnConfig {
     fn default() -> Self {
         Self {
             dim: 128,
@@ -99,7 +99,7 @@ impl Default for RetrievalConfig {
     }
 }
 
-impl RetrievalConfig {
+impl YoutubeDnnConfig {
     /// Rejects configurations that cannot train.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: &str| Err(RetrievalError::InvalidConfig(msg.to_string()));

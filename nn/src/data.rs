@@ -229,15 +229,104 @@ pub struct UserQuery<'a> {
     pub categorical: &'a [u32],
     /// One value per numeric user feature, or empty when unknown.
     pub numeric: &'a [f32],
+    /// The user's index among the training users, when the model saw them (models with a
+    /// per-user embedding use it; others ignore it).
+    pub user: Option<u32>,
 }
 
 impl<'a> UserQuery<'a> {
-    /// A query from a history alone (no user features).
+    /// A query from a history alone (no user features, not a training user).
     pub fn from_history(history: &'a [u32]) -> Self {
         Self {
             history,
             categorical: &[],
             numeric: &[],
+            user: None,
         }
+    }
+
+    /// The query of training user `user`: their features from `features`, when given.
+    pub fn of_user(history: &'a [u32], user: u32, features: Option<&'a UserFeatures>) -> Self {
+        Self {
+            history,
+            categorical: features.map_or(&[], |f| f.categorical_of(user as usize)),
+            numeric: features.map_or(&[], |f| f.numeric_of(user as usize)),
+            user: Some(user),
+        }
+    }
+}
+
+impl ValidationCase {
+    /// The query that scores this case: the user's history, features and index.
+    pub fn query<'a>(&'a self, features: Option<&'a UserFeatures>) -> UserQuery<'a> {
+        UserQuery::of_user(&self.history, self.user, features)
+    }
+}
+
+/// Everything a retriever trains on: rolled-back examples over the users' histories, the
+/// catalogue, optional user features and the validation cases that select the epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingSet<'a> {
+    /// Items and their tokens.
+    pub catalog: &'a Catalog,
+    /// The training users' watch sequences (user index = position).
+    pub histories: &'a WatchHistories,
+    /// (user, position) pairs: the watches before predict the one at the position.
+    pub examples: &'a [Example],
+    /// Per-user side features, when the data has them.
+    pub user_features: Option<&'a UserFeatures>,
+    /// Held-out next watches for early stopping.
+    pub validation: &'a [ValidationCase],
+}
+
+impl TrainingSet<'_> {
+    /// Checks that every index is inside what it indexes.
+    pub fn validate(&self) -> Result<()> {
+        self.catalog.validate()?;
+        self.histories.validate(self.catalog.num_items)?;
+        let users = self.histories.num_users();
+        if let Some(f) = self.user_features {
+            f.validate(users)?;
+        }
+        if self.examples.is_empty() {
+            return Err(invalid("no training examples"));
+        }
+        for e in self.examples {
+            if e.user as usize >= users
+                || e.pos as usize >= self.histories.user_items(e.user as usize).len()
+            {
+                return Err(invalid(format!(
+                    "example (user {}, pos {}) is outside the histories",
+                    e.user, e.pos
+                )));
+            }
+        }
+        for c in self.validation {
+            let in_catalog = |i: &u32| (*i as usize) < self.catalog.num_items;
+            if !in_catalog(&c.target) || !c.history.iter().all(in_catalog) {
+                return Err(invalid(
+                    "a validation case names an item outside the catalogue",
+                ));
+            }
+            if c.user as usize >= users {
+                return Err(invalid("a validation case names an unknown user"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The target item of an example.
+    pub fn target(&self, e: &Example) -> u32 {
+        self.histories.user_items(e.user as usize)[e.pos as usize]
+    }
+
+    /// Training count of each item (for popularity-drawn negatives).
+    pub fn item_counts(&self) -> Vec<u64> {
+        let mut counts = vec![0u64; self.catalog.num_items];
+        self.histories
+            .items
+            .iter()
+            .for_each(|&i| counts[i as usize] += 1);
+        counts
     }
 }

@@ -11,7 +11,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Var};
 use rayon::prelude::*;
 
-use crate::error::Result;
+use crate::error::{invalid, Result};
 
 /// Elements per parallel chunk of the dense update.
 const CHUNK: usize = 1 << 14;
@@ -33,7 +33,7 @@ pub struct AdamWParams {
 
 /// The per-step scalars of the update, computed once per step.
 #[derive(Debug, Clone, Copy)]
-struct Coefficients {
+pub(crate) struct Coefficients {
     beta1: f32,
     beta2: f32,
     scale_m: f32,
@@ -44,7 +44,7 @@ struct Coefficients {
 }
 
 impl Coefficients {
-    fn new(p: &AdamWParams, step: usize) -> Self {
+    pub(crate) fn new(p: &AdamWParams, step: usize) -> Self {
         let t = step.min(i32::MAX as usize) as i32;
         Self {
             beta1: p.beta1 as f32,
@@ -58,7 +58,7 @@ impl Coefficients {
     }
 
     #[inline]
-    fn update(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    pub(crate) fn update(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             *m = self.beta1 * *m + (1.0 - self.beta1) * g;
             *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
@@ -243,6 +243,11 @@ impl InPlaceAdamW {
         self.params.lr = lr;
     }
 
+    /// Steps taken so far (the bias-correction step count).
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
     /// Advances the step counter; call once per training step before the updates.
     pub fn begin_step(&mut self) {
         self.step += 1;
@@ -270,7 +275,7 @@ impl InPlaceAdamW {
     pub fn step_rows(&mut self, table: usize, rows: &[u32], grads: &[f32]) -> Result<()> {
         let coef = Coefficients::new(&self.params, self.step.max(1));
         let Some((var, width, moments)) = self.sparse.get_mut(table) else {
-            return Err(crate::error::invalid(format!("no sparse table {table}")));
+            return Err(invalid(format!("no sparse table {table}")));
         };
         let op = SparseUpdate {
             rows,

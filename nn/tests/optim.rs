@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use retrieval::{AdamWParams, InPlaceAdamW};
+use nn::{AdamWParams, InPlaceAdamW};
 
 const PARAMS: AdamWParams = AdamWParams {
     lr: 0.05,

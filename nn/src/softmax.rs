@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor, Var};
 
 use crate::bag::with_f32_data;
 use crate::error::Result;
-use crate::network::{EmbeddingTable, Network};
+use crate::layers::{with_bias_column, EmbeddingTable};
 use crate::rng::{AliasTable, Rng};
 use crate::xent::SoftmaxCrossEntropy;
 
@@ -74,7 +74,7 @@ pub struct SampledRows {
 
 /// Mean cross-entropy of the full softmax over every item; the table itself is in the graph.
 pub fn full_softmax_loss(u: &Tensor, table: &EmbeddingTable, targets: &[u32]) -> Result<Tensor> {
-    let u = Network::with_bias_column(u)?;
+    let u = with_bias_column(u)?;
     let logits = u.matmul(&table.var().as_tensor().t()?)?;
     let objective = SoftmaxCrossEntropy::new(targets.to_vec());
     Ok(logits.apply_op1(objective)?.mean_all()?)
@@ -101,7 +101,7 @@ pub fn sampled_softmax_loss(
         out
     })?;
     let leaf = Var::from_tensor(&Tensor::from_vec(gathered, (ids.len(), width), device)?)?;
-    let u = Network::with_bias_column(u)?;
+    let u = with_bias_column(u)?;
     let target_rows = leaf.as_tensor().narrow(0, 0, rows)?;
     let negative_rows = leaf.as_tensor().narrow(0, rows, negatives.len())?;
     let true_logits = (&u * &target_rows)?.sum_keepdim(1)?;

@@ -1,0 +1,499 @@
+//! Matrix factorisation as a network: a user embedding p_u and an item vector v_j with bias
+//! b_j, score(u, j) = p_u . v_j + b_j, with no hidden layer (Koren, Bell and Volinsky,
+//! "Matrix Factorization Techniques for Recommender Systems", IEEE Computer 2009, eq. 1 with
+//! the item bias of eq. 3; user-only terms do not change a user's ranking and are dropped).
+//! Trained on next-watch prediction with the same losses as the YouTube network: each
+//! (user, watch) example maximises the softmax probability e^{p_u v_j + b_j} / sum_k
+//! e^{p_u v_k + b_k} of the watched item (full softmax on small catalogues, sampled softmax with
+//! logQ correction above). It is the baseline every later retriever is compared with.
+//!
+//! Users the model did not train on (new users, or any history given without a user index)
+//! get a folded-in vector: after training, a ridge regression fitted on the training users
+//! maps the mean item vector of a user's history (plus a constant) to their learned embedding,
+//! p ~ W^T [mean_{j in H} v_j, 1]. It is closed-form, deterministic, one d x (d + 1) matrix,
+//! and learns the scale and direction the softmax gave the trained users.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use nn::bag::{with_f32_data, RowGrads};
+use nn::init::SeededVarMap;
+use nn::layers::EmbeddingTable;
+use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::rng::Rng;
+use nn::softmax::{full_softmax_loss, sampled_softmax_loss, NegativeSampler};
+use nn::trainer::{self, Better, Fit, Schedule, StepLoss, TrainReport};
+use nn::{Retriever, TrainingSet, UserQuery};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result, RetrievalError};
+use crate::files;
+use crate::warm::WarmStart;
+
+/// Registry name.
+pub const KIND: &str = "mf";
+const FOLD_IN: &str = "fold_in.weight";
+
+/// MF's settings (`[retrieval.mf]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfConfig {
+    /// Dimension d of user and item vectors.
+    pub dim: usize,
+    /// Use the full softmax when the catalogue has at most this many items.
+    pub full_softmax_max_items: usize,
+    /// Negatives per batch for the sampled softmax (shared by the batch).
+    pub num_negatives: usize,
+    /// Negatives are drawn with probability proportional to (count + 1)^sampling_power.
+    pub sampling_power: f64,
+    /// Examples per training step.
+    pub batch_size: usize,
+    /// Maximum number of passes over the examples.
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation HR@10 (0 = never).
+    pub patience: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// Final learning rate as a fraction of `learning_rate` (linear decay).
+    pub final_lr_fraction: f64,
+    /// AdamW decoupled weight decay (applied to the rows a step touches).
+    pub weight_decay: f64,
+    /// Standard deviation of the initial embeddings.
+    pub init_std: f64,
+    /// Ridge penalty of the fold-in regression, relative to the mean diagonal of X^T X.
+    pub fold_in_l2: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Default for MfConfig {
+    fn default() -> Self {
+        Self {
+            dim: 64,
+            full_softmax_max_items: 20_000,
+            num_negatives: 2048,
+            sampling_power: 0.75,
+            batch_size: 512,
+            epochs: 20,
+            patience: 3,
+            learning_rate: 4e-3,
+            final_lr_fraction: 0.1,
+            weight_decay: 0.0,
+            init_std: 0.05,
+            fold_in_l2: 1e-2,
+            seed: 42,
+        }
+    }
+}
+
+impl MfConfig {
+    /// Rejects configurations that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(RetrievalError::InvalidConfig(format!("[retrieval.mf] {m}")));
+        if self.dim == 0 || self.batch_size == 0 || self.num_negatives == 0 {
+            return bad("dim, batch_size and num_negatives must be positive");
+        }
+        let finite_pos = |x: f64| x.is_finite() && x > 0.0;
+        if !finite_pos(self.learning_rate) || !finite_pos(self.init_std) {
+            return bad("learning_rate and init_std must be finite and positive");
+        }
+        let finite_nonneg = |x: f64| x.is_finite() && x >= 0.0;
+        if ![
+            self.weight_decay,
+            self.final_lr_fraction,
+            self.sampling_power,
+            self.fold_in_l2,
+        ]
+        .into_iter()
+        .all(finite_nonneg)
+        {
+            return bad("weight_decay, final_lr_fraction, sampling_power and fold_in_l2 must be finite and >= 0");
+        }
+        Ok(())
+    }
+}
+
+/// What `retrieval.json` holds besides format and kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    config: MfConfig,
+    num_items: usize,
+    num_users: usize,
+}
+
+/// A trained MF retriever.
+pub struct Mf {
+    config: MfConfig,
+    varmap: VarMap,
+    users: EmbeddingTable,
+    items: EmbeddingTable,
+    /// `(d + 1) x d` fold-in map (zeros until fitted).
+    fold_in: Var,
+}
+
+impl std::fmt::Debug for Mf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mf")
+            .field("config", &self.config)
+            .field("users", &self.users.rows())
+            .field("items", &self.items.rows())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mf {
+    fn build(
+        config: &MfConfig,
+        varmap: VarMap,
+        num_users: usize,
+        num_items: usize,
+    ) -> Result<Self> {
+        let vb = if varmap.all_vars().is_empty() {
+            SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&Device::Cpu)
+        } else {
+            candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
+        };
+        let d = config.dim;
+        let users = EmbeddingTable::new(vb.pp("users"), num_users.max(1), d, config.init_std)?;
+        let items = EmbeddingTable::new(vb.pp("items"), num_items, d + 1, config.init_std)?;
+        let fold_in = vb.get_with_hints((d + 1, d), FOLD_IN, candle_nn::Init::Const(0.0))?;
+        Ok(Self {
+            config: config.clone(),
+            varmap,
+            users,
+            items,
+            fold_in: Var::from_tensor(&fold_in)?,
+        })
+    }
+
+    /// The configuration the model was trained with.
+    pub fn config(&self) -> &MfConfig {
+        &self.config
+    }
+
+    /// Number of training users (rows of the user table).
+    pub fn num_users(&self) -> usize {
+        self.users.rows()
+    }
+
+    /// Trains on `data` (early stopping on validation HR@10), then fits the fold-in map.
+    pub fn train(
+        config: &MfConfig,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(Mf, TrainReport)> {
+        config.validate()?;
+        data.validate()?;
+        let model = Mf::build(
+            config,
+            VarMap::new(),
+            data.histories.num_users(),
+            data.catalog.num_items,
+        )?;
+        if let Some(w) = warm {
+            nn::vars::warm_start(&model.varmap, &w.weights, |name| match name {
+                n if n.starts_with("items.") => Some(w.items.as_slice()),
+                n if n.starts_with("users.") => Some(w.users.as_slice()),
+                _ => None,
+            })?;
+        }
+        let mut run = MfRun::new(model, data)?;
+        let schedule = Schedule {
+            epochs: config.epochs,
+            patience: config.patience,
+            learning_rate: config.learning_rate,
+            final_lr_fraction: config.final_lr_fraction,
+        };
+        let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
+        let model = run.model;
+        model.fit_fold_in(data)?;
+        Ok((model, report))
+    }
+
+    /// The fold-in input of a history: `[mean item vector, 1]` (zeros and 1 when empty).
+    fn fold_in_input(&self, items: &[f32], history: &[u32], out: &mut Vec<f32>) {
+        let d = self.config.dim;
+        let w = d + 1;
+        let start = out.len();
+        out.resize(start + w, 0.0);
+        let row = &mut out[start..];
+        for &j in history {
+            let v = &items[j as usize * w..j as usize * w + d];
+            row[..d].iter_mut().zip(v).for_each(|(r, x)| *r += x);
+        }
+        let n = history.len().max(1) as f32;
+        row[..d].iter_mut().for_each(|r| *r /= n);
+        row[d] = 1.0;
+    }
+
+    /// Fits the fold-in map by ridge regression from the training users' histories to their
+    /// learned embeddings.
+    fn fit_fold_in(&self, data: &TrainingSet) -> Result<()> {
+        let d = self.config.dim;
+        let users = data.histories.num_users();
+        let mut x = Vec::with_capacity(users * (d + 1));
+        with_f32_data(self.items.var().as_tensor(), |items| {
+            for u in 0..users {
+                self.fold_in_input(items, data.histories.user_items(u), &mut x);
+            }
+        })?;
+        let y = self
+            .users
+            .var()
+            .as_tensor()
+            .narrow(0, 0, users)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let w = nn::linalg::ridge(&x, d + 1, &y, d, self.config.fold_in_l2)?;
+        let w: Vec<f32> = w.into_iter().map(|v| v as f32).collect();
+        self.fold_in
+            .set(&Tensor::from_vec(w, (d + 1, d), &Device::Cpu)?)?;
+        Ok(())
+    }
+
+    /// Reads a model written by [`Retriever::save`].
+    pub fn load(dir: &Path) -> Result<Self> {
+        let saved: Saved = files::load_meta(dir)?;
+        saved.config.validate()?;
+        let varmap = files::varmap_of(files::load_tensors(dir)?)?;
+        let expected = varmap.all_vars().len();
+        let model = Mf::build(&saved.config, varmap, saved.num_users, saved.num_items)
+            .map_err(|e| RetrievalError::InvalidModel(e.to_string()))?;
+        files::check_complete(&model.varmap, expected)?;
+        Ok(model)
+    }
+}
+
+impl Retriever for Mf {
+    type Error = RetrievalError;
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn num_items(&self) -> usize {
+        self.items.rows()
+    }
+
+    /// A training user's learned embedding when the query names one; otherwise the fold-in
+    /// of the history (see the module doc).
+    fn user_vectors(&self, queries: &[UserQuery]) -> Result<Vec<f32>> {
+        let d = self.config.dim;
+        let n = self.num_items();
+        for q in queries {
+            if let Some(bad) = q.history.iter().find(|&&i| i as usize >= n) {
+                return Err(invalid(format!(
+                    "history item {bad} is outside the catalogue"
+                )));
+            }
+        }
+        let fold = self.fold_in.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        let known = self.num_users();
+        let out = with_f32_data(self.users.var().as_tensor(), |p| {
+            with_f32_data(self.items.var().as_tensor(), |items| {
+                let mut out = Vec::with_capacity(queries.len() * d);
+                let mut x = Vec::with_capacity(d + 1);
+                for q in queries {
+                    match q.user.filter(|&u| (u as usize) < known) {
+                        Some(u) => out.extend_from_slice(&p[u as usize * d..(u as usize + 1) * d]),
+                        None => {
+                            x.clear();
+                            self.fold_in_input(items, q.history, &mut x);
+                            let start = out.len();
+                            out.resize(start + d, 0.0);
+                            for (i, &xi) in x.iter().enumerate() {
+                                let row = &fold[i * d..(i + 1) * d];
+                                out[start..]
+                                    .iter_mut()
+                                    .zip(row)
+                                    .for_each(|(o, w)| *o += xi * w);
+                            }
+                        }
+                    }
+                }
+                out
+            })
+        })??;
+        Ok(out)
+    }
+
+    fn item_table(&self) -> &Tensor {
+        self.items.var().as_tensor()
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let saved = Saved {
+            config: self.config.clone(),
+            num_items: self.num_items(),
+            num_users: self.num_users(),
+        };
+        files::save(dir, KIND, &saved, &files::var_tensors(&self.varmap)?)
+    }
+
+    fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        files::var_tensors(&self.varmap)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+}
+
+/// One MF training run.
+struct MfRun<'a> {
+    model: Mf,
+    data: TrainingSet<'a>,
+    sampler: NegativeSampler,
+    optimizer: InPlaceAdamW,
+    user_grads: RowGrads,
+    item_grads: Option<RowGrads>,
+    rng: Rng,
+    order: Vec<usize>,
+}
+
+impl<'a> MfRun<'a> {
+    fn new(model: Mf, data: &TrainingSet<'a>) -> Result<Self> {
+        let cfg = &model.config;
+        let full = data.catalog.num_items <= cfg.full_softmax_max_items;
+        let sampler =
+            NegativeSampler::new(&data.item_counts(), cfg.sampling_power, cfg.num_negatives)
+                .ok_or_else(|| invalid("cannot build the negative sampler"))?;
+        let users = (model.users.var().clone(), model.users.width());
+        let items = (model.items.var().clone(), model.items.width());
+        let (dense, sparse) = if full {
+            (vec![items.0], vec![users])
+        } else {
+            (Vec::new(), vec![users, items])
+        };
+        let params = AdamWParams {
+            lr: cfg.learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: cfg.weight_decay,
+        };
+        Ok(Self {
+            user_grads: RowGrads::new(model.users.rows(), model.users.width()),
+            item_grads: (!full).then(|| RowGrads::new(model.items.rows(), model.items.width())),
+            optimizer: InPlaceAdamW::new(dense, sparse, params),
+            rng: Rng::new(cfg.seed ^ 0x3F_0FBA),
+            order: (0..data.examples.len()).collect(),
+            model,
+            data: *data,
+            sampler,
+        })
+    }
+}
+
+impl Fit for MfRun<'_> {
+    type Error = RetrievalError;
+    type Snapshot = HashMap<String, Tensor>;
+
+    fn examples_per_epoch(&self) -> usize {
+        self.data.examples.len()
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.data
+            .examples
+            .len()
+            .div_ceil(self.model.config.batch_size)
+    }
+
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
+        self.rng.shuffle(&mut self.order);
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
+        let bs = self.model.config.batch_size;
+        let d = self.model.config.dim;
+        let batch = &self.order[step * bs..((step + 1) * bs).min(self.order.len())];
+        let examples: Vec<_> = batch.iter().map(|&i| self.data.examples[i]).collect();
+        let targets: Vec<u32> = examples.iter().map(|e| self.data.target(e)).collect();
+        let rows = with_f32_data(self.model.users.var().as_tensor(), |p| {
+            let mut out = Vec::with_capacity(examples.len() * d);
+            for e in &examples {
+                let u = e.user as usize;
+                out.extend_from_slice(&p[u * d..(u + 1) * d]);
+            }
+            out
+        })?;
+        let leaf = Var::from_tensor(&Tensor::from_vec(rows, (examples.len(), d), &Device::Cpu)?)?;
+        let (loss, sampled) = match self.item_grads {
+            None => (
+                full_softmax_loss(leaf.as_tensor(), &self.model.items, &targets)?,
+                None,
+            ),
+            Some(_) => {
+                let negatives = self.sampler.sample(&mut self.rng);
+                let (loss, rows) = sampled_softmax_loss(
+                    leaf.as_tensor(),
+                    &self.model.items,
+                    &targets,
+                    &negatives,
+                    &self.sampler,
+                    &Device::Cpu,
+                )?;
+                (loss, Some(rows))
+            }
+        };
+        let value = f64::from(loss.to_scalar::<f32>()?);
+        let store = loss.backward()?;
+        self.optimizer.set_learning_rate(lr);
+        self.optimizer.begin_step();
+        self.optimizer.step_dense(&store)?;
+        let g = store
+            .get(leaf.as_tensor())
+            .ok_or_else(|| invalid("no gradient reached the user embeddings"))?
+            .contiguous()?;
+        with_f32_data(&g, |g| {
+            for (row, e) in g.chunks(d).zip(&examples) {
+                self.user_grads.add(e.user, 1.0, row);
+            }
+        })?;
+        let (rows, gv) = self.user_grads.take_sorted();
+        self.optimizer.step_rows(0, &rows, &gv)?;
+        if let (Some(ig), Some(sampled)) = (self.item_grads.as_mut(), sampled) {
+            let g = store
+                .get(sampled.leaf.as_tensor())
+                .ok_or_else(|| invalid("no gradient reached the item rows"))?
+                .contiguous()?;
+            let width = ig.width();
+            with_f32_data(&g, |g| {
+                for (row, &id) in g.chunks(width).zip(&sampled.ids) {
+                    ig.add(id, 1.0, row);
+                }
+            })?;
+            let (rows, gv) = ig.take_sorted();
+            self.optimizer.step_rows(1, &rows, &gv)?;
+        }
+        Ok(StepLoss {
+            sum: value,
+            weight: 1.0,
+        })
+    }
+
+    fn validate(&mut self) -> Result<Option<f64>> {
+        if self.data.validation.is_empty() {
+            return Ok(None);
+        }
+        let m = self.model.evaluate(self.data.validation, None, &[10])?;
+        Ok(Some(m.hit_rate(0)))
+    }
+
+    fn snapshot(&self) -> Result<Self::Snapshot> {
+        Ok(nn::vars::snapshot(&self.model.varmap)?)
+    }
+
+    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
+        Ok(nn::vars::restore(&self.model.varmap, &snapshot)?)
+    }
+}

@@ -1,0 +1,115 @@
+//! The retrievers this build knows, by name: choosing one is configuration
+//! (`[retrieval] model = "mf"` with its own section `[retrieval.mf]`). Adding a model is its
+//! file plus its line in [`MODELS`], its section field and its arms below.
+
+use std::path::Path;
+
+use nn::{EpochReport, Retriever, TrainReport, TrainingSet};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RetrievalError};
+use crate::files;
+use crate::mf::{Mf, MfConfig};
+use crate::warm::WarmStart;
+use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
+use crate::{mf, youtube_dnn};
+
+/// A trained retriever of any kind.
+pub type DynRetriever = dyn Retriever<Error = RetrievalError>;
+
+/// Registry names of the retrievers this build can train and load.
+pub const MODELS: &[&str] = &[youtube_dnn::KIND, mf::KIND];
+
+/// The `[retrieval]` section: which model, and each model's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalSettings {
+    /// Registry name of the model to train (one of [`MODELS`]).
+    pub model: String,
+    /// `[retrieval.youtube_dnn]`.
+    pub youtube_dnn: YoutubeDnnConfig,
+    /// `[retrieval.mf]`.
+    pub mf: MfConfig,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        Self {
+            model: youtube_dnn::KIND.to_string(),
+            youtube_dnn: YoutubeDnnConfig::default(),
+            mf: MfConfig::default(),
+        }
+    }
+}
+
+fn unknown(name: &str) -> RetrievalError {
+    RetrievalError::UnknownModel {
+        name: name.to_string(),
+        known: MODELS.join(", "),
+    }
+}
+
+impl RetrievalSettings {
+    /// These settings with `model` chosen instead.
+    pub fn with_model(&self, model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Checks that the model is known and its settings can train.
+    pub fn validate(&self) -> Result<()> {
+        match self.model.as_str() {
+            youtube_dnn::KIND => self.youtube_dnn.validate(),
+            mf::KIND => self.mf.validate(),
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Maximum epochs of the chosen model (for progress display).
+    pub fn epochs(&self) -> usize {
+        match self.model.as_str() {
+            mf::KIND => self.mf.epochs,
+            _ => self.youtube_dnn.epochs,
+        }
+    }
+
+    /// The chosen model's settings as JSON (for manifests and reports).
+    pub fn chosen_config(&self) -> serde_json::Value {
+        let value = match self.model.as_str() {
+            mf::KIND => serde_json::to_value(&self.mf),
+            _ => serde_json::to_value(&self.youtube_dnn),
+        };
+        value.unwrap_or_default()
+    }
+
+    /// Trains the chosen model on `data`, from `warm`'s weights when given (same kind only).
+    pub fn train(
+        &self,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<(Box<DynRetriever>, TrainReport)> {
+        Ok(match self.model.as_str() {
+            youtube_dnn::KIND => {
+                let (m, r) = YoutubeDnn::train(&self.youtube_dnn, data, warm, progress)?;
+                (Box::new(m), r)
+            }
+            mf::KIND => {
+                let (m, r) = Mf::train(&self.mf, data, warm, progress)?;
+                (Box::new(m), r)
+            }
+            other => return Err(unknown(other)),
+        })
+    }
+}
+
+/// Reads the model saved in `dir`, whatever its kind.
+pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
+    Ok(match files::kind_of(dir)?.as_str() {
+        youtube_dnn::KIND => Box::new(YoutubeDnn::load(dir)?),
+        mf::KIND => Box::new(Mf::load(dir)?),
+        other => return Err(unknown(other)),
+    })
+}
