@@ -75,12 +75,28 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// A `recpipe.toml` with a small, fast model for tests, written into `dir`; returns its path.
 pub fn small_config(dir: &Path) -> PathBuf {
+    small_config_for(dir, "youtube_dnn")
+}
+
+/// The `[retrieval]` sections of a small, fast retrieval `model` (`youtube_dnn` or `mf`).
+/// The model's own section comes first, so that a test can add keys after its header.
+pub fn retrieval_section(model: &str) -> String {
+    let own = match model {
+        "mf" => "epochs = 3\npatience = 0\ndim = 32\nnum_negatives = 256\n",
+        _ => "epochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n",
+    };
+    format!("[retrieval.{model}]\n{own}\n[retrieval]\nmodel = \"{model}\"\n")
+}
+
+/// [`small_config`] with retrieval `model`.
+pub fn small_config_for(dir: &Path, model: &str) -> PathBuf {
     let p = dir.join("recpipe.toml");
     std::fs::write(
         &p,
-        "[retrieval]\nepochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\n\
-         num_negatives = 256\n\n[build]\nkeep_versions = 5\n\n\
-         [ranking.model]\nepochs = 2\nhidden = [64, 32]\n",
+        format!(
+            "{}\n[build]\nkeep_versions = 5\n\n[ranking.model]\nepochs = 2\nhidden = [64, 32]\n",
+            retrieval_section(model)
+        ),
     )
     .expect("write config");
     p
@@ -144,12 +160,17 @@ pub struct World {
 impl World {
     /// Generates the world with `seed` into a fresh temporary folder named after `tag`.
     pub fn new(tag: &str, seed: u64) -> Self {
+        Self::with_model(tag, seed, "youtube_dnn")
+    }
+
+    /// [`World::new`] whose config trains retrieval `model`.
+    pub fn with_model(tag: &str, seed: u64, model: &str) -> Self {
         let root = temp_dir(tag);
         let data = root.join("data");
         small_world(&data, seed);
         World {
             art: root.join("art"),
-            cfg: small_config(&root),
+            cfg: small_config_for(&root, model),
             data,
             root,
         }

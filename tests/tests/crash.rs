@@ -72,7 +72,16 @@ fn assert_live_and_answering(art: &Path, expect: &str) {
 
 #[test]
 fn sigkill_at_every_stage_keeps_the_live_version() {
-    let w = World::new("crash", 11);
+    sigkill_at_every_stage_keeps_the_live_version_of("youtube_dnn");
+}
+
+#[test]
+fn sigkill_at_every_stage_keeps_the_live_version_mf() {
+    sigkill_at_every_stage_keeps_the_live_version_of("mf");
+}
+
+fn sigkill_at_every_stage_keeps_the_live_version_of(model: &str) {
+    let w = World::with_model(&format!("crash-{model}"), 11, model);
     let (data, art, cfg) = (w.data.clone(), w.art.clone(), w.cfg.clone());
     w.build(&[]);
     let v1 = current(&art).expect("CURRENT");

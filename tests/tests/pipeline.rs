@@ -177,7 +177,7 @@ fn quality_gate_refuses_a_worse_model_unless_forced() {
     let v1 = current(&art).expect("CURRENT");
     // A model that cannot learn: one epoch at a tiny learning rate.
     let bad = root.join("bad.toml");
-    std::fs::write(&bad, "[retrieval]\nepochs = 1\nlearning_rate = 1e-7\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n\n[build]\nmax_hr10_drop = 0.1\nwarm_start = false\n").expect("write");
+    std::fs::write(&bad, "[retrieval.youtube_dnn]\nepochs = 1\nlearning_rate = 1e-7\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n\n[build]\nmax_hr10_drop = 0.1\nwarm_start = false\n").expect("write");
     let bad_build = |extra: &[&str]| {
         let mut args = vec![
             "--config",
@@ -209,13 +209,23 @@ fn quality_gate_refuses_a_worse_model_unless_forced() {
 
 #[test]
 fn warm_start_keeps_known_items_vectors() {
-    let w = World::new("e2e-warm", 6);
+    warm_start_keeps_known_items_vectors_of("youtube_dnn");
+}
+
+#[test]
+fn warm_start_keeps_known_items_vectors_mf() {
+    warm_start_keeps_known_items_vectors_of("mf");
+}
+
+fn warm_start_keeps_known_items_vectors_of(model: &str) {
+    let w = World::with_model(&format!("e2e-warm-{model}"), 6, model);
     w.build(&[]);
     let v1 = current(&w.art).expect("CURRENT");
     // A second build that barely trains: warm-started, its item vectors are v1's.
     let frozen = w.root.join("frozen.toml");
     let base = std::fs::read_to_string(&w.cfg).expect("cfg");
-    let tweak = |extra: &str| base.replace("[retrieval]\n", &format!("[retrieval]\n{extra}"));
+    let header = format!("[retrieval.{model}]\n");
+    let tweak = |extra: &str| base.replace(&header, &format!("{header}{extra}"));
     std::fs::write(
         &frozen,
         tweak("learning_rate = 1e-9\n").replace("epochs = 3", "epochs = 1"),
@@ -226,6 +236,7 @@ fn warm_start_keeps_known_items_vectors() {
     let v2 = current(&w.art).expect("CURRENT");
     assert_ne!(v1, v2);
     assert_eq!(w.manifest(&v2)["inputs"]["warm_start_from"], v1.as_str());
+    assert_eq!(w.manifest(&v2)["metrics"]["retrieval_model"], model);
     let vectors = |v: &str| {
         recpipe::data::read_vectors(
             &w.art.join("versions").join(v).join("item_vectors.parquet"),

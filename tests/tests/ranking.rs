@@ -552,7 +552,7 @@ fn movielens_ranker_learns_from_retrieved_negatives() {
     let cfg = dir.join("recpipe.toml");
     std::fs::write(
         &cfg,
-        "[retrieval]\nepochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\n\n\
+        "[retrieval.youtube_dnn]\nepochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\n\n\
          [ranking]\npages_per_user = 5\ncandidates_per_page = 50\n\n\
          [ranking.model]\nepochs = 2\nhidden = [64, 32]\n",
     )

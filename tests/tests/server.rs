@@ -144,9 +144,14 @@ fn concurrent_requests_during_a_publish_and_bad_requests() {
             })
         })
         .collect();
+    // The new version holds another kind of retriever (MF): the swap must not care.
+    let mf_dir = w.root.join("mf");
+    std::fs::create_dir_all(&mf_dir).expect("mkdir");
+    let mf_cfg = small_config_for(&mf_dir, "mf");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    w.build(&["--force"]);
+    w.build_with(&mf_cfg, &["--force"]);
     let v2 = current(&art).expect("CURRENT");
+    assert_eq!(w.manifest(&v2)["metrics"]["retrieval_model"], "mf");
     assert_ne!(v1, v2);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
