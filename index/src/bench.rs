@@ -18,7 +18,6 @@ use crate::vectors::ItemVectors;
 mod data;
 mod report;
 
-pub(crate) use data::SplitMix;
 pub use data::{generate_items, generate_queries, DataConfig};
 
 /// What to measure.
@@ -189,7 +188,7 @@ where
 
 /// Sorted sample of `count` items of `pool` (seeded).
 fn sample_exclusion(pool: &[Scored], count: usize, seed: u64) -> Vec<u32> {
-    let mut rng = data::SplitMix::new(seed);
+    let mut rng = crate::rng::SplitMix::new(seed);
     let mut idx: Vec<u32> = pool.iter().map(|s| s.idx).collect();
     for i in 0..idx.len().min(count) {
         let j = i + (rng.next_u64() % (idx.len() - i) as u64) as usize;

@@ -39,6 +39,7 @@ mod panel;
 mod persist;
 mod pool;
 mod quant;
+mod rng;
 mod search;
 mod topk;
 mod vectors;

@@ -11,10 +11,10 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::bench::SplitMix;
 use crate::graph::{with_visited, BaseLayer, Graph, Layer, Visited};
 use crate::kernel::{prefetch, prefetch_row};
 use crate::metric::{BuildMetric, GraphMetric};
+use crate::rng::SplitMix;
 use crate::topk::{Scored, TopK};
 use crate::vectors::Catalogue;
 

@@ -3,7 +3,8 @@
 //! ([`optim`]), a seeded initialiser ([`init`]) and random generator ([`rng`]), losses
 //! ([`softmax`] over a catalogue with logQ correction, [`loss`] for pointwise and pairwise
 //! ones), the ranking metrics of EVAL.md section 1 ([`metrics`]), one training loop
-//! ([`trainer`]) and the candidate-generator interface ([`Retriever`]).
+//! ([`trainer`]) and the model interfaces: [`Retriever`] (candidate generators) and [`Ranker`]
+//! (rankers).
 //!
 //! The crate knows no model and no file format: model crates build on it.
 
@@ -18,6 +19,7 @@ pub mod linalg;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod ranker;
 pub mod retriever;
 pub mod rng;
 pub mod softmax;
@@ -32,5 +34,6 @@ pub use data::{
 pub use error::{NnError, Result};
 pub use metrics::{target_rank, RankMetrics};
 pub use optim::{AdamWParams, InPlaceAdamW};
+pub use ranker::Ranker;
 pub use retriever::Retriever;
 pub use trainer::{Better, EpochReport, Fit, Schedule, StepLoss, TrainReport};

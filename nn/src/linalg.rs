@@ -51,7 +51,7 @@ pub fn solve_spd(a: &[f64], n: usize, b: &[f64], m: usize) -> Result<Vec<f64>> {
 /// `y` (`rows x q`); returns W (`p x q`, row-major). `lambda` is relative to the mean diagonal
 /// of `X^T X`, so the fit does not depend on the scale of X.
 pub fn ridge(x: &[f32], p: usize, y: &[f32], q: usize, lambda: f64) -> Result<Vec<f64>> {
-    if p == 0 || x.len() % p != 0 || y.len() != x.len() / p * q {
+    if p == 0 || !x.len().is_multiple_of(p) || y.len() != x.len() / p * q {
         return Err(invalid("ridge: sizes disagree"));
     }
     let rows = x.len() / p;

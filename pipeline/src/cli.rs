@@ -601,9 +601,9 @@ fn run_train_ranker(a: &TrainRankerArgs, config: &Config) -> Result<()> {
     let t = Instant::now();
     let data = crate::dataset::Dataset::load(&a.data)?;
     let mut cfg = config.clone();
-    cfg.ranking.model.unit_weights |= a.unit_weights;
+    cfg.ranking.youtube.unit_weights |= a.unit_weights;
     let (ranker, vocab, figures) = train_and_evaluate(&data, &cfg, false)?;
-    publish_ranker_dir(&a.out, &ranker, &vocab)?;
+    publish_ranker_dir(&a.out, ranker.as_ref(), &vocab)?;
     print!("{}", figures.table());
     println!(
         "wrote the ranker into {} in {:.1} s",

@@ -26,7 +26,7 @@ pub struct Config {
     pub index: HnswConfig,
     /// `[build]`: the nightly job.
     pub build: BuildConfig,
-    /// `[ranking]`: the ranking stage (day split, features, `[ranking.model]`).
+    /// `[ranking]`: the ranking stage (day split, features, `[ranking.youtube]`).
     pub ranking: RankingConfig,
     /// `[serve]`: the HTTP server.
     pub serve: ServeConfig,

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample};
+use ranking::{FeatureSchema, RankerConfig, RankingExample, YoutubeRanker};
 
 const USERS_PER_SLICE: usize = 100;
 const CANDIDATES_PER_USER: usize = 400;
@@ -119,7 +119,7 @@ const MODEL_DIR_VAR: &str = "RERANK_BENCH_MODEL_DIR";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::env::var_os(MODEL_DIR_VAR) {
-        return score(&Ranker::load(std::path::Path::new(&dir))?);
+        return score(&YoutubeRanker::load(std::path::Path::new(&dir))?);
     }
     let mut rng = Lcg(3);
     let train = examples(&mut rng, 20, 100);
@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         epochs: 1,
         ..Default::default()
     };
-    let (ranker, _) = Ranker::train(schema(), config, &train, &[], &mut |_| {})?;
+    let (ranker, _) = YoutubeRanker::train(schema(), config, &train, &[], &mut |_| {})?;
     let dir = std::env::temp_dir().join(format!("rerank-bench-{}", std::process::id()));
     ranker.save(&dir)?;
     let status = std::process::Command::new(std::env::current_exe()?)
@@ -140,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn score(ranker: &Ranker) -> Result<(), Box<dyn std::error::Error>> {
+fn score(ranker: &YoutubeRanker) -> Result<(), Box<dyn std::error::Error>> {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut rng = Lcg(7);
     let flops_per_candidate = 2.0 * ranker.tower_multiply_adds() as f64;

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample};
+use ranking::{FeatureSchema, RankerConfig, RankingExample, YoutubeRanker};
 
 const EXAMPLES: usize = 20_480;
 
@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let start = Instant::now();
         let mut epoch_seconds = 0.0;
-        Ranker::train(schema, config, &examples, &[], &mut |e| {
+        YoutubeRanker::train(schema, config, &examples, &[], &mut |e| {
             epoch_seconds = e.seconds
         })?;
         println!(

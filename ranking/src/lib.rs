@@ -4,12 +4,14 @@
 //! - [`RankingExample`]: the features of one (user, candidate, time) impression as plain values;
 //!   [`FeatureSchema`]: the vocabulary sizes and continuous feature names they refer to.
 //! - [`Quantiles`]: continuous values mapped to their training CDF, fed as x~, x~^2, sqrt(x~).
-//! - [`Ranker::train`]: weighted logistic regression (watched impressions weigh their watch
+//! - [`YoutubeRanker::train`]: weighted logistic regression (watched impressions weigh their watch
 //!   time), AdamW (lazy, row-sparse for the embedding tables), seeded, early stopping on a
 //!   validation slice.
-//! - [`Ranker::score`]: e^logit = expected watch time, in batches whose tower runs as one
-//!   matmul per layer; [`Ranker::save`] /
-//!   [`Ranker::load`]: `ranker.safetensors` + `ranker.json`.
+//! - [`YoutubeRanker::score`]: e^logit = expected watch time, in batches whose tower runs as one
+//!   matmul per layer; [`YoutubeRanker::save`] /
+//!   [`YoutubeRanker::load`]: `ranker.safetensors` + `ranker.json`.
+//! - [`RankerSettings`] picks and trains a ranker by name (`[ranking] model`); [`load`] reads
+//!   any saved one as a [`DynRanker`] (the [`nn::Ranker`] interface plus [`RankingModel`]).
 //!
 //! The crate reads and writes no data files besides its own model folder.
 
@@ -21,9 +23,10 @@ mod error;
 mod example;
 mod model;
 mod quantiles;
-mod ranker;
+mod registry;
 mod serve;
 mod train;
+mod youtube;
 
 #[cfg(test)]
 mod tests;
@@ -32,5 +35,6 @@ pub use config::RankerConfig;
 pub use error::{RankingError, Result};
 pub use example::{FeatureSchema, RankingExample};
 pub use quantiles::{ContinuousEncoder, Quantiles, INPUTS_PER_CONTINUOUS};
-pub use ranker::{Ranker, META_FILE, SCORE_BATCH, WEIGHTS_FILE};
+pub use registry::{load, DynRanker, RankerSettings, RankingModel, MODELS};
 pub use train::{example_weight, EpochReport, TrainReport};
+pub use youtube::{YoutubeRanker, KIND, META_FILE, SCORE_BATCH, WEIGHTS_FILE};

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use crate::{FeatureSchema, Ranker, RankerConfig, RankingError, RankingExample};
+use crate::{FeatureSchema, RankerConfig, RankingError, RankingExample, YoutubeRanker};
 
 /// Item 0: watched 1 time in 20, for 20 s (E[T] = 1 s per impression, weighted odds
 /// 1 / 0.95); item 1: watched 1 time in 10, for 5 s (E[T] = 0.5 s, odds 0.5 / 0.9).
@@ -55,7 +55,7 @@ fn toy_config(unit_weights: bool) -> RankerConfig {
     }
 }
 
-fn item_scores(ranker: &Ranker) -> Vec<f32> {
+fn item_scores(ranker: &YoutubeRanker) -> Vec<f32> {
     let probe = [0, 1].map(|i| RankingExample {
         item: Some(i),
         ..Default::default()
@@ -67,7 +67,8 @@ fn item_scores(ranker: &Ranker) -> Vec<f32> {
 fn weights_move_the_optimum_to_expected_watch_time() -> Result<(), RankingError> {
     // Full-batch steps: the optimum, not the noise of small weighted batches, is under test.
     let data = toy_examples(40);
-    let (weighted, _) = Ranker::train(toy_schema(), toy_config(false), &data, &[], &mut |_| {})?;
+    let (weighted, _) =
+        YoutubeRanker::train(toy_schema(), toy_config(false), &data, &[], &mut |_| {})?;
     let scores = item_scores(&weighted);
     // e^logit converges to the weighted odds E[T] / (1 - P): 1.053 and 0.556.
     assert!(
@@ -83,7 +84,7 @@ fn weights_move_the_optimum_to_expected_watch_time() -> Result<(), RankingError>
     // Within 10% of the expected watch time itself when P(watch) is small.
     assert!((scores[0] / 1.0 - 1.0).abs() < 0.1 && (scores[1] / 0.5 - 1.0).abs() < 0.15);
 
-    let (unit, _) = Ranker::train(toy_schema(), toy_config(true), &data, &[], &mut |_| {})?;
+    let (unit, _) = YoutubeRanker::train(toy_schema(), toy_config(true), &data, &[], &mut |_| {})?;
     let odds = item_scores(&unit);
     assert!(
         (odds[0] - 1.0 / 19.0).abs() < 0.002 && (odds[1] - 1.0 / 9.0).abs() < 0.002,
@@ -102,14 +103,14 @@ fn training_is_reproducible_and_early_stopping_keeps_the_best_epoch() -> Result<
         ..toy_config(false)
     };
     let mut epochs_seen = 0;
-    let (a, report) = Ranker::train(
+    let (a, report) = YoutubeRanker::train(
         toy_schema(),
         config.clone(),
         &data,
         &data[..60],
         &mut |_| epochs_seen += 1,
     )?;
-    let (b, _) = Ranker::train(toy_schema(), config, &data, &data[..60], &mut |_| {})?;
+    let (b, _) = YoutubeRanker::train(toy_schema(), config, &data, &data[..60], &mut |_| {})?;
     assert_eq!(item_scores(&a), item_scores(&b));
     assert_eq!(epochs_seen, report.epochs.len());
     let best = report
@@ -147,17 +148,21 @@ fn save_and_load_round_trip() -> Result<(), RankingError> {
         hidden: vec![8, 4],
         ..Default::default()
     };
-    let (ranker, _) = Ranker::train(schema.clone(), config.clone(), &data, &[], &mut |_| {})?;
+    let (ranker, _) =
+        YoutubeRanker::train(schema.clone(), config.clone(), &data, &[], &mut |_| {})?;
     let dir = std::env::temp_dir().join(format!("ranking-roundtrip-{}", std::process::id()));
     ranker.save(&dir)?;
-    let loaded = Ranker::load(&dir);
+    let loaded = YoutubeRanker::load(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let loaded = loaded?;
     assert_eq!(loaded.config(), &config);
     assert_eq!(loaded.schema(), &schema);
     assert_eq!(loaded.quantiles(), ranker.quantiles());
     assert_eq!(loaded.score(&data)?, ranker.score(&data)?);
-    assert!(matches!(Ranker::load(&dir), Err(RankingError::Io { .. })));
+    assert!(matches!(
+        YoutubeRanker::load(&dir),
+        Err(RankingError::Io { .. })
+    ));
     Ok(())
 }
 
@@ -214,7 +219,7 @@ fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
             tensor(&[0.0], 1, 1)?.squeeze(0)?,
         ),
     ]);
-    let ranker = Ranker::from_weights(config, schema, Default::default(), weights, &device)?;
+    let ranker = YoutubeRanker::from_weights(config, schema, Default::default(), weights, &device)?;
     let base = RankingExample {
         item: Some(0),
         recent_watches: vec![0],
@@ -239,7 +244,7 @@ fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
 
 #[test]
 fn examples_outside_the_schema_are_errors() -> Result<(), RankingError> {
-    let (ranker, _) = Ranker::train(
+    let (ranker, _) = YoutubeRanker::train(
         toy_schema(),
         RankerConfig {
             epochs: 1,
@@ -267,7 +272,7 @@ fn examples_outside_the_schema_are_errors() -> Result<(), RankingError> {
     ));
     let empty: Vec<RankingExample> = Vec::new();
     assert!(matches!(
-        Ranker::train(toy_schema(), toy_config(false), &empty, &[], &mut |_| {}),
+        YoutubeRanker::train(toy_schema(), toy_config(false), &empty, &[], &mut |_| {}),
         Err(RankingError::NoTrainingData)
     ));
     Ok(())
@@ -319,7 +324,7 @@ fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
         hidden: vec![16, 8],
         ..Default::default()
     };
-    let (ranker, _) = Ranker::train(schema, config, &examples, &[], &mut |_| {})?;
+    let (ranker, _) = YoutubeRanker::train(schema, config, &examples, &[], &mut |_| {})?;
     let fast = ranker.logits(&examples)?;
     let reference = ranker.training_net_logits(&examples)?;
     assert_eq!(fast.len(), examples.len());
@@ -332,8 +337,8 @@ fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
 #[test]
 fn ranker_can_be_shared_across_threads_and_bad_files_are_errors() -> Result<(), RankingError> {
     fn shareable<T: Send + Sync>() {}
-    shareable::<Ranker>();
-    let (ranker, _) = Ranker::train(
+    shareable::<YoutubeRanker>();
+    let (ranker, _) = YoutubeRanker::train(
         toy_schema(),
         RankerConfig {
             epochs: 1,
@@ -350,11 +355,12 @@ fn ranker_can_be_shared_across_threads_and_bad_files_are_errors() -> Result<(), 
         path: meta.clone(),
         source,
     })?;
-    let truncated = std::fs::write(&meta, &text[..text.len() / 2]).map(|_| Ranker::load(&dir));
+    let truncated =
+        std::fs::write(&meta, &text[..text.len() / 2]).map(|_| YoutubeRanker::load(&dir));
     let weights = dir.join(crate::WEIGHTS_FILE);
     let garbage = std::fs::write(&meta, &text)
         .and_then(|_| std::fs::write(&weights, b"not safetensors"))
-        .map(|_| Ranker::load(&dir));
+        .map(|_| YoutubeRanker::load(&dir));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(matches!(truncated, Ok(Err(RankingError::Json { .. }))));
     assert!(matches!(garbage, Ok(Err(RankingError::Candle(_)))));

@@ -21,7 +21,7 @@ use crate::model::{
     seeded_init, RankingNet, Tables, EMBEDDING_INIT_STD, ITEM_TABLE, TOKEN_TABLE, USER_TABLE,
 };
 use crate::quantiles::ContinuousEncoder;
-use crate::ranker::Ranker;
+use crate::youtube::YoutubeRanker;
 
 pub use nn::trainer::{EpochReport, TrainReport};
 
@@ -34,7 +34,7 @@ pub fn example_weight(example: &RankingExample, unit_weights: bool) -> f32 {
     }
 }
 
-impl Ranker {
+impl YoutubeRanker {
     /// Trains a ranker on `train`, keeping the weights of the epoch with the lowest weighted
     /// loss on `valid` (the caller's hold-out slice, normally the last day(s) of the training
     /// period; empty = train `config.epochs` epochs and keep the last). Calls `progress` after
@@ -136,7 +136,7 @@ impl Ranker {
         };
         let report = trainer::train(&mut run, &schedule, Better::Lower, |e| progress(e))?;
         let best = run.snapshot()?;
-        let ranker = Ranker::from_weights(config, schema, encoder, best, &device)?;
+        let ranker = YoutubeRanker::from_weights(config, schema, encoder, best, &device)?;
         Ok((ranker, report))
     }
 
@@ -223,7 +223,7 @@ impl Fit for Run<'_> {
         if self.valid.is_empty() {
             return Ok(None);
         }
-        let ranker = Ranker::from_weights(
+        let ranker = YoutubeRanker::from_weights(
             self.config.clone(),
             self.schema.clone(),
             self.encoder.clone(),

@@ -94,7 +94,7 @@ pub fn small_config_for(dir: &Path, model: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "{}\n[build]\nkeep_versions = 5\n\n[ranking.model]\nepochs = 2\nhidden = [64, 32]\n",
+            "{}\n[build]\nkeep_versions = 5\n\n[ranking.youtube]\nepochs = 2\nhidden = [64, 32]\n",
             retrieval_section(model)
         ),
     )

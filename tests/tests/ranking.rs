@@ -183,7 +183,7 @@ fn kuairand_weighted_ranker_beats_the_ablation_and_the_ctr_order() {
         return;
     };
     let cfg = dir.join("recpipe.toml");
-    std::fs::write(&cfg, "[ranking.model]\nepochs = 1\n").expect("config");
+    std::fs::write(&cfg, "[ranking.youtube]\nepochs = 1\n").expect("config");
     let eval_json = dir.join("eval.json");
     let out = run_ok(
         "--config {} evaluate --data {} --ranking --json {}",
@@ -554,7 +554,7 @@ fn movielens_ranker_learns_from_retrieved_negatives() {
         &cfg,
         "[retrieval.youtube_dnn]\nepochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\n\n\
          [ranking]\npages_per_user = 5\ncandidates_per_page = 50\n\n\
-         [ranking.model]\nepochs = 2\nhidden = [64, 32]\n",
+         [ranking.youtube]\nepochs = 2\nhidden = [64, 32]\n",
     )
     .expect("config");
     let eval_json = dir.join("eval.json");

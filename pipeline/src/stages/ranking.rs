@@ -14,7 +14,9 @@ use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
 use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
 use crate::stages::retrieval::train_retrieval;
-use ranking::{FeatureSchema, Ranker, RankerConfig, RankingExample, TrainReport};
+use ranking::{
+    DynRanker, FeatureSchema, RankerConfig, RankerSettings, RankingExample, TrainReport,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
@@ -24,7 +26,8 @@ use std::time::Instant;
 pub use rerank::{rerank_file, LoadedRanker, RerankSummary};
 pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
 
-/// `[ranking]`: the day split, the features and the ranker (`[ranking.model]`).
+/// `[ranking]`: the day split, the features, which ranker (`model`) and each ranker's own
+/// section (`[ranking.youtube]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RankingConfig {
@@ -43,12 +46,25 @@ pub struct RankingConfig {
     pub pages_per_user: usize,
     /// Data with watches only: candidates each page shows (the retrieval model's best).
     pub candidates_per_page: usize,
-    /// The network and its training (an unknown key is an error, as everywhere else).
+    /// Registry name of the ranker (one of `ranking::MODELS`).
+    pub model: String,
+    /// `[ranking.youtube]`: the YouTube ranker's network and training (an unknown key is an
+    /// error, as everywhere else).
     #[serde(deserialize_with = "strict_ranker_config")]
-    pub model: RankerConfig,
+    pub youtube: RankerConfig,
 }
 
-/// Reads `[ranking.model]`, refusing keys [`RankerConfig`] does not have (it accepts and
+impl RankingConfig {
+    /// The model choice and settings the ranking crate trains from.
+    pub fn ranker_settings(&self) -> RankerSettings {
+        RankerSettings {
+            model: self.model.clone(),
+            youtube: self.youtube.clone(),
+        }
+    }
+}
+
+/// Reads `[ranking.youtube]`, refusing keys [`RankerConfig`] does not have (it accepts and
 /// ignores them itself).
 fn strict_ranker_config<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -60,7 +76,7 @@ fn strict_ranker_config<'de, D: serde::Deserializer<'de>>(
         if let Some(key) = given.keys().find(|k| !known.contains_key(*k)) {
             let expected: Vec<&str> = known.keys().map(String::as_str).collect();
             return Err(D::Error::custom(format!(
-                "unknown field `{key}` in [ranking.model], expected one of {}",
+                "unknown field `{key}` in [ranking.youtube], expected one of {}",
                 expected.join(", ")
             )));
         }
@@ -79,7 +95,8 @@ impl Default for RankingConfig {
             smoothing: features.smoothing,
             pages_per_user: 20,
             candidates_per_page: 50,
-            model: RankerConfig::default(),
+            model: ranking::KIND.to_string(),
+            youtube: RankerConfig::default(),
         }
     }
 }
@@ -365,20 +382,17 @@ impl RankingData {
         ranking_metrics(&rows)
     }
 
-    /// Trains a ranker with `config` (early stopping on the validation days), showing progress.
-    pub fn train(&self, config: &RankerConfig) -> Result<(Ranker, TrainReport)> {
-        let what = if config.unit_weights {
+    /// Trains a ranker with `settings` (early stopping on the validation days), showing
+    /// progress.
+    pub fn train(&self, settings: &RankerSettings) -> Result<(Box<DynRanker>, TrainReport)> {
+        let what = if settings.unit_weights() {
             "ranker (unit)"
         } else {
             "ranker"
         };
-        let pb = bar(config.epochs as u64, what);
-        let trained = Ranker::train(
-            self.schema.clone(),
-            config.clone(),
-            &self.fit,
-            &self.valid,
-            &mut |e| {
+        let pb = bar(settings.epochs() as u64, what);
+        let trained = settings
+            .train(self.schema.clone(), &self.fit, &self.valid, &mut |e| {
                 pb.set_position(e.epoch as u64);
                 pb.set_message(format!(
                     "train {:.4} valid {:.4}",
@@ -392,9 +406,8 @@ impl RankingData {
                     seconds = e.seconds,
                     "ranker epoch"
                 );
-            },
-        )
-        .map_err(|e| Error::Other(format!("ranker training: {e}")))?;
+            })
+            .map_err(ranker_err)?;
         pb.finish_and_clear();
         Ok(trained)
     }
@@ -405,15 +418,17 @@ impl RankingData {
     }
 
     /// Trains with `config` and measures the model on the test days.
-    pub fn train_and_measure(&self, config: &RankerConfig) -> Result<(Ranker, ModelFigures)> {
+    pub fn train_and_measure(
+        &self,
+        settings: &RankerSettings,
+    ) -> Result<(Box<DynRanker>, ModelFigures)> {
         let t = Instant::now();
-        let (ranker, report) = self.train(config)?;
+        let (ranker, report) = self.train(settings)?;
         let train_seconds = t.elapsed().as_secs_f64();
-        let scores = ranker
-            .score(&self.test)
-            .map_err(|e| Error::Other(format!("ranker scoring: {e}")))?;
+        let scores = ranker.score(&self.test).map_err(ranker_err)?;
         let figures = ModelFigures {
-            unit_weights: config.unit_weights,
+            model: ranker.kind().to_string(),
+            unit_weights: settings.unit_weights(),
             watch_times: self.has_watch_times(),
             metrics: self.metrics(&scores),
             best_epoch: report.best_epoch,
@@ -425,9 +440,23 @@ impl RankingData {
     }
 }
 
+/// A ranking crate error: a bad model name or setting is the user's input (exit code 2).
+pub fn ranker_err(e: ranking::RankingError) -> Error {
+    match e {
+        ranking::RankingError::InvalidConfig(_) => Error::Input(format!("[ranking] {e}")),
+        e => Error::Model {
+            stage: "ranking",
+            source: Box::new(e),
+        },
+    }
+}
+
 /// One trained model's test figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelFigures {
+    /// Registry name of the ranker (figures written before rankers were configurable: youtube).
+    #[serde(default = "youtube_kind")]
+    pub model: String,
     /// Trained without watch-time weights (the ablation).
     pub unit_weights: bool,
     /// The training data had watch times (without, every watch weighs 1 either way; manifests
@@ -535,26 +564,28 @@ impl RankingFigures {
     }
 }
 
-/// Trains the ranker on `data` (weighted, or unit weights per `[ranking.model]`) and, with
+fn youtube_kind() -> String {
+    ranking::KIND.to_string()
+}
+
+/// Trains the ranker on `data` (weighted, or unit weights per its settings) and, with
 /// `ablation`, the unit-weight model too; returns the model and its figures (see
 /// [`RankingData::prepare`] for data with watches only).
 pub fn train_and_evaluate(
     data: &Dataset,
     config: &crate::config::Config,
     ablation: bool,
-) -> Result<(Ranker, RankingVocab, RankingFigures)> {
+) -> Result<(Box<DynRanker>, RankingVocab, RankingFigures)> {
     let cfg = &config.ranking;
     let t = Instant::now();
     let prepared = RankingData::prepare(data, config)?;
     tracing::info!(seconds = t.elapsed().as_secs_f64(), "ranking examples");
-    let (ranker, model) = prepared.train_and_measure(&cfg.model)?;
+    let settings = cfg.ranker_settings();
+    settings.validate().map_err(ranker_err)?;
+    let (ranker, model) = prepared.train_and_measure(&settings)?;
     // Without watch times (every watch weighs 1) the ablation is the same model.
-    let unit_weights = if ablation && prepared.has_watch_times() && !cfg.model.unit_weights {
-        let config = RankerConfig {
-            unit_weights: true,
-            ..cfg.model.clone()
-        };
-        Some(prepared.train_and_measure(&config)?.1)
+    let unit_weights = if ablation && prepared.has_watch_times() && !settings.unit_weights() {
+        Some(prepared.train_and_measure(&settings.with_unit_weights())?.1)
     } else {
         None
     };
@@ -584,6 +615,6 @@ pub fn build_stage(
         Err(Error::Input(reason)) => return Ok(serde_json::json!({ "skipped": reason })),
         Err(e) => return Err(e),
     };
-    save_ranker(dir, &ranker, &vocab)?;
+    save_ranker(dir, ranker.as_ref(), &vocab)?;
     serde_json::to_value(&figures).map_err(|e| Error::Other(format!("ranking figures: {e}")))
 }

@@ -8,7 +8,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::progress::bar;
 use crate::ranking_features::{FeatureState, Impressions, RankingVocab, SideInfo};
-use ranking::{Ranker, RankingExample};
+use ranking::{DynRanker, RankingExample};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -20,7 +20,7 @@ const CHUNK_ROWS: usize = 64 * 1024;
 
 /// A saved ranker with its vocabularies and the feature state at the end of a data folder.
 pub struct LoadedRanker {
-    ranker: Ranker,
+    ranker: Box<DynRanker>,
     vocab: RankingVocab,
     side: SideInfo,
     state: FeatureState,
@@ -30,7 +30,7 @@ impl LoadedRanker {
     /// Loads the ranker saved in `dir` and replays `data`'s events into the feature state.
     pub fn load(dir: &Path, data: &Dataset) -> Result<Self> {
         let vocab = load_vocab(dir)?;
-        let ranker = Ranker::load(dir).map_err(|e| {
+        let ranker = ranking::load(dir).map_err(|e| {
             Error::input(
                 &dir.join(ranking::WEIGHTS_FILE),
                 format!("cannot load the ranker: {e}"),
@@ -54,8 +54,8 @@ impl LoadedRanker {
     }
 
     /// The ranker.
-    pub fn ranker(&self) -> &Ranker {
-        &self.ranker
+    pub fn ranker(&self) -> &DynRanker {
+        self.ranker.as_ref()
     }
 
     /// The vocabularies.

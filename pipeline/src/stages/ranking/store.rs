@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::ranking_features::RankingVocab;
-use ranking::Ranker;
+use ranking::DynRanker;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -23,10 +23,8 @@ struct VocabFile {
 
 /// Writes `ranker.safetensors`, `ranker.json` and [`VOCAB_FILE`] into `dir` (an existing
 /// folder, e.g. a version being built).
-pub fn save_ranker(dir: &Path, ranker: &Ranker, vocab: &RankingVocab) -> Result<()> {
-    ranker
-        .save(dir)
-        .map_err(|e| Error::Other(format!("saving the ranker: {e}")))?;
+pub fn save_ranker(dir: &Path, ranker: &DynRanker, vocab: &RankingVocab) -> Result<()> {
+    ranker.save(dir).map_err(super::ranker_err)?;
     let file = VocabFile {
         format: VOCAB_FORMAT.into(),
         version: VOCAB_VERSION,
@@ -63,7 +61,7 @@ pub fn has_ranker(dir: &Path) -> bool {
 
 /// Writes a ranker folder `out` whole or not at all: built in a temporary folder beside it,
 /// then renamed into place (a previous ranker folder there is replaced).
-pub fn publish_ranker_dir(out: &Path, ranker: &Ranker, vocab: &RankingVocab) -> Result<()> {
+pub fn publish_ranker_dir(out: &Path, ranker: &DynRanker, vocab: &RankingVocab) -> Result<()> {
     if out.exists() {
         let empty = std::fs::read_dir(out)
             .map(|mut d| d.next().is_none())

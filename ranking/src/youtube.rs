@@ -1,4 +1,7 @@
-//! A trained ranker: scoring, saving and loading.
+//! The YouTube ranker (Covington et al. 2016, section 4): a ReLU tower over embedded ids and
+//! quantile-normalised continuous features, one logit trained as weighted logistic regression
+//! (eq. of section 4.2: positives weigh their watch time, so e^logit estimates it). Scoring,
+//! saving and loading.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,13 +34,16 @@ pub const SCORE_BATCH: usize = 4096;
 struct RankerMeta {
     format: String,
     version: u32,
+    /// Registry name (absent in folders written before rankers were configurable).
+    #[serde(default = "kind")]
+    model: String,
     config: RankerConfig,
     schema: FeatureSchema,
     quantiles: ContinuousEncoder,
 }
 
 /// A trained ranking network with the schema and quantiles it was trained with.
-pub struct Ranker {
+pub struct YoutubeRanker {
     pub(crate) config: RankerConfig,
     pub(crate) schema: FeatureSchema,
     pub(crate) encoder: ContinuousEncoder,
@@ -46,7 +52,7 @@ pub struct Ranker {
     device: Device,
 }
 
-impl Ranker {
+impl YoutubeRanker {
     /// Assembles a ranker around trained weights (detached from any gradient graph).
     pub(crate) fn from_weights(
         config: RankerConfig,
@@ -150,6 +156,7 @@ impl Ranker {
         let meta = RankerMeta {
             format: FORMAT.to_string(),
             version: FORMAT_VERSION,
+            model: KIND.to_string(),
             config: self.config.clone(),
             schema: self.schema.clone(),
             quantiles: self.encoder.clone(),
@@ -162,7 +169,7 @@ impl Ranker {
         std::fs::write(&meta_path, text).map_err(|source| io_error(&meta_path, source))
     }
 
-    /// Reads a ranker written by [`Ranker::save`], on the CPU.
+    /// Reads a ranker written by [`YoutubeRanker::save`], on the CPU.
     pub fn load(dir: &Path) -> Result<Self> {
         let meta_path = dir.join(META_FILE);
         let text =
@@ -202,6 +209,44 @@ impl Ranker {
             .map(|(name, t)| (current_name(&name), t))
             .collect();
         Self::from_weights(meta.config, meta.schema, meta.quantiles, weights, &device)
+    }
+}
+
+/// Registry name of the YouTube ranker.
+pub const KIND: &str = "youtube";
+
+fn kind() -> String {
+    KIND.to_string()
+}
+
+impl nn::Ranker for YoutubeRanker {
+    type Example = RankingExample;
+    type Error = RankingError;
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
+        YoutubeRanker::logits(self, examples)
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        YoutubeRanker::save(self, dir)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+}
+
+impl crate::registry::RankingModel for YoutubeRanker {
+    fn schema(&self) -> &FeatureSchema {
+        &self.schema
+    }
+
+    fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
+        YoutubeRanker::weighted_log_loss(self, examples, unit_weights)
     }
 }
 

@@ -1,0 +1,107 @@
+//! The rankers this build knows, by name: `[ranking] model = "youtube"` with the model's own
+//! section (`[ranking.youtube]`). Adding a model is its file plus its line in [`MODELS`], its
+//! settings field and its arms below.
+
+use std::path::Path;
+
+use crate::config::RankerConfig;
+use crate::error::{RankingError, Result};
+use crate::example::{FeatureSchema, RankingExample};
+use crate::train::{EpochReport, TrainReport};
+use crate::youtube::{self, YoutubeRanker};
+
+/// Registry names of the rankers this build can train and load.
+pub const MODELS: &[&str] = &[youtube::KIND];
+
+/// What the pipeline needs of any ranker beyond [`nn::Ranker`].
+pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
+    /// The feature schema examples must fit.
+    fn schema(&self) -> &FeatureSchema;
+    /// Weighted log loss on `examples` (watch-time weights, or unit weights).
+    fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64>;
+}
+
+/// A trained ranker of any kind.
+pub type DynRanker = dyn RankingModel;
+
+/// Which ranker to train, and each ranker's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankerSettings {
+    /// Registry name (one of [`MODELS`]).
+    pub model: String,
+    /// `[ranking.youtube]`.
+    pub youtube: RankerConfig,
+}
+
+fn unknown(name: &str) -> RankingError {
+    RankingError::InvalidConfig(format!(
+        "unknown ranking model '{name}' (known: {})",
+        MODELS.join(", ")
+    ))
+}
+
+impl RankerSettings {
+    /// Checks that the model is known and its settings can train.
+    pub fn validate(&self) -> Result<()> {
+        match self.model.as_str() {
+            youtube::KIND => self.youtube.validate(),
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Whether the chosen model trains with unit weights (the paper's ablation).
+    pub fn unit_weights(&self) -> bool {
+        self.youtube.unit_weights
+    }
+
+    /// The same settings trained with unit weights.
+    pub fn with_unit_weights(&self) -> Self {
+        let mut s = self.clone();
+        s.youtube.unit_weights = true;
+        s
+    }
+
+    /// Maximum epochs of the chosen model (for progress display).
+    pub fn epochs(&self) -> usize {
+        self.youtube.epochs
+    }
+
+    /// Trains the chosen model on `train`, stopping early on `valid`.
+    pub fn train(
+        &self,
+        schema: FeatureSchema,
+        train: &[RankingExample],
+        valid: &[RankingExample],
+        progress: &mut dyn FnMut(&EpochReport),
+    ) -> Result<(Box<DynRanker>, TrainReport)> {
+        match self.model.as_str() {
+            youtube::KIND => {
+                let (r, report) =
+                    YoutubeRanker::train(schema, self.youtube.clone(), train, valid, progress)?;
+                Ok((Box::new(r), report))
+            }
+            other => Err(unknown(other)),
+        }
+    }
+}
+
+/// The registry name recorded in a ranker folder's `ranker.json` (folders written before
+/// rankers were configurable hold the YouTube ranker).
+fn kind_of(dir: &Path) -> Result<String> {
+    let path = dir.join(youtube::META_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| RankingError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| RankingError::Json { path, source })?;
+    Ok(json["model"].as_str().unwrap_or(youtube::KIND).to_string())
+}
+
+/// Reads the ranker saved in `dir`, whatever its kind.
+pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
+    match kind_of(dir)?.as_str() {
+        youtube::KIND => Ok(Box::new(YoutubeRanker::load(dir)?)),
+        other => Err(unknown(other)),
+    }
+}
