@@ -321,6 +321,47 @@ pub fn prune(root: &Path, keep: usize) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// File names inside a version.
+pub mod files {
+    /// Ids and vocabularies (items, tokens, user feature encoder).
+    pub const IDS: &str = "ids.json";
+    /// Item vectors (DESIGN.md schema).
+    pub const ITEM_VECTORS: &str = "item_vectors.parquet";
+    /// User vectors of every user with a watch.
+    pub const USER_VECTORS: &str = "user_vectors.parquet";
+    /// The index folder.
+    pub const INDEX_DIR: &str = "index";
+}
+
+/// The ids and vocabularies a version serves with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdMaps {
+    /// Item ids in model order (row i of the item vectors).
+    pub items: crate::examples::IdMap,
+    /// Category tokens in model order.
+    pub tokens: crate::examples::IdMapStr,
+    /// User feature encoding.
+    pub user_features: crate::examples::UserFeatureEncoder,
+    /// Items' token ids (model order), for building queries.
+    pub item_tokens: Vec<Vec<u32>>,
+    /// Training users in model order (row i of a per-user embedding); versions written before
+    /// models had per-user rows have none, and their users are served from their histories.
+    #[serde(default)]
+    pub users: crate::examples::IdMap,
+}
+
+impl IdMaps {
+    /// Reads `ids.json` and rebuilds its lookups.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut ids: IdMaps = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::input(path, format!("corrupt: {e}")))?;
+        ids.items.reindex();
+        ids.users.reindex();
+        Ok(ids)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

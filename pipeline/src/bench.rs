@@ -45,7 +45,7 @@ pub fn bench_index(
         .map_err(|e| Error::input(items_path, e))?;
     let pb = bar(iv.ids.len() as u64, "index");
     let report = run(cfg, iv, queries, &|d, _| pb.set_position(d as u64))
-        .map_err(|e| Error::Other(format!("index bench: {e}")))?;
+        .map_err(Error::index("index bench"))?;
     pb.finish_and_clear();
     Ok(report)
 }

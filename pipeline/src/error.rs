@@ -26,7 +26,15 @@ pub enum Error {
         /// The model crate's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Anything else (index failures, internal errors).
+    /// The index failed to build, save, load or search.
+    #[error("{what}: {source}")]
+    Index {
+        /// What was being done.
+        what: &'static str,
+        /// The index crate's error.
+        source: index::IndexError,
+    },
+    /// Anything else (internal errors).
     #[error("{0}")]
     Other(String),
 }
@@ -38,6 +46,11 @@ impl Error {
     /// Bad input found in `file`: `what` says where in it and what is wrong.
     pub fn input(file: &Path, what: impl std::fmt::Display) -> Self {
         Error::Input(format!("{}: {what}", file.display()))
+    }
+
+    /// An index failure while doing `what`.
+    pub fn index(what: &'static str) -> impl FnOnce(index::IndexError) -> Self {
+        move |source| Error::Index { what, source }
     }
 
     /// An I/O failure on `path`.

@@ -2,6 +2,7 @@
 //! Recommendations" (RecSys 2016). This crate holds the command line, data import and validation,
 //! Parquet I/O, example building, stage orchestration and evaluation.
 
+pub mod args;
 pub mod artifacts;
 pub mod batch;
 pub mod bench;

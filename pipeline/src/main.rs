@@ -17,7 +17,7 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = recpipe::cli::Cli::parse();
+    let cli = recpipe::args::Cli::parse();
     if let Err(e) = recpipe::cli::run(cli) {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());

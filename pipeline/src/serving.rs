@@ -2,11 +2,10 @@
 //! the index, the id maps, and the users' current watch histories (including events newer than
 //! the model).
 
-use crate::artifacts::Version;
+use crate::artifacts::{files, IdMaps, Version};
 use crate::data::{Events, Items};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::stages::build::{files, IdMaps};
 use crate::stages::ranking::{has_ranker, LoadedRanker};
 use index::{Exclude, Index, LoadOptions};
 use retrieval::{DynRetriever, UserQuery};

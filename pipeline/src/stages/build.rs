@@ -2,7 +2,7 @@
 //! item and user vectors -> index -> evaluate (exact and through the index) -> quality gate ->
 //! publish a version atomically -> keep the last N versions.
 
-use crate::artifacts::{current_name, prune, Manifest, Version, VersionBuilder};
+use crate::artifacts::{current_name, files, prune, IdMaps, Manifest, Version, VersionBuilder};
 use crate::config::Config;
 use crate::data::{write_vectors, IdVectors};
 use crate::dataset::Dataset;
@@ -13,76 +13,9 @@ use crate::stages::retrieval::{
 };
 use index::{Exclude, Index, ItemVectors};
 use retrieval::UserQuery;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
-
-/// File names inside a version.
-pub mod files {
-    /// Ids and vocabularies (items, tokens, user feature encoder).
-    pub const IDS: &str = "ids.json";
-    /// Item vectors (DESIGN.md schema).
-    pub const ITEM_VECTORS: &str = "item_vectors.parquet";
-    /// User vectors of every user with a watch.
-    pub const USER_VECTORS: &str = "user_vectors.parquet";
-    /// The index folder.
-    pub const INDEX_DIR: &str = "index";
-}
-
-/// `[build]`: the nightly job's settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BuildConfig {
-    /// Versions kept after a publish (the live one is never removed).
-    pub keep_versions: usize,
-    /// Refuse to publish when validation HR@10 falls more than this share below the live
-    /// version's (0.1 = 10%), unless `--force`.
-    pub max_hr10_drop: f64,
-    /// Beam width of the index searches used to measure served quality (0: index default).
-    pub eval_ef: usize,
-    /// Start training from the live version's weights (known ids keep their embeddings).
-    pub warm_start: bool,
-}
-
-impl Default for BuildConfig {
-    fn default() -> Self {
-        BuildConfig {
-            keep_versions: 3,
-            max_hr10_drop: 0.1,
-            eval_ef: 0,
-            warm_start: true,
-        }
-    }
-}
-
-/// The ids and vocabularies a version serves with.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct IdMaps {
-    /// Item ids in model order (row i of the item vectors).
-    pub items: crate::examples::IdMap,
-    /// Category tokens in model order.
-    pub tokens: crate::examples::IdMapStr,
-    /// User feature encoding.
-    pub user_features: crate::examples::UserFeatureEncoder,
-    /// Items' token ids (model order), for building queries.
-    pub item_tokens: Vec<Vec<u32>>,
-    /// Training users in model order (row i of a per-user embedding); versions written before
-    /// models had per-user rows have none, and their users are served from their histories.
-    #[serde(default)]
-    pub users: crate::examples::IdMap,
-}
-
-impl IdMaps {
-    /// Reads `ids.json` and rebuilds its lookups.
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let mut ids: IdMaps = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::input(path, format!("corrupt: {e}")))?;
-        ids.items.reindex();
-        ids.users.reindex();
-        Ok(ids)
-    }
-}
 
 /// Served quality and index fidelity measured through the index.
 #[derive(Debug, Clone, Serialize)]
@@ -147,7 +80,7 @@ pub fn served_metrics(
     let excl: Vec<Exclude> = kept.iter().map(|e| Exclude::Indices(e)).collect();
     let served = index
         .search_batch(&uv, k, ef, &excl)
-        .map_err(|e| Error::Other(format!("index search: {e}")))?;
+        .map_err(Error::index("index search"))?;
     let ranks: Vec<usize> = served
         .iter()
         .zip(cases)
@@ -163,7 +96,7 @@ pub fn served_metrics(
             let items = h.items();
             let exact = index::ExactIndex::new(items)
                 .and_then(|e| e.search_batch(&uv, k, &excl))
-                .map_err(|e| Error::Other(format!("exact search: {e}")))?;
+                .map_err(Error::index("exact search"))?;
             let sum: f64 = served
                 .iter()
                 .zip(&exact)
@@ -247,16 +180,16 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     crate::progress::stage("index");
     let pb = bar(item_vectors.ids.len() as u64, "index");
     let items = ItemVectors::new(item_vectors.ids, dim, item_vectors.data, item_vectors.bias)
-        .map_err(|e| Error::Other(format!("index input: {e}")))?;
+        .map_err(Error::index("index input"))?;
     let index = Index::build(items, &config.index, &|done, _| {
         pb.set_position(done as u64)
     })
-    .map_err(|e| Error::Other(format!("index build: {e}")))?;
+    .map_err(Error::index("index build"))?;
     pb.finish_and_clear();
     let t_index = t2.elapsed().as_secs_f64();
     index
         .save(dir.join(files::INDEX_DIR))
-        .map_err(|e| Error::Other(format!("index save: {e}")))?;
+        .map_err(Error::index("index save"))?;
     let (served, recall) = served_metrics(&trained, &index, config.build.eval_ef)?;
 
     let t3 = Instant::now();

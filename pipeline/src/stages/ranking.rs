@@ -12,10 +12,11 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
-use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
+use crate::config::RankingConfig;
+use crate::ranking_features::{build_examples, Impressions, RankingVocab, SideInfo};
 use crate::stages::retrieval::train_retrieval;
 use ranking::{
-    DynRanker, FeatureSchema, RankerConfig, RankerSettings, RankingExample, TrainReport,
+    DynRanker, FeatureSchema, RankerSettings, RankingExample, TrainReport,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -25,92 +26,6 @@ use std::time::Instant;
 
 pub use rerank::{rerank_file, LoadedRanker, RerankSummary};
 pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
-
-/// `[ranking]`: the day split, the features, which ranker (`model`) and each ranker's own
-/// section (`[ranking.youtube]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RankingConfig {
-    /// The last this many days of impressions are the test days (at least 1).
-    pub test_days: usize,
-    /// This many days just before the test days stop training early (0: no early stopping).
-    pub valid_days: usize,
-    /// Item vocabulary size: the items with the most watched impressions on the fit days.
-    pub max_items: usize,
-    /// Recent watches kept per user.
-    pub recent: usize,
-    /// Pseudo-impressions of the prior in smoothed rates.
-    pub smoothing: f32,
-    /// Data with watches only: each user's last this many watches before the validation target
-    /// become training pages (the validation and test targets are always pages).
-    pub pages_per_user: usize,
-    /// Data with watches only: candidates each page shows (the retrieval model's best).
-    pub candidates_per_page: usize,
-    /// Registry name of the ranker (one of `ranking::MODELS`).
-    pub model: String,
-    /// `[ranking.youtube]`: the YouTube ranker's network and training (an unknown key is an
-    /// error, as everywhere else).
-    #[serde(deserialize_with = "strict_ranker_config")]
-    pub youtube: RankerConfig,
-}
-
-impl RankingConfig {
-    /// The model choice and settings the ranking crate trains from.
-    pub fn ranker_settings(&self) -> RankerSettings {
-        RankerSettings {
-            model: self.model.clone(),
-            youtube: self.youtube.clone(),
-        }
-    }
-}
-
-/// Reads `[ranking.youtube]`, refusing keys [`RankerConfig`] does not have (it accepts and
-/// ignores them itself).
-fn strict_ranker_config<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<RankerConfig, D::Error> {
-    use serde::de::Error as _;
-    let value = serde_json::Value::deserialize(d)?;
-    let known = serde_json::to_value(RankerConfig::default()).map_err(D::Error::custom)?;
-    if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
-        if let Some(key) = given.keys().find(|k| !known.contains_key(*k)) {
-            let expected: Vec<&str> = known.keys().map(String::as_str).collect();
-            return Err(D::Error::custom(format!(
-                "unknown field `{key}` in [ranking.youtube], expected one of {}",
-                expected.join(", ")
-            )));
-        }
-    }
-    serde_json::from_value(value).map_err(D::Error::custom)
-}
-
-impl Default for RankingConfig {
-    fn default() -> Self {
-        let features = FeatureConfig::default();
-        RankingConfig {
-            test_days: 3,
-            valid_days: 1,
-            max_items: 100_000,
-            recent: features.recent,
-            smoothing: features.smoothing,
-            pages_per_user: 20,
-            candidates_per_page: 50,
-            model: ranking::KIND.to_string(),
-            youtube: RankerConfig::default(),
-        }
-    }
-}
-
-impl RankingConfig {
-    /// The feature settings.
-    pub fn features(&self) -> FeatureConfig {
-        FeatureConfig {
-            recent: self.recent,
-            smoothing: self.smoothing,
-            retrieval: false,
-        }
-    }
-}
 
 /// Whether the events hold impressions (some shown but not watched): what the ranker needs.
 pub fn has_impressions(events: &Events) -> bool {

@@ -95,7 +95,7 @@ pub struct Previous {
     /// The model.
     pub model: Box<DynRetriever>,
     /// Its ids and vocabularies.
-    pub ids: crate::stages::build::IdMaps,
+    pub ids: crate::artifacts::IdMaps,
 }
 
 /// Builds examples from `data` (leave-last-out: each evaluated user's last two watches held out),

@@ -106,7 +106,7 @@ impl LoadedRanker {
         let scores = self
             .ranker
             .score(examples)
-            .map_err(|e| Error::Other(format!("ranker scoring: {e}")))?;
+            .map_err(super::ranker_err)?;
         Ok(scores.into_iter().map(|s| s.min(f32::MAX)).collect())
     }
 

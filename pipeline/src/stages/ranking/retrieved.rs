@@ -24,7 +24,8 @@
 //! (serving and `rerank` know them too). A watch without a watch time weighs 1, so that e^logit
 //! estimates the odds of a watch instead of the watch time.
 
-use super::{Labelled, Part, RankingConfig, RankingData};
+use super::{Labelled, Part, RankingData};
+use crate::config::RankingConfig;
 use crate::data::Events;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -125,7 +126,7 @@ impl<'a> Retriever<'a> {
         let (vectors, bias) = trained
             .model
             .item_vectors()
-            .map_err(|e| Error::Other(format!("item vectors: {e}")))?;
+            .map_err(crate::stages::retrieval::model_err)?;
         let exact = ItemVectors::new(
             trained.inputs.items.ids.clone(),
             trained.model.dim(),
@@ -133,7 +134,7 @@ impl<'a> Retriever<'a> {
             bias,
         )
         .and_then(ExactIndex::new)
-        .map_err(|e| Error::Other(format!("exact index: {e}")))?;
+        .map_err(Error::index("exact index"))?;
         Ok(Retriever { trained, exact })
     }
 
@@ -157,7 +158,7 @@ impl<'a> Retriever<'a> {
             .trained
             .model
             .user_vectors(&user_queries)
-            .map_err(|e| Error::Other(format!("user vectors: {e}")))?;
+            .map_err(crate::stages::retrieval::model_err)?;
         let exclude: Vec<Exclude> = queries
             .iter()
             .map(|(_, history)| Exclude::Indices(history))
@@ -165,7 +166,7 @@ impl<'a> Retriever<'a> {
         let hits = self
             .exact
             .search_batch(&users, k, &exclude)
-            .map_err(|e| Error::Other(format!("retrieving candidates: {e}")))?;
+            .map_err(Error::index("retrieving candidates"))?;
         Ok(hits
             .into_iter()
             .map(|h| {
