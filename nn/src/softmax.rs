@@ -1,10 +1,11 @@
 //! The training loss: full softmax over the catalogue, or sampled softmax with shared
 //! negatives and the logQ correction.
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 
-use crate::bag::with_f32_data;
-use crate::error::Result;
+use crate::bag::{with_f32_data, RowGrads};
+use crate::error::{invalid, Result};
 use crate::layers::{with_bias_column, EmbeddingTable};
 use crate::rng::{AliasTable, Rng};
 use crate::xent::SoftmaxCrossEntropy;
@@ -113,6 +114,82 @@ pub fn sampled_softmax_loss(
     let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;
     let loss = logits.apply_op1(objective)?.mean_all()?;
     Ok((loss, SampledRows { leaf, ids }))
+}
+
+/// The next-watch softmax over a whole catalogue as a model trains with it: the full softmax
+/// when the catalogue has at most `full_max_items` items (the item table is then a dense
+/// variable), otherwise the sampled softmax with shared, popularity-drawn negatives and the
+/// logQ correction, whose gradient reaches only the drawn rows (a sparse table update).
+#[derive(Debug)]
+pub struct CatalogueSoftmax {
+    sampler: NegativeSampler,
+    /// Row gradients of the item table (sampled mode only).
+    rows: Option<RowGrads>,
+}
+
+impl CatalogueSoftmax {
+    /// The softmax over `table` (`num_items x (dim + 1)`) for items with training `counts`.
+    pub fn new(
+        counts: &[u64],
+        table: &EmbeddingTable,
+        full_max_items: usize,
+        sampling_power: f64,
+        num_negatives: usize,
+    ) -> Result<Self> {
+        let sampler = NegativeSampler::new(counts, sampling_power, num_negatives)
+            .ok_or_else(|| invalid("cannot build the negative sampler"))?;
+        let full = table.rows() <= full_max_items;
+        Ok(Self {
+            sampler,
+            rows: (!full).then(|| RowGrads::new(table.rows(), table.width())),
+        })
+    }
+
+    /// Whether the full softmax is used (the table then trains as a dense variable).
+    pub fn is_full(&self) -> bool {
+        self.rows.is_none()
+    }
+
+    /// Mean cross-entropy of `targets` given user vectors `u`; in sampled mode also the drawn
+    /// rows, to hand to [`Self::table_gradient`] after the backward pass.
+    pub fn loss(
+        &self,
+        u: &Tensor,
+        table: &EmbeddingTable,
+        targets: &[u32],
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Option<SampledRows>)> {
+        if self.is_full() {
+            return Ok((full_softmax_loss(u, table, targets)?, None));
+        }
+        let negatives = self.sampler.sample(rng);
+        let (loss, rows) =
+            sampled_softmax_loss(u, table, targets, &negatives, &self.sampler, u.device())?;
+        Ok((loss, Some(rows)))
+    }
+
+    /// The sampled rows' gradient from `grads` as sorted, unique table rows and their summed
+    /// gradients (for a sparse optimiser step); empty in full mode.
+    pub fn table_gradient(
+        &mut self,
+        grads: &GradStore,
+        sampled: Option<SampledRows>,
+    ) -> Result<(Vec<u32>, Vec<f32>)> {
+        let (Some(rows), Some(sampled)) = (self.rows.as_mut(), sampled) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let g = grads
+            .get(sampled.leaf.as_tensor())
+            .ok_or_else(|| invalid("no gradient reached the item table"))?
+            .contiguous()?;
+        let width = rows.width();
+        with_f32_data(&g, |g| {
+            for (row, &id) in g.chunks(width).zip(&sampled.ids) {
+                rows.add(id, 1.0, row);
+            }
+        })?;
+        Ok(rows.take_sorted())
+    }
 }
 
 #[cfg(test)]

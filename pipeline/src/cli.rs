@@ -1,12 +1,12 @@
 //! The `recpipe` command line: dispatch of each command (argument definitions in
 //! [`crate::args`]) to the stages.
 
+use crate::args::*;
 use crate::config::Config;
 use crate::error::Result;
 use crate::generate::{generate, WorldConfig};
 use crate::import::{kuairand, movielens, write_dataset};
 use crate::progress::bar;
-use crate::args::*;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -4,8 +4,8 @@
 use crate::error::{Error, Result};
 use crate::examples::ExamplesConfig;
 use crate::generate::WorldConfig;
-use crate::server::ServeConfig;
 use crate::ranking_features::FeatureConfig;
+use crate::server::ServeConfig;
 use index::HnswConfig;
 use ranking::{RankerConfig, RankerSettings};
 use retrieval::RetrievalSettings;

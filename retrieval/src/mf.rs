@@ -23,7 +23,7 @@ use nn::init::SeededVarMap;
 use nn::layers::EmbeddingTable;
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
-use nn::softmax::{full_softmax_loss, sampled_softmax_loss, NegativeSampler};
+use nn::softmax::CatalogueSoftmax;
 use nn::trainer::{self, Better, Fit, Schedule, StepLoss, TrainReport};
 use nn::{Retriever, TrainingSet, UserQuery};
 use serde::{Deserialize, Serialize};
@@ -350,10 +350,9 @@ impl Retriever for Mf {
 struct MfRun<'a> {
     model: Mf,
     data: TrainingSet<'a>,
-    sampler: NegativeSampler,
+    softmax: CatalogueSoftmax,
     optimizer: InPlaceAdamW,
     user_grads: RowGrads,
-    item_grads: Option<RowGrads>,
     rng: Rng,
     order: Vec<usize>,
 }
@@ -361,13 +360,16 @@ struct MfRun<'a> {
 impl<'a> MfRun<'a> {
     fn new(model: Mf, data: &TrainingSet<'a>) -> Result<Self> {
         let cfg = &model.config;
-        let full = data.catalog.num_items <= cfg.full_softmax_max_items;
-        let sampler =
-            NegativeSampler::new(&data.item_counts(), cfg.sampling_power, cfg.num_negatives)
-                .ok_or_else(|| invalid("cannot build the negative sampler"))?;
+        let softmax = CatalogueSoftmax::new(
+            &data.item_counts(),
+            &model.items,
+            cfg.full_softmax_max_items,
+            cfg.sampling_power,
+            cfg.num_negatives,
+        )?;
         let users = (model.users.var().clone(), model.users.width());
         let items = (model.items.var().clone(), model.items.width());
-        let (dense, sparse) = if full {
+        let (dense, sparse) = if softmax.is_full() {
             (vec![items.0], vec![users])
         } else {
             (Vec::new(), vec![users, items])
@@ -381,13 +383,12 @@ impl<'a> MfRun<'a> {
         };
         Ok(Self {
             user_grads: RowGrads::new(model.users.rows(), model.users.width()),
-            item_grads: (!full).then(|| RowGrads::new(model.items.rows(), model.items.width())),
             optimizer: InPlaceAdamW::new(dense, sparse, params),
             rng: Rng::new(cfg.seed ^ 0x3F_0FBA),
             order: (0..data.examples.len()).collect(),
             model,
             data: *data,
-            sampler,
+            softmax,
         })
     }
 }
@@ -427,24 +428,9 @@ impl Fit for MfRun<'_> {
             out
         })?;
         let leaf = Var::from_tensor(&Tensor::from_vec(rows, (examples.len(), d), &Device::Cpu)?)?;
-        let (loss, sampled) = match self.item_grads {
-            None => (
-                full_softmax_loss(leaf.as_tensor(), &self.model.items, &targets)?,
-                None,
-            ),
-            Some(_) => {
-                let negatives = self.sampler.sample(&mut self.rng);
-                let (loss, rows) = sampled_softmax_loss(
-                    leaf.as_tensor(),
-                    &self.model.items,
-                    &targets,
-                    &negatives,
-                    &self.sampler,
-                    &Device::Cpu,
-                )?;
-                (loss, Some(rows))
-            }
-        };
+        let (loss, sampled) =
+            self.softmax
+                .loss(leaf.as_tensor(), &self.model.items, &targets, &mut self.rng)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let store = loss.backward()?;
         self.optimizer.set_learning_rate(lr);
@@ -461,18 +447,8 @@ impl Fit for MfRun<'_> {
         })?;
         let (rows, gv) = self.user_grads.take_sorted();
         self.optimizer.step_rows(0, &rows, &gv)?;
-        if let (Some(ig), Some(sampled)) = (self.item_grads.as_mut(), sampled) {
-            let g = store
-                .get(sampled.leaf.as_tensor())
-                .ok_or_else(|| invalid("no gradient reached the item rows"))?
-                .contiguous()?;
-            let width = ig.width();
-            with_f32_data(&g, |g| {
-                for (row, &id) in g.chunks(width).zip(&sampled.ids) {
-                    ig.add(id, 1.0, row);
-                }
-            })?;
-            let (rows, gv) = ig.take_sorted();
+        if !self.softmax.is_full() {
+            let (rows, gv) = self.softmax.table_gradient(&store, sampled)?;
             self.optimizer.step_rows(1, &rows, &gv)?;
         }
         Ok(StepLoss {

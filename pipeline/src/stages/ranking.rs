@@ -7,17 +7,15 @@ pub mod rerank;
 pub mod retrieved;
 pub mod store;
 
+use crate::config::RankingConfig;
 use crate::data::Events;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
-use crate::config::RankingConfig;
 use crate::ranking_features::{build_examples, Impressions, RankingVocab, SideInfo};
 use crate::stages::retrieval::train_retrieval;
-use ranking::{
-    DynRanker, FeatureSchema, RankerSettings, RankingExample, TrainReport,
-};
+use ranking::{DynRanker, FeatureSchema, RankerSettings, RankingExample, TrainReport};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;

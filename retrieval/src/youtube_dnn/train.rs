@@ -7,7 +7,7 @@ use candle_core::{Tensor, Var};
 use nn::bag::{with_f32_data, RowGrads};
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
-use nn::softmax::{full_softmax_loss, sampled_softmax_loss, NegativeSampler};
+use nn::softmax::CatalogueSoftmax;
 use nn::trainer::{self, Better, Fit, Schedule, StepLoss, TrainReport};
 use nn::{Example, Retriever, TrainingSet, UserFeatures};
 
@@ -24,7 +24,6 @@ struct TableGrads {
     items: RowGrads,
     tokens: Option<RowGrads>,
     user: Vec<RowGrads>,
-    softmax: Option<RowGrads>,
 }
 
 /// One training run's state: the model, its optimiser and the example order.
@@ -32,7 +31,7 @@ struct Run<'a> {
     model: YoutubeDnn,
     data: TrainingSet<'a>,
     features: Option<&'a UserFeatures>,
-    sampler: NegativeSampler,
+    softmax: CatalogueSoftmax,
     optimizer: InPlaceAdamW,
     grads: TableGrads,
     rng: Rng,
@@ -93,10 +92,13 @@ impl<'a> Run<'a> {
     ) -> Result<Self> {
         let cfg = model.config.clone();
         let net = &model.network;
-        let full = data.catalog.num_items <= cfg.full_softmax_max_items;
-        let sampler =
-            NegativeSampler::new(&data.item_counts(), cfg.sampling_power, cfg.num_negatives)
-                .ok_or_else(|| invalid("cannot build the negative sampler"))?;
+        let softmax = CatalogueSoftmax::new(
+            &data.item_counts(),
+            &net.softmax,
+            cfg.full_softmax_max_items,
+            cfg.sampling_power,
+            cfg.num_negatives,
+        )?;
 
         // Example ages, normalised to [0, 1] by the oldest example.
         let h = data.histories;
@@ -129,7 +131,7 @@ impl<'a> Run<'a> {
             names.sort();
             dense.extend(names.into_iter().map(|k| vars[k].clone()));
         }
-        if full {
+        if softmax.is_full() {
             dense.push(net.softmax.var().clone());
         } else {
             sparse_tables.push((net.softmax.var().clone(), net.softmax.width()));
@@ -153,7 +155,6 @@ impl<'a> Run<'a> {
                 .iter()
                 .map(|t| RowGrads::new(t.rows(), t.width()))
                 .collect(),
-            softmax: (!full).then(|| RowGrads::new(net.softmax.rows(), net.softmax.width())),
         };
         Ok(Self {
             rng: Rng::new(cfg.seed ^ 0x5EED_0FBA_7C4E_5EED),
@@ -161,7 +162,7 @@ impl<'a> Run<'a> {
             model,
             data: *data,
             features,
-            sampler,
+            softmax,
             optimizer,
             grads,
             ages,
@@ -222,7 +223,7 @@ impl Fit for Run<'_> {
         let loss = self.model.train_step(
             &inputs,
             &targets,
-            &self.sampler,
+            &mut self.softmax,
             &mut self.rng,
             &mut self.optimizer,
             &mut self.grads,
@@ -258,7 +259,7 @@ impl YoutubeDnn {
         &self,
         inputs: &TowerInputs,
         targets: &[u32],
-        sampler: &NegativeSampler,
+        softmax: &mut CatalogueSoftmax,
         rng: &mut Rng,
         optimizer: &mut InPlaceAdamW,
         grads: &mut TableGrads,
@@ -275,21 +276,7 @@ impl YoutubeDnn {
         let dropout = Some((self.config.dropout, &mut *rng));
         let u =
             net.user_vectors_with_dropout(leaf.as_tensor(), &inputs.dense, &self.device, dropout)?;
-        let (loss, sampled) = match &grads.softmax {
-            None => (full_softmax_loss(&u, &net.softmax, targets)?, None),
-            Some(_) => {
-                let negatives = sampler.sample(rng);
-                let (loss, rows) = sampled_softmax_loss(
-                    &u,
-                    &net.softmax,
-                    targets,
-                    &negatives,
-                    sampler,
-                    &self.device,
-                )?;
-                (loss, Some(rows))
-            }
-        };
+        let (loss, sampled) = softmax.loss(&u, &net.softmax, targets, rng)?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
         let store = loss.backward()?;
         optimizer.begin_step();
@@ -329,20 +316,9 @@ impl YoutubeDnn {
             let (rows, gv) = ug.take_sorted();
             optimizer.step_rows(table, &rows, &gv)?;
         }
-        if let (Some(sg), Some(sampled)) = (grads.softmax.as_mut(), sampled) {
-            table += 1;
-            let g = store
-                .get(sampled.leaf.as_tensor())
-                .ok_or_else(|| invalid("no gradient reached the softmax rows"))?
-                .contiguous()?;
-            let width = sg.width();
-            with_f32_data(&g, |g| {
-                for (row, &id) in g.chunks(width).zip(&sampled.ids) {
-                    sg.add(id, 1.0, row);
-                }
-            })?;
-            let (rows, gv) = sg.take_sorted();
-            optimizer.step_rows(table, &rows, &gv)?;
+        if !softmax.is_full() {
+            let (rows, gv) = softmax.table_gradient(&store, sampled)?;
+            optimizer.step_rows(table + 1, &rows, &gv)?;
         }
         Ok(loss_value)
     }

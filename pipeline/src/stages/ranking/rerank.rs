@@ -103,10 +103,7 @@ impl LoadedRanker {
 
     /// Expected watch time (e^logit) of each example, batched.
     pub fn score_examples(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
-        let scores = self
-            .ranker
-            .score(examples)
-            .map_err(super::ranker_err)?;
+        let scores = self.ranker.score(examples).map_err(super::ranker_err)?;
         Ok(scores.into_iter().map(|s| s.min(f32::MAX)).collect())
     }
 
