@@ -308,7 +308,8 @@ fn run_train_ranker(a: &TrainRankerArgs, config: &Config) -> Result<()> {
 }
 
 fn run_rerank(a: &RerankArgs) -> Result<()> {
-    use crate::stages::ranking::{has_ranker, rerank_file, LoadedRanker};
+    use crate::serving::LoadedRanker;
+    use crate::stages::ranking::{has_ranker, rerank_file};
     let (dir, data_dir) = match (&a.ranker, &a.artifacts) {
         (Some(dir), _) => {
             let data = a.data.clone().ok_or_else(|| {

@@ -22,7 +22,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Instant;
 
-pub use rerank::{rerank_file, LoadedRanker, RerankSummary};
+pub use rerank::{rerank_file, RerankSummary};
 pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
 
 /// Whether the events hold impressions (some shown but not watched): what the ranker needs.

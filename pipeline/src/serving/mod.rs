@@ -1,12 +1,16 @@
 //! A published version loaded for answering "candidates for this user": the retrieval model,
 //! the index, the id maps, and the users' current watch histories (including events newer than
-//! the model).
+//! the model), and the version's ranker ([`LoadedRanker`]).
+
+mod ranker;
+
+pub use ranker::LoadedRanker;
 
 use crate::artifacts::{files, IdMaps, Version};
 use crate::data::{Events, Items};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::stages::ranking::{has_ranker, LoadedRanker};
+use crate::stages::ranking::has_ranker;
 use index::{Exclude, Index, LoadOptions};
 use retrieval::{DynRetriever, UserQuery};
 use serde::Serialize;
