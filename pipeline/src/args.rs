@@ -80,9 +80,9 @@ pub struct QueryArgs {
     /// How many items.
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
-    /// Index beam width (0: the index default).
-    #[arg(long, default_value_t = 0)]
-    pub ef: usize,
+    /// Index beam width (default: the index's configured one).
+    #[arg(long)]
+    pub ef: Option<usize>,
     /// Data folder for histories and titles (default: the one the version was built from).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -109,9 +109,9 @@ pub struct CandidatesArgs {
     /// Candidates per user.
     #[arg(short, long, default_value_t = 100)]
     pub k: usize,
-    /// Index beam width (0: the index default).
-    #[arg(long, default_value_t = 0)]
-    pub ef: usize,
+    /// Index beam width (default: the index's configured one).
+    #[arg(long)]
+    pub ef: Option<usize>,
     /// Output file.
     #[arg(long)]
     pub out: PathBuf,

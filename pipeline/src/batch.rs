@@ -35,7 +35,7 @@ pub fn write_candidates(
     live: &LiveModel,
     users: &[i64],
     k: usize,
-    ef: usize,
+    ef: Option<usize>,
     out: &Path,
 ) -> Result<usize> {
     let mut w = CandidatesWriter::create(out, false)?;

@@ -98,7 +98,7 @@ pub fn bench_query(
         let mut times = Vec::new();
         for &u in &picked {
             let t = Instant::now();
-            live.recommend(Some(u), &[], k, 0)?;
+            live.recommend(Some(u), &[], k, None)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let retrieval = latency(times);
@@ -112,7 +112,7 @@ pub fn bench_query(
             let mut times = Vec::new();
             for &u in &picked {
                 let t = Instant::now();
-                live.recommend_ranked(Some(u), &[], rerank_k, 0, true)?;
+                live.recommend_ranked(Some(u), &[], rerank_k, None, true)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
             out["retrieval_and_rerank"] =

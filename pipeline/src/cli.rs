@@ -376,7 +376,7 @@ fn run_quickstart(a: &QuickstartArgs, config: &Config) -> Result<()> {
     let live = crate::serving::LiveModel::load(&art, Some(&data))?;
     for user in [1i64, 2, 3] {
         let rerank = live.has_ranker();
-        let rec = live.recommend_ranked(Some(user), &[], 5, 0, rerank)?;
+        let rec = live.recommend_ranked(Some(user), &[], 5, None, rerank)?;
         println!();
         print!("{}", crate::report::recommendation_table(&rec, Some(user)));
     }

@@ -65,8 +65,9 @@ pub struct BuildConfig {
     /// Refuse to publish when validation HR@10 falls more than this share below the live
     /// version's (0.1 = 10%), unless `--force`.
     pub max_hr10_drop: f64,
-    /// Beam width of the index searches used to measure served quality (0: index default).
-    pub eval_ef: usize,
+    /// Beam width of the index searches used to measure served quality (default: the index's
+    /// configured one).
+    pub eval_ef: Option<usize>,
     /// Start training from the live version's weights (known ids keep their embeddings).
     pub warm_start: bool,
 }
@@ -76,7 +77,7 @@ impl Default for BuildConfig {
         BuildConfig {
             keep_versions: 3,
             max_hr10_drop: 0.1,
-            eval_ef: 0,
+            eval_ef: None,
             warm_start: true,
         }
     }

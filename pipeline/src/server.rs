@@ -37,8 +37,8 @@ pub struct ServeConfig {
     pub request_timeout_ms: u64,
     /// How often `CURRENT` is checked for a new version.
     pub poll_interval_ms: u64,
-    /// Index beam width (0: index default).
-    pub ef: usize,
+    /// Index beam width (default: the index's configured one).
+    pub ef: Option<usize>,
 }
 
 impl Default for ServeConfig {
@@ -49,7 +49,7 @@ impl Default for ServeConfig {
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 2_000,
             poll_interval_ms: 1_000,
-            ef: 0,
+            ef: None,
         }
     }
 }

@@ -54,7 +54,7 @@ fn ml_latest_small_youtube_dnn_reaches_the_best_peer() {
         return;
     };
     assert_eq!(users, 610);
-    // EASE^R under the old order: 0.085 / 0.369. Measured: MLSMALL_YT.
+    // EASE^R under the old order: 0.085 / 0.369. Measured: 0.1049 / 0.3803.
     assert!(hr10 >= 0.09, "test HR@10 {hr10} below 0.09");
     assert!(hr100 >= 0.36, "test HR@100 {hr100} below 0.36");
 }
@@ -76,7 +76,7 @@ fn ml_latest_small_mf_beats_most_popular() {
         return;
     };
     assert_eq!(users, 610);
-    // Most popular: 0.043 / 0.192. Measured: MLSMALL_MF.
+    // Most popular: 0.043 / 0.192. Measured: 0.0738 / 0.3525.
     assert!(hr10 >= 0.06, "test HR@10 {hr10} below 0.06");
-    assert!(hr100 >= 0.25, "test HR@100 {hr100} below 0.25");
+    assert!(hr100 >= 0.33, "test HR@100 {hr100} below 0.33");
 }

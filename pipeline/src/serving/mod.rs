@@ -162,7 +162,7 @@ impl LiveModel {
         user: Option<i64>,
         extra: &[i64],
         k: usize,
-        ef: usize,
+        ef: Option<usize>,
     ) -> Result<Recommendation> {
         let mut history: Vec<u32> = user
             .map(|u| self.history_of(u).to_vec())
@@ -194,7 +194,7 @@ impl LiveModel {
             .map_err(|e| err("user vector", e))?;
         let hits = self
             .index
-            .search(&uv, k, ef, Exclude::Indices(&history))
+            .search(&uv, k, ef.unwrap_or(0), Exclude::Indices(&history))
             .map_err(|e| err("index search", e))?;
         Ok(Recommendation {
             version: self.version.clone(),
@@ -222,7 +222,7 @@ impl LiveModel {
         user: Option<i64>,
         extra: &[i64],
         k: usize,
-        ef: usize,
+        ef: Option<usize>,
         rerank: bool,
     ) -> Result<Recommendation> {
         if !rerank {

@@ -59,7 +59,7 @@ pub struct BuildFigures {
 pub fn served_metrics(
     trained: &TrainedRetrieval,
     index: &Index,
-    ef: usize,
+    ef: Option<usize>,
 ) -> Result<(RetrievalMetrics, f64)> {
     let cases = &trained.inputs.test;
     let feats = trained.inputs.features.as_ref();
@@ -79,7 +79,7 @@ pub fn served_metrics(
         .collect();
     let excl: Vec<Exclude> = kept.iter().map(|e| Exclude::Indices(e)).collect();
     let served = index
-        .search_batch(&uv, k, ef, &excl)
+        .search_batch(&uv, k, ef.unwrap_or(0), &excl)
         .map_err(Error::index("index search"))?;
     let ranks: Vec<usize> = served
         .iter()
