@@ -3,8 +3,8 @@
 //! ([`optim`]), a seeded initialiser ([`init`]) and random generator ([`rng`]), losses
 //! ([`softmax`] over a catalogue with logQ correction, [`loss`] for pointwise and pairwise
 //! ones), the ranking metrics of EVAL.md section 1 ([`metrics`]), one training loop
-//! ([`trainer`]) and the model interfaces: [`Retriever`] (candidate generators) and [`Ranker`]
-//! (rankers).
+//! ([`trainer`]) and the model interfaces: [`Retriever`] (candidate generators), [`Ranker`]
+//! (rankers) and [`RatingModel`] (rating prediction).
 //!
 //! The crate knows no model and no file format: model crates build on it.
 
@@ -20,6 +20,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod ranker;
+pub mod rating;
 pub mod retriever;
 pub mod rng;
 pub mod softmax;
@@ -35,5 +36,6 @@ pub use error::{NnError, Result};
 pub use metrics::{target_rank, RankMetrics};
 pub use optim::{AdamWParams, InPlaceAdamW};
 pub use ranker::Ranker;
+pub use rating::{RatingModel, Ratings};
 pub use retriever::Retriever;
 pub use trainer::{Better, EpochReport, Fit, Schedule, StepLoss, TrainReport};

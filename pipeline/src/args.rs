@@ -236,9 +236,22 @@ pub struct EvaluateArgs {
     /// unit-weight ablation and the video-CTR order.
     #[arg(long)]
     pub ranking: bool,
-    /// Retrieval model to evaluate (overrides `[retrieval] model`; `youtube_dnn`, `mf`).
+    /// What to measure: `retrieval` (EVAL.md section 1) or `rating` (section 4: a seeded
+    /// 90/10 split of the ratings, RMSE beside the training mean).
+    #[arg(long, value_enum, default_value_t = Task::Retrieval)]
+    pub task: Task,
+    /// Model to evaluate (overrides `[retrieval] model` or `[rating] model`).
     #[arg(long)]
     pub model: Option<String>,
+}
+
+/// What `evaluate` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    /// Next-watch retrieval (EVAL.md section 1).
+    Retrieval,
+    /// Rating prediction (EVAL.md section 4).
+    Rating,
 }
 
 /// `recpipe leaderboard`.

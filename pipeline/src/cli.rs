@@ -147,6 +147,24 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
         }
         return Ok(());
     }
+    if a.task == Task::Rating {
+        let settings = match &a.model {
+            Some(m) => config.rating.with_model(m),
+            None => config.rating.clone(),
+        };
+        let figures = crate::eval::rating::evaluate_rating(&data, &settings)?;
+        print!("{}", figures.table());
+        if let Some(path) = &a.json {
+            let json = serde_json::json!({
+                "data": a.data,
+                "model": figures.model,
+                "config": settings.chosen_config(),
+                "rating": figures,
+            });
+            crate::output::write_json(path, &json)?;
+        }
+        return Ok(());
+    }
     let settings = match &a.model {
         Some(m) => config.retrieval.with_model(m),
         None => config.retrieval.clone(),

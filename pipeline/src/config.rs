@@ -7,7 +7,7 @@ use crate::generate::WorldConfig;
 use crate::ranking_features::FeatureConfig;
 use crate::server::ServeConfig;
 use index::HnswConfig;
-use ranking::{RankerConfig, RankerSettings};
+use ranking::{RankerConfig, RankerSettings, RatingSettings};
 use retrieval::RetrievalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -28,6 +28,8 @@ pub struct Config {
     pub build: BuildConfig,
     /// `[ranking]`: the ranking stage (day split, features, `[ranking.youtube]`).
     pub ranking: RankingConfig,
+    /// `[rating]`: the rating model of `evaluate --task rating` (`model`, `[rating.mf]`).
+    pub rating: RatingSettings,
     /// `[serve]`: the HTTP server.
     pub serve: ServeConfig,
 }

@@ -21,6 +21,7 @@ mod batch;
 mod config;
 mod error;
 mod example;
+pub mod mf_rating;
 mod model;
 mod quantiles;
 mod registry;
@@ -34,7 +35,11 @@ mod tests;
 pub use config::RankerConfig;
 pub use error::{RankingError, Result};
 pub use example::{FeatureSchema, RankingExample};
+pub use mf_rating::{MfRating, MfRatingConfig};
 pub use quantiles::{ContinuousEncoder, Quantiles, INPUTS_PER_CONTINUOUS};
-pub use registry::{load, DynRanker, RankerSettings, RankingModel, MODELS};
+pub use registry::{
+    load, DynRanker, DynRatingModel, RankerSettings, RankingModel, RatingSettings, MODELS,
+    RATING_MODELS,
+};
 pub use train::{example_weight, EpochReport, TrainReport};
 pub use youtube::{YoutubeRanker, KIND, META_FILE, SCORE_BATCH, WEIGHTS_FILE};

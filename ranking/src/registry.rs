@@ -4,9 +4,13 @@
 
 use std::path::Path;
 
+use nn::Ratings;
+use serde::{Deserialize, Serialize};
+
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
+use crate::mf_rating::{self, MfRating, MfRatingConfig};
 use crate::train::{EpochReport, TrainReport};
 use crate::youtube::{self, YoutubeRanker};
 
@@ -103,5 +107,80 @@ pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
     match kind_of(dir)?.as_str() {
         youtube::KIND => Ok(Box::new(YoutubeRanker::load(dir)?)),
         other => Err(unknown(other)),
+    }
+}
+
+/// Registry names of the rating models this build can train (EVAL.md section 4).
+pub const RATING_MODELS: &[&str] = &[mf_rating::KIND];
+
+/// A trained rating model of any kind.
+pub type DynRatingModel = dyn nn::RatingModel<Error = RankingError>;
+
+/// The `[rating]` section: which rating model, and each one's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RatingSettings {
+    /// Registry name of the model (one of [`RATING_MODELS`]).
+    pub model: String,
+    /// `[rating.mf]`.
+    pub mf: MfRatingConfig,
+}
+
+impl Default for RatingSettings {
+    fn default() -> Self {
+        Self {
+            model: mf_rating::KIND.to_string(),
+            mf: MfRatingConfig::default(),
+        }
+    }
+}
+
+fn unknown_rating(name: &str) -> RankingError {
+    RankingError::InvalidConfig(format!(
+        "unknown rating model '{name}' (known: {})",
+        RATING_MODELS.join(", ")
+    ))
+}
+
+impl RatingSettings {
+    /// These settings with `model` chosen instead.
+    pub fn with_model(&self, model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Checks that the model is known and its settings can train.
+    pub fn validate(&self) -> Result<()> {
+        match self.model.as_str() {
+            mf_rating::KIND => self.mf.validate(),
+            other => Err(unknown_rating(other)),
+        }
+    }
+
+    /// The chosen model's settings as JSON.
+    pub fn chosen_config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.mf).unwrap_or_default()
+    }
+
+    /// Trains the chosen model on `train` (dense indices below `num_users` / `num_items`),
+    /// selecting the epoch by RMSE on `valid`.
+    pub fn train(
+        &self,
+        num_users: usize,
+        num_items: usize,
+        train: &Ratings,
+        valid: &Ratings,
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<(Box<DynRatingModel>, TrainReport)> {
+        match self.model.as_str() {
+            mf_rating::KIND => {
+                let (m, r) =
+                    MfRating::train(&self.mf, num_users, num_items, train, valid, progress)?;
+                Ok((Box::new(m), r))
+            }
+            other => Err(unknown_rating(other)),
+        }
     }
 }
