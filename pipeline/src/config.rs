@@ -45,7 +45,7 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::input(path, format!("cannot read the config: {e}")))?;
-        toml::from_str(&text).map_err(|e| {
+        let config: Config = toml::from_str(&text).map_err(|e| {
             let msg = e.message().replace('\n', " ");
             match e.span() {
                 Some(span) => {
@@ -54,7 +54,22 @@ impl Config {
                 }
                 None => Error::input(path, msg),
             }
-        })
+        })?;
+        config.check_models().map_err(|e| Error::input(path, e))?;
+        Ok(config)
+    }
+
+    /// Checks every model choice and its settings before any work starts (a typo in a model
+    /// name must not surface hours later, or make `build-index` skip a stage).
+    pub fn check_models(&self) -> std::result::Result<(), String> {
+        self.retrieval
+            .validate()
+            .map_err(|e| format!("[retrieval] {e}"))?;
+        self.ranking
+            .ranker_settings()
+            .validate()
+            .map_err(|e| format!("[ranking] {e}"))?;
+        self.rating.validate().map_err(|e| format!("[rating] {e}"))
     }
 }
 
@@ -188,6 +203,20 @@ mod tests {
         std::fs::write(&p, "[generate]\nusers = 10\n").expect("write");
         let cfg = Config::load(Some(&p)).expect("valid config");
         assert_eq!(cfg.generate.users, 10);
+        // An unknown model name is refused when the file is read, naming the known ones.
+        std::fs::write(&p, "[ranking]\nmodel = \"deepfm\"\n").expect("write");
+        let err = Config::load(Some(&p))
+            .expect_err("unknown ranker")
+            .to_string();
+        assert!(
+            err.contains("deepfm") && err.contains("known: youtube"),
+            "{err}"
+        );
+        std::fs::write(&p, "[retrieval]\nmodel = \"sasrec2\"\n").expect("write");
+        let err = Config::load(Some(&p))
+            .expect_err("unknown retriever")
+            .to_string();
+        assert!(err.contains("youtube_dnn, mf"), "{err}");
         assert_eq!(cfg.generate.days, WorldConfig::default().days);
         let _ = std::fs::remove_dir_all(&dir);
     }
