@@ -72,6 +72,51 @@ pub trait Fit {
     fn restore(&mut self, snapshot: Self::Snapshot) -> Result<(), Self::Error>;
 }
 
+/// The examples of an epoch in a seeded random order, cut into batches: what a [`Fit`] step
+/// over a list of examples reads.
+#[derive(Debug, Clone)]
+pub struct ShuffledBatches {
+    order: Vec<usize>,
+    batch_size: usize,
+}
+
+impl ShuffledBatches {
+    /// Batches of `batch_size` (at least 1) over examples `0..examples`.
+    pub fn new(examples: usize, batch_size: usize) -> Self {
+        Self {
+            order: (0..examples).collect(),
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// Number of batches in an epoch.
+    pub fn steps(&self) -> usize {
+        self.order.len().div_ceil(self.batch_size)
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// A new order for the next epoch.
+    pub fn shuffle(&mut self, rng: &mut crate::rng::Rng) {
+        rng.shuffle(&mut self.order);
+    }
+
+    /// The example indices of batch `step` (empty past the last one).
+    pub fn batch(&self, step: usize) -> &[usize] {
+        let start = (step * self.batch_size).min(self.order.len());
+        let end = (start + self.batch_size).min(self.order.len());
+        &self.order[start..end]
+    }
+}
+
 /// What one epoch did; handed to the progress callback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochReport {
@@ -265,6 +310,18 @@ mod tests {
         // 12 steps from 1.0 towards 0.5: step k has lr 1 - 0.5 k / 12.
         assert_eq!(fit.lrs.len(), 12);
         assert!((fit.lrs[0] - 1.0).abs() < 1e-12 && (fit.lrs[6] - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shuffled_batches_cover_every_example_once_per_epoch() {
+        let mut b = ShuffledBatches::new(10, 4);
+        b.shuffle(&mut crate::rng::Rng::new(1));
+        assert_eq!(b.steps(), 3);
+        let mut seen: Vec<usize> = (0..b.steps()).flat_map(|s| b.batch(s).to_vec()).collect();
+        assert_eq!(b.batch(2).len(), 2);
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert!(b.batch(3).is_empty());
     }
 
     #[test]

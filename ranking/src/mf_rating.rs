@@ -16,7 +16,9 @@ use nn::layers::EmbeddingTable;
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rating::{rmse, RatingModel, Ratings};
 use nn::rng::Rng;
-use nn::trainer::{self, Better, EpochReport, Fit, Schedule, StepLoss, TrainReport};
+use nn::trainer::{
+    self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RankingError, Result};
@@ -131,7 +133,7 @@ impl MfRating {
             user_grads: RowGrads::new(num_users, w),
             item_grads: RowGrads::new(num_items, w),
             rng: Rng::new(config.seed ^ 0xA7_0EC0),
-            order: (0..train.len()).collect(),
+            batches: ShuffledBatches::new(train.len(), config.batch_size),
             model,
             train,
             valid,
@@ -202,7 +204,7 @@ struct Run<'a> {
     user_grads: RowGrads,
     item_grads: RowGrads,
     rng: Rng,
-    order: Vec<usize>,
+    batches: ShuffledBatches,
 }
 
 /// Copies the listed rows of `table` into a leaf variable.
@@ -231,18 +233,18 @@ impl Fit for Run<'_> {
     }
 
     fn steps_per_epoch(&self) -> usize {
-        self.train.len().div_ceil(self.model.config.batch_size)
+        self.batches.steps()
     }
 
     fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
-        self.rng.shuffle(&mut self.order);
+        self.batches.shuffle(&mut self.rng);
         Ok(())
     }
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
         let cfg = &self.model.config;
-        let (bs, d) = (cfg.batch_size, cfg.dim);
-        let batch = &self.order[step * bs..((step + 1) * bs).min(self.order.len())];
+        let d = cfg.dim;
+        let batch = self.batches.batch(step);
         let users: Vec<u32> = batch.iter().map(|&k| self.train.users[k]).collect();
         let items: Vec<u32> = batch.iter().map(|&k| self.train.items[k]).collect();
         let targets: Vec<f32> = batch

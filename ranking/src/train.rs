@@ -11,7 +11,7 @@ use nn::loss::{logistic_loss, weighted_bce_sum};
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::sparse::SparseEmbedding;
-use nn::trainer::{self, Better, Fit, Schedule, StepLoss};
+use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss};
 
 use crate::batch::Batch;
 use crate::config::RankerConfig;
@@ -125,7 +125,7 @@ impl YoutubeRanker {
             valid,
             weights,
             mean_weight,
-            order: (0..train.len()).collect(),
+            batches: ShuffledBatches::new(train.len(), config.batch_size),
             rng,
         };
         let schedule = Schedule {
@@ -179,7 +179,7 @@ struct Run<'a> {
     valid: &'a [RankingExample],
     weights: Vec<f32>,
     mean_weight: f64,
-    order: Vec<usize>,
+    batches: ShuffledBatches,
     rng: Rng,
 }
 
@@ -192,17 +192,16 @@ impl Fit for Run<'_> {
     }
 
     fn steps_per_epoch(&self) -> usize {
-        self.train.len().div_ceil(self.config.batch_size)
+        self.batches.steps()
     }
 
     fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
-        self.rng.shuffle(&mut self.order);
+        self.batches.shuffle(&mut self.rng);
         Ok(())
     }
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
-        let bs = self.config.batch_size;
-        let chunk = &self.order[step * bs..((step + 1) * bs).min(self.order.len())];
+        let chunk = self.batches.batch(step);
         let batch = Batch::build(
             self.schema,
             self.encoder,

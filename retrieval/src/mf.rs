@@ -24,7 +24,7 @@ use nn::layers::EmbeddingTable;
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::softmax::CatalogueSoftmax;
-use nn::trainer::{self, Better, Fit, Schedule, StepLoss, TrainReport};
+use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
 use nn::{Retriever, TrainingSet, UserQuery};
 use serde::{Deserialize, Serialize};
 
@@ -354,7 +354,7 @@ struct MfRun<'a> {
     optimizer: InPlaceAdamW,
     user_grads: RowGrads,
     rng: Rng,
-    order: Vec<usize>,
+    batches: ShuffledBatches,
 }
 
 impl<'a> MfRun<'a> {
@@ -385,7 +385,7 @@ impl<'a> MfRun<'a> {
             user_grads: RowGrads::new(model.users.rows(), model.users.width()),
             optimizer: InPlaceAdamW::new(dense, sparse, params),
             rng: Rng::new(cfg.seed ^ 0x3F_0FBA),
-            order: (0..data.examples.len()).collect(),
+            batches: ShuffledBatches::new(data.examples.len(), cfg.batch_size),
             model,
             data: *data,
             softmax,
@@ -402,21 +402,17 @@ impl Fit for MfRun<'_> {
     }
 
     fn steps_per_epoch(&self) -> usize {
-        self.data
-            .examples
-            .len()
-            .div_ceil(self.model.config.batch_size)
+        self.batches.steps()
     }
 
     fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
-        self.rng.shuffle(&mut self.order);
+        self.batches.shuffle(&mut self.rng);
         Ok(())
     }
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
-        let bs = self.model.config.batch_size;
         let d = self.model.config.dim;
-        let batch = &self.order[step * bs..((step + 1) * bs).min(self.order.len())];
+        let batch = self.batches.batch(step);
         let examples: Vec<_> = batch.iter().map(|&i| self.data.examples[i]).collect();
         let targets: Vec<u32> = examples.iter().map(|e| self.data.target(e)).collect();
         let rows = with_f32_data(self.model.users.var().as_tensor(), |p| {

@@ -8,7 +8,7 @@ use nn::bag::{with_f32_data, RowGrads};
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::softmax::CatalogueSoftmax;
-use nn::trainer::{self, Better, Fit, Schedule, StepLoss, TrainReport};
+use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
 use nn::{Example, Retriever, TrainingSet, UserFeatures};
 
 use super::config::YoutubeDnnConfig;
@@ -35,7 +35,7 @@ struct Run<'a> {
     optimizer: InPlaceAdamW,
     grads: TableGrads,
     rng: Rng,
-    order: Vec<usize>,
+    batches: ShuffledBatches,
     /// Normalised age of each example.
     ages: Vec<f32>,
 }
@@ -158,7 +158,7 @@ impl<'a> Run<'a> {
         };
         Ok(Self {
             rng: Rng::new(cfg.seed ^ 0x5EED_0FBA_7C4E_5EED),
-            order: (0..data.examples.len()).collect(),
+            batches: ShuffledBatches::new(data.examples.len(), cfg.batch_size),
             model,
             data: *data,
             features,
@@ -179,21 +179,17 @@ impl Fit for Run<'_> {
     }
 
     fn steps_per_epoch(&self) -> usize {
-        self.data
-            .examples
-            .len()
-            .div_ceil(self.model.config.batch_size)
+        self.batches.steps()
     }
 
     fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
-        self.rng.shuffle(&mut self.order);
+        self.batches.shuffle(&mut self.rng);
         Ok(())
     }
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
         let cfg = &self.model.config;
-        let bs = cfg.batch_size;
-        let batch = &self.order[step * bs..((step + 1) * bs).min(self.order.len())];
+        let batch = self.batches.batch(step);
         self.optimizer.set_learning_rate(lr);
         let data = &self.data;
         let features = self.features;
