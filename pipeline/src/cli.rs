@@ -217,9 +217,12 @@ fn run_leaderboard(a: &LeaderboardArgs, config: &Config) -> Result<()> {
             .map_err(crate::stages::retrieval::model_err)?;
     }
     let data = crate::dataset::Dataset::load(&a.data)?;
+    // One set of examples and evaluation cases for every model.
+    let mut inputs = crate::stages::retrieval::retrieval_inputs(&data, &config.examples)?;
     let mut entries = Vec::new();
     for m in &models {
-        let e = leaderboard::model_entry(&data, config, m)?;
+        let (e, back) = leaderboard::model_entry(inputs, &config.retrieval, m)?;
+        inputs = back;
         eprintln!(
             "{m}: test HR@10 {:.4} ({:.1} s)",
             e.test.hr[0],
@@ -227,7 +230,6 @@ fn run_leaderboard(a: &LeaderboardArgs, config: &Config) -> Result<()> {
         );
         entries.push(e);
     }
-    let inputs = crate::stages::retrieval::retrieval_inputs(&data, &config.examples)?;
     entries.extend(leaderboard::reference_entries(&inputs));
     print!("{}", leaderboard::table(&entries));
     if let Some(path) = &a.json {

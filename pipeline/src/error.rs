@@ -48,6 +48,24 @@ impl Error {
         Error::Input(format!("{}: {what}", file.display()))
     }
 
+    /// A model crate's error from `stage`: a bad model name or setting (`setting`) is the
+    /// user's input (exit code 2), prefixed with its config section; anything else keeps the
+    /// crate's error as its source.
+    pub fn model(
+        stage: &'static str,
+        setting: bool,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        if setting {
+            Error::Input(format!("[{stage}] {source}"))
+        } else {
+            Error::Model {
+                stage,
+                source: Box::new(source),
+            }
+        }
+    }
+
     /// An index failure while doing `what`.
     pub fn index(what: &'static str) -> impl FnOnce(index::IndexError) -> Self {
         move |source| Error::Index { what, source }

@@ -134,3 +134,42 @@ fn rating_task_on_data_without_ratings_is_a_one_line_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn ml_100k_leaderboard_reference_rows_reproduce_eval_md() {
+    let root = temp_dir("quality-leaderboard-ml-100k");
+    let Some(data) = import_shared("movielens", "ml-100k", &root.join("data")) else {
+        return;
+    };
+    let (json, plot) = (root.join("lb.json"), root.join("hr.svg"));
+    let table = recpipe_ok(&[
+        "leaderboard",
+        "--data",
+        s(&data),
+        "--models",
+        "mf",
+        "--json",
+        s(&json),
+        "--plot",
+        s(&plot),
+    ]);
+    assert!(
+        table.contains("most popular") && table.contains("canary"),
+        "{table}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
+    let rows = v["leaderboard"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    let hr = |row: &serde_json::Value, k: usize| row["test"]["hr"][k].as_f64().expect("hr");
+    // EVAL.md section 1 (ties by the hash): most popular 0.085 / 0.334, canary 0.054 / 0.171.
+    let (pop, canary) = (&rows[1], &rows[2]);
+    assert_eq!(pop["model"], "most popular");
+    assert!((hr(pop, 0) - 0.085).abs() < 0.001 && (hr(pop, 2) - 0.334).abs() < 0.001);
+    assert!((hr(canary, 0) - 0.054).abs() < 0.001 && (hr(canary, 2) - 0.171).abs() < 0.002);
+    assert!(hr(&rows[0], 0) > hr(pop, 0), "MF below most popular");
+    assert_eq!(rows[0]["hr_curve"].as_array().map(|c| c.len()), Some(100));
+    let svg = std::fs::read_to_string(&plot).expect("svg");
+    assert_eq!(svg.matches("<polyline").count(), 3);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -10,10 +10,10 @@ use std::time::Instant;
 use retrieval::{target_rank, RankMetrics};
 use serde::Serialize;
 
-use crate::dataset::Dataset;
 use crate::error::Result;
 use crate::examples::RetrievalInputs;
-use crate::stages::retrieval::{model_err, train_retrieval, RetrievalMetrics, CUTOFFS};
+use crate::stages::retrieval::{model_err, train_on, RetrievalMetrics, CUTOFFS};
+use retrieval::RetrievalSettings;
 
 /// Largest K of the HR@K curve.
 pub const CURVE_K: usize = 100;
@@ -61,12 +61,17 @@ fn cutoffs() -> Vec<usize> {
     (1..=CURVE_K).collect()
 }
 
-/// Trains `model` (a registry name) with `config`'s settings and measures it.
-pub fn model_entry(data: &Dataset, config: &crate::config::Config, model: &str) -> Result<Entry> {
-    let settings = config.retrieval.with_model(model);
+/// Trains `model` (a registry name) with `settings` on `inputs` and measures it; hands the
+/// inputs back for the next model.
+pub fn model_entry(
+    inputs: RetrievalInputs,
+    settings: &RetrievalSettings,
+    model: &str,
+) -> Result<(Entry, RetrievalInputs)> {
+    let settings = settings.with_model(model);
     let measured = reset_peak_rss();
     let t = Instant::now();
-    let trained = train_retrieval(data, &settings, &config.examples, None)?;
+    let trained = train_on(inputs, &settings, None)?;
     let seconds = t.elapsed().as_secs_f64();
     let m = trained
         .model
@@ -76,7 +81,7 @@ pub fn model_entry(data: &Dataset, config: &crate::config::Config, model: &str) 
             &cutoffs(),
         )
         .map_err(model_err)?;
-    Ok(Entry {
+    let entry = Entry {
         model: model.to_string(),
         reference: false,
         test: trained.test,
@@ -85,7 +90,8 @@ pub fn model_entry(data: &Dataset, config: &crate::config::Config, model: &str) 
         train_seconds: Some(seconds),
         epochs: Some((trained.report.best_epoch, trained.report.epochs.len())),
         peak_rss_mib: if measured { peak_rss_mib() } else { None },
-    })
+    };
+    Ok((entry, trained.inputs))
 }
 
 /// The two reference orders on the test target of `inputs`.

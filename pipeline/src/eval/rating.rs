@@ -82,13 +82,7 @@ pub fn evaluate_rating(
     data: &Dataset,
     settings: &ranking::RatingSettings,
 ) -> Result<RatingFigures> {
-    let model_err = |e: ranking::RankingError| match e {
-        ranking::RankingError::InvalidConfig(_) => Error::Input(format!("[rating] {e}")),
-        e => Error::Model {
-            stage: "rating",
-            source: Box::new(e),
-        },
-    };
+    let model_err = |e| crate::stages::ranking::ranking_crate_err("rating", e);
     settings.validate().map_err(model_err)?;
     let events = &data.events;
     let mut rows: Vec<usize> = (0..events.len())

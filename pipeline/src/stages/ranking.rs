@@ -3,6 +3,7 @@
 //! the day(s) before the test days, and its figures beside the unit-weight ablation and the
 //! video-CTR order.
 
+pub mod figures;
 pub mod rerank;
 pub mod retrieved;
 pub mod store;
@@ -18,10 +19,10 @@ use crate::stages::retrieval::train_retrieval;
 use ranking::{DynRanker, FeatureSchema, RankerSettings, RankingExample, TrainReport};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write;
 use std::path::Path;
 use std::time::Instant;
 
+pub use figures::{ModelFigures, RankingFigures};
 pub use rerank::{rerank_file, RerankSummary};
 pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
 
@@ -355,130 +356,13 @@ impl RankingData {
 
 /// A ranking crate error: a bad model name or setting is the user's input (exit code 2).
 pub fn ranker_err(e: ranking::RankingError) -> Error {
-    match e {
-        ranking::RankingError::InvalidConfig(_) => Error::Input(format!("[ranking] {e}")),
-        e => Error::Model {
-            stage: "ranking",
-            source: Box::new(e),
-        },
-    }
+    ranking_crate_err("ranking", e)
 }
 
-/// One trained model's test figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelFigures {
-    /// Registry name of the ranker (figures written before rankers were configurable: youtube).
-    #[serde(default = "youtube_kind")]
-    pub model: String,
-    /// Trained without watch-time weights (the ablation).
-    pub unit_weights: bool,
-    /// The training data had watch times (without, every watch weighs 1 either way; manifests
-    /// older than the field were all trained on impressions with watch times).
-    #[serde(default = "yes")]
-    pub watch_times: bool,
-    /// EVAL.md section 3 on the test days.
-    pub metrics: RankingMetrics,
-    /// The epoch kept.
-    pub best_epoch: usize,
-    /// Epochs run.
-    pub epochs: usize,
-    /// Weighted log loss on the validation days of the kept epoch.
-    pub best_valid_loss: Option<f64>,
-    /// Training wall time.
-    pub train_seconds: f64,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// EVAL.md section 3 for a ranker and its reference orders.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RankingFigures {
-    /// The day split.
-    pub split: SplitSummary,
-    /// The model (watch-time weighted unless trained with `--unit-weights`).
-    pub model: ModelFigures,
-    /// The same model trained with unit weights, when measured.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit_weights: Option<ModelFigures>,
-    /// Items ordered by their watch rate on the training days.
-    pub ctr_order: RankingMetrics,
-    /// The retrieval-score order, when the candidates were retrieved (logged impressions carry
-    /// no retrieval scores).
-    pub retrieval_order: Option<RankingMetrics>,
-}
-
-fn cell(x: Option<f64>) -> String {
-    x.map_or("-".to_string(), |v| format!("{v:.4}"))
-}
-
-fn row(s: &mut String, name: &str, m: &RankingMetrics) {
-    let _ = writeln!(
-        s,
-        "{name:<42} {:>8} {:>7} {:>7} {:>7}",
-        cell(m.weighted_user_loss),
-        cell(m.gauc),
-        cell(m.xauc),
-        cell(m.watch_time_at_10)
-    );
-}
-
-fn days_label(p: &PartSummary) -> String {
-    match p.days.as_slice() {
-        [a, b] if a == b => format!("{a}"),
-        [a, b] => format!("{a}..{b}"),
-        _ => "-".into(),
-    }
-}
-
-impl RankingFigures {
-    /// The table printed by the commands.
-    pub fn table(&self) -> String {
-        let mut s = String::new();
-        let sp = &self.split;
-        let m = &self.model.metrics;
-        let _ = writeln!(
-            s,
-            "ranking (EVAL.md section 3 metrics; {}): fit {} ({} impressions), early stopping {} ({}), test {} ({} impressions, {} pages, {} pairs); {} items in the vocabulary",
-            if sp.source.is_empty() { SOURCE_IMPRESSIONS } else { &sp.source }, days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
-            days_label(&sp.test), sp.test.impressions, m.pages, m.pairs, sp.items
-        );
-        let _ = writeln!(
-            s,
-            "{:<42} {:>8} {:>7} {:>7} {:>7}",
-            "order", "w. loss", "GAUC", "XAUC", "WT@10"
-        );
-        let name = |f: &ModelFigures| {
-            let what = if !f.watch_times {
-                "no watch times, weights 1"
-            } else if f.unit_weights {
-                "unit weights"
-            } else {
-                "watch-time weighted"
-            };
-            format!("ranker, {what} (epoch {}/{})", f.best_epoch, f.epochs)
-        };
-        row(&mut s, &name(&self.model), m);
-        if let Some(u) = &self.unit_weights {
-            row(&mut s, &name(u), &u.metrics);
-        }
-        row(&mut s, "video-CTR order (training days)", &self.ctr_order);
-        match &self.retrieval_order {
-            Some(r) => row(&mut s, "retrieval-score order", r),
-            None => {
-                let _ = writeln!(
-                    s,
-                    "retrieval-score order: - (impressions carry no retrieval scores)"
-                );
-            }
-        }
-        s
-    }
-}
-
-fn youtube_kind() -> String {
-    ranking::KIND.to_string()
+/// A ranking crate error from `stage` (`ranking` or `rating`), see [`Error::model`].
+pub fn ranking_crate_err(stage: &'static str, e: ranking::RankingError) -> Error {
+    let setting = matches!(e, ranking::RankingError::InvalidConfig(_));
+    Error::model(stage, setting, e)
 }
 
 /// Trains the ranker on `data` (weighted, or unit weights per its settings) and, with

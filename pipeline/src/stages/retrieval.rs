@@ -81,13 +81,8 @@ pub struct TrainedRetrieval {
 /// A retrieval crate error: a bad model name or setting is the user's input (exit code 2).
 pub fn model_err(e: retrieval::RetrievalError) -> Error {
     use retrieval::RetrievalError as E;
-    match e {
-        E::UnknownModel { .. } | E::InvalidConfig(_) => Error::Input(format!("[retrieval] {e}")),
-        e => Error::Model {
-            stage: "retrieval",
-            source: Box::new(e),
-        },
-    }
+    let setting = matches!(e, E::UnknownModel { .. } | E::InvalidConfig(_));
+    Error::model("retrieval", setting, e)
 }
 
 /// The live version's model and ids, to warm-start from.
@@ -106,7 +101,16 @@ pub fn train_retrieval(
     examples: &ExamplesConfig,
     previous: Option<&Previous>,
 ) -> Result<TrainedRetrieval> {
-    let inputs = retrieval_inputs(data, examples)?;
+    train_on(retrieval_inputs(data, examples)?, cfg, previous)
+}
+
+/// [`train_retrieval`] on inputs already built (several models can share one set; the
+/// inputs come back in the result).
+pub fn train_on(
+    inputs: RetrievalInputs,
+    cfg: &RetrievalSettings,
+    previous: Option<&Previous>,
+) -> Result<TrainedRetrieval> {
     tracing::info!(
         examples = inputs.examples.len(),
         items = inputs.catalog.num_items,
