@@ -1,6 +1,6 @@
 //! Layers every model builds from, candle-nn style (a struct per layer, `new(vb, ..)` +
-//! `forward`): an embedding table read through bags with row-sparse gradients, and a ReLU
-//! tower (MLP) with seeded dropout.
+//! `forward`): an embedding table read through bags with row-sparse gradients, a linear layer
+//! over a sparse (bag) input, and a ReLU tower (MLP) with seeded dropout.
 
 use candle_core::{DType, Module, Tensor, Var};
 use candle_nn::{Init, Linear, VarBuilder};
@@ -58,6 +58,50 @@ impl EmbeddingTable {
         with_f32_data(self.var.as_tensor(), |table| {
             gather(table, self.width, bags, out, offset, stride)
         })?
+    }
+}
+
+/// A linear layer whose input is a sparse vector over `inputs` entries given as a weighted bag,
+/// `y = sum_k w_k W[id_k] + b` (= `x W + b` for the dense x the bag stands for): the first
+/// layer of the autoencoders, whose input is a user's row of the interaction matrix. Only the
+/// rows of `W` in the bag are read, and only they get a gradient (see [`crate::bag`]).
+#[derive(Debug, Clone)]
+pub struct BagLinear {
+    weight: EmbeddingTable,
+    bias: Var,
+}
+
+impl BagLinear {
+    /// `weight` (`inputs x outputs`, N(0, std²)) and `bias` (zeros) under `vb`.
+    pub fn new(vb: VarBuilder, inputs: usize, outputs: usize, std: f64) -> Result<Self> {
+        let weight = EmbeddingTable::new(vb.clone(), inputs, outputs, std)?;
+        let bias = vb.get_with_hints(outputs, "bias", Init::Const(0.0))?;
+        Ok(Self {
+            weight,
+            bias: Var::from_tensor(&bias)?,
+        })
+    }
+
+    /// The weight rows (one per input entry), updated row-sparsely.
+    pub fn weight(&self) -> &EmbeddingTable {
+        &self.weight
+    }
+
+    /// The bias (a dense parameter).
+    pub fn bias(&self) -> &Var {
+        &self.bias
+    }
+
+    /// `bags.len() x outputs`: returns the gathered `x W` as a leaf variable (its gradient is
+    /// what [`crate::bag::RowGrads::scatter`] sends back to the rows) and `x W + b`.
+    pub fn forward(&self, bags: &Bags) -> Result<(Var, Tensor)> {
+        let width = self.weight.width();
+        let mut out = vec![0f32; bags.len() * width];
+        self.weight.forward(bags, &mut out, 0, width)?;
+        let device = self.bias.as_tensor().device();
+        let leaf = Var::from_tensor(&Tensor::from_vec(out, (bags.len(), width), device)?)?;
+        let y = leaf.as_tensor().broadcast_add(self.bias.as_tensor())?;
+        Ok((leaf, y))
     }
 }
 

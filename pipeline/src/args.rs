@@ -260,7 +260,11 @@ pub struct LeaderboardArgs {
     /// Data folder (events.parquet, items.parquet, users.parquet).
     #[arg(long)]
     pub data: PathBuf,
-    /// Comma-separated retrieval models (default: every model this build knows).
+    /// What to compare: `retrieval` (EVAL.md section 1) or `rating` (section 4: RMSE, with
+    /// the masked-loss ablation of each AutoRec beside it).
+    #[arg(long, value_enum, default_value_t = Task::Retrieval)]
+    pub task: Task,
+    /// Comma-separated models (default: every model of the task this build knows).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
     /// Write the table as JSON here.

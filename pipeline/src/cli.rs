@@ -201,8 +201,58 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// `leaderboard --task rating`: every rating model on one EVAL.md section 4 split, each
+/// AutoRec followed by its ablation (missing ratings = 0 in the loss).
+fn run_rating_leaderboard(a: &LeaderboardArgs, config: &Config) -> Result<()> {
+    use crate::eval::rating::RatingSplit;
+    if a.plot.is_some() {
+        return Err(crate::error::Error::Other(
+            "--plot draws HR@K: it applies to --task retrieval only".into(),
+        ));
+    }
+    let models: Vec<String> = if a.models.is_empty() {
+        ranking::RATING_MODELS
+            .iter()
+            .map(|m| m.to_string())
+            .collect()
+    } else {
+        a.models.clone()
+    };
+    let model_err = |e| crate::stages::ranking::ranking_crate_err("rating", e);
+    for m in &models {
+        config.rating.with_model(m).validate().map_err(model_err)?;
+    }
+    let data = crate::dataset::Dataset::load(&a.data)?;
+    let split = RatingSplit::new(&data)?;
+    let mut rows = Vec::new();
+    for m in &models {
+        let settings = config.rating.with_model(m);
+        rows.push(split.evaluate(&settings, m)?);
+        let mut ablation = settings.clone();
+        let variant = match m.as_str() {
+            ranking::autorec::KIND_ITEM => &mut ablation.autorec_i,
+            ranking::autorec::KIND_USER => &mut ablation.autorec_u,
+            _ => continue,
+        };
+        if !variant.unobserved_in_loss {
+            variant.unobserved_in_loss = true;
+            rows.push(split.evaluate(&ablation, &format!("{m} (missing = 0 in loss)"))?);
+        }
+    }
+    let figures = split.figures(rows);
+    print!("{}", figures.table());
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({ "data": a.data, "rating": figures });
+        crate::output::write_json(path, &json)?;
+    }
+    Ok(())
+}
+
 fn run_leaderboard(a: &LeaderboardArgs, config: &Config) -> Result<()> {
     use crate::eval::leaderboard;
+    if a.task == Task::Rating {
+        return run_rating_leaderboard(a, config);
+    }
     let models: Vec<String> = if a.models.is_empty() {
         retrieval::MODELS.iter().map(|m| m.to_string()).collect()
     } else {

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod autorec;
 mod batch;
 mod config;
 mod error;
@@ -32,6 +33,7 @@ mod youtube;
 #[cfg(test)]
 mod tests;
 
+pub use autorec::{AutoRec, AutoRecConfig};
 pub use config::RankerConfig;
 pub use error::{RankingError, Result};
 pub use example::{FeatureSchema, RankingExample};

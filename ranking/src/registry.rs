@@ -7,6 +7,7 @@ use std::path::Path;
 use nn::Ratings;
 use serde::{Deserialize, Serialize};
 
+use crate::autorec::{self, AutoRec, AutoRecConfig, Side};
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
@@ -111,7 +112,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
 }
 
 /// Registry names of the rating models this build can train (EVAL.md section 4).
-pub const RATING_MODELS: &[&str] = &[mf_rating::KIND];
+pub const RATING_MODELS: &[&str] = &[mf_rating::KIND, autorec::KIND_ITEM, autorec::KIND_USER];
 
 /// A trained rating model of any kind.
 pub type DynRatingModel = dyn nn::RatingModel<Error = RankingError>;
@@ -124,6 +125,10 @@ pub struct RatingSettings {
     pub model: String,
     /// `[rating.mf]`.
     pub mf: MfRatingConfig,
+    /// `[rating.autorec_i]`.
+    pub autorec_i: AutoRecConfig,
+    /// `[rating.autorec_u]`.
+    pub autorec_u: AutoRecConfig,
 }
 
 impl Default for RatingSettings {
@@ -131,6 +136,8 @@ impl Default for RatingSettings {
         Self {
             model: mf_rating::KIND.to_string(),
             mf: MfRatingConfig::default(),
+            autorec_i: AutoRecConfig::default(),
+            autorec_u: AutoRecConfig::default(),
         }
     }
 }
@@ -155,13 +162,29 @@ impl RatingSettings {
     pub fn validate(&self) -> Result<()> {
         match self.model.as_str() {
             mf_rating::KIND => self.mf.validate(),
+            autorec::KIND_ITEM => self.autorec_i.validate(autorec::KIND_ITEM),
+            autorec::KIND_USER => self.autorec_u.validate(autorec::KIND_USER),
             other => Err(unknown_rating(other)),
         }
     }
 
     /// The chosen model's settings as JSON.
     pub fn chosen_config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.mf).unwrap_or_default()
+        let value = match self.model.as_str() {
+            autorec::KIND_ITEM => serde_json::to_value(&self.autorec_i),
+            autorec::KIND_USER => serde_json::to_value(&self.autorec_u),
+            _ => serde_json::to_value(&self.mf),
+        };
+        value.unwrap_or_default()
+    }
+
+    /// Maximum epochs of the chosen model (for progress display).
+    pub fn epochs(&self) -> usize {
+        match self.model.as_str() {
+            autorec::KIND_ITEM => self.autorec_i.epochs,
+            autorec::KIND_USER => self.autorec_u.epochs,
+            _ => self.mf.epochs,
+        }
     }
 
     /// Trains the chosen model on `train` (dense indices below `num_users` / `num_items`),
@@ -178,6 +201,15 @@ impl RatingSettings {
             mf_rating::KIND => {
                 let (m, r) =
                     MfRating::train(&self.mf, num_users, num_items, train, valid, progress)?;
+                Ok((Box::new(m), r))
+            }
+            autorec::KIND_ITEM | autorec::KIND_USER => {
+                let (side, cfg) = match self.model.as_str() {
+                    autorec::KIND_ITEM => (Side::Item, &self.autorec_i),
+                    _ => (Side::User, &self.autorec_u),
+                };
+                let (m, r) =
+                    AutoRec::train(side, cfg, num_users, num_items, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
             other => Err(unknown_rating(other)),

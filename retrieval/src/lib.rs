@@ -2,7 +2,10 @@
 //!
 //! - [`youtube_dnn`]: the retrieval network of Covington, Adams and Sargin, "Deep Neural
 //!   Networks for YouTube Recommendations" (RecSys 2016), section 3;
-//! - [`mf`]: matrix factorisation as a network (the baseline).
+//! - [`mf`]: matrix factorisation as a network (the baseline);
+//! - the user-row autoencoders on [`autoencoder`]: [`mult_vae`] and [`mult_dae`] (Liang et
+//!   al. 2018), [`cdae`] (Wu et al. 2016) and U-AutoRec on implicit rows, [`autorec`]
+//!   (Sedhain et al. 2015).
 //!
 //! Every model implements [`nn::Retriever`]: a user vector `u` for any history, item vectors
 //! `v_j` and biases `b_j`, score = `u . v_j + b_j`, so that an inner-product index serves it.
@@ -12,9 +15,14 @@
 
 #![warn(missing_docs)]
 
+pub mod autoencoder;
+pub mod autorec;
+pub mod cdae;
 pub mod error;
 pub mod files;
 pub mod mf;
+pub mod mult_dae;
+pub mod mult_vae;
 pub mod registry;
 pub mod warm;
 pub mod youtube_dnn;

@@ -7,18 +7,29 @@ use std::path::Path;
 use nn::{EpochReport, Retriever, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
+use crate::autorec::AutoRecConfig;
+use crate::cdae::CdaeConfig;
 use crate::error::{Result, RetrievalError};
 use crate::files;
 use crate::mf::{Mf, MfConfig};
+use crate::mult_dae::MultDaeConfig;
+use crate::mult_vae::MultVaeConfig;
 use crate::warm::WarmStart;
 use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
-use crate::{mf, youtube_dnn};
+use crate::{autorec, cdae, mf, mult_dae, mult_vae, youtube_dnn};
 
 /// A trained retriever of any kind.
 pub type DynRetriever = dyn Retriever<Error = RetrievalError>;
 
 /// Registry names of the retrievers this build can train and load.
-pub const MODELS: &[&str] = &[youtube_dnn::KIND, mf::KIND];
+pub const MODELS: &[&str] = &[
+    youtube_dnn::KIND,
+    mf::KIND,
+    mult_vae::KIND,
+    mult_dae::KIND,
+    cdae::KIND,
+    autorec::KIND,
+];
 
 /// The `[retrieval]` section: which model, and each model's own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +41,14 @@ pub struct RetrievalSettings {
     pub youtube_dnn: YoutubeDnnConfig,
     /// `[retrieval.mf]`.
     pub mf: MfConfig,
+    /// `[retrieval.mult_vae]`.
+    pub mult_vae: MultVaeConfig,
+    /// `[retrieval.mult_dae]`.
+    pub mult_dae: MultDaeConfig,
+    /// `[retrieval.cdae]`.
+    pub cdae: CdaeConfig,
+    /// `[retrieval.autorec_u]`.
+    pub autorec_u: AutoRecConfig,
 }
 
 impl Default for RetrievalSettings {
@@ -38,6 +57,10 @@ impl Default for RetrievalSettings {
             model: youtube_dnn::KIND.to_string(),
             youtube_dnn: YoutubeDnnConfig::default(),
             mf: MfConfig::default(),
+            mult_vae: MultVaeConfig::default(),
+            mult_dae: MultDaeConfig::default(),
+            cdae: CdaeConfig::default(),
+            autorec_u: AutoRecConfig::default(),
         }
     }
 }
@@ -63,6 +86,10 @@ impl RetrievalSettings {
         match self.model.as_str() {
             youtube_dnn::KIND => self.youtube_dnn.validate(),
             mf::KIND => self.mf.validate(),
+            mult_vae::KIND => self.mult_vae.validate(),
+            mult_dae::KIND => self.mult_dae.validate(),
+            cdae::KIND => self.cdae.validate(),
+            autorec::KIND => self.autorec_u.validate(),
             other => Err(unknown(other)),
         }
     }
@@ -71,6 +98,10 @@ impl RetrievalSettings {
     pub fn epochs(&self) -> usize {
         match self.model.as_str() {
             mf::KIND => self.mf.epochs,
+            mult_vae::KIND => self.mult_vae.epochs,
+            mult_dae::KIND => self.mult_dae.epochs,
+            cdae::KIND => self.cdae.epochs,
+            autorec::KIND => self.autorec_u.epochs,
             _ => self.youtube_dnn.epochs,
         }
     }
@@ -79,6 +110,10 @@ impl RetrievalSettings {
     pub fn chosen_config(&self) -> serde_json::Value {
         let value = match self.model.as_str() {
             mf::KIND => serde_json::to_value(&self.mf),
+            mult_vae::KIND => serde_json::to_value(&self.mult_vae),
+            mult_dae::KIND => serde_json::to_value(&self.mult_dae),
+            cdae::KIND => serde_json::to_value(&self.cdae),
+            autorec::KIND => serde_json::to_value(&self.autorec_u),
             _ => serde_json::to_value(&self.youtube_dnn),
         };
         value.unwrap_or_default()
@@ -100,9 +135,19 @@ impl RetrievalSettings {
                 let (m, r) = Mf::train(&self.mf, data, warm, progress)?;
                 (Box::new(m), r)
             }
+            mult_vae::KIND => boxed(self.mult_vae.train(data, warm, progress)?),
+            mult_dae::KIND => boxed(self.mult_dae.train(data, warm, progress)?),
+            cdae::KIND => boxed(self.cdae.train(data, warm, progress)?),
+            autorec::KIND => boxed(self.autorec_u.train(data, warm, progress)?),
             other => return Err(unknown(other)),
         })
     }
+}
+
+fn boxed(
+    (model, report): (crate::autoencoder::Autoencoder, TrainReport),
+) -> (Box<DynRetriever>, TrainReport) {
+    (Box::new(model), report)
 }
 
 /// Reads the model saved in `dir`, whatever its kind.
@@ -110,6 +155,10 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
     Ok(match files::kind_of(dir)?.as_str() {
         youtube_dnn::KIND => Box::new(YoutubeDnn::load(dir)?),
         mf::KIND => Box::new(Mf::load(dir)?),
+        mult_vae::KIND => Box::new(mult_vae::load(dir)?),
+        mult_dae::KIND => Box::new(mult_dae::load(dir)?),
+        cdae::KIND => Box::new(cdae::load(dir)?),
+        autorec::KIND => Box::new(autorec::load(dir)?),
         other => return Err(unknown(other)),
     })
 }

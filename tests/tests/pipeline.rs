@@ -217,6 +217,16 @@ fn warm_start_keeps_known_items_vectors_mf() {
     warm_start_keeps_known_items_vectors_of("mf");
 }
 
+#[test]
+fn warm_start_keeps_known_items_vectors_mult_vae() {
+    warm_start_keeps_known_items_vectors_of("mult_vae");
+}
+
+#[test]
+fn warm_start_keeps_known_items_vectors_cdae() {
+    warm_start_keeps_known_items_vectors_of("cdae");
+}
+
 fn warm_start_keeps_known_items_vectors_of(model: &str) {
     let w = World::with_model(&format!("e2e-warm-{model}"), 6, model);
     w.build(&[]);

@@ -39,20 +39,6 @@ pub struct Entry {
     pub peak_rss_mib: Option<f64>,
 }
 
-/// Resets the process's peak resident set size (Linux: `clear_refs` 5), so that the next
-/// reading is this model's. Returns whether it could.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Peak resident set size since the last reset, MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn curve(m: &RankMetrics) -> Vec<f64> {
     (0..CURVE_K).map(|i| m.hit_rate(i)).collect()
 }
@@ -69,7 +55,7 @@ pub fn model_entry(
     model: &str,
 ) -> Result<(Entry, RetrievalInputs)> {
     let settings = settings.with_model(model);
-    let measured = reset_peak_rss();
+    let measured = super::reset_peak_rss();
     let t = Instant::now();
     let trained = train_on(inputs, &settings, None)?;
     let seconds = t.elapsed().as_secs_f64();
@@ -89,7 +75,11 @@ pub fn model_entry(
         hr_curve: curve(&m),
         train_seconds: Some(seconds),
         epochs: Some((trained.report.best_epoch, trained.report.epochs.len())),
-        peak_rss_mib: if measured { peak_rss_mib() } else { None },
+        peak_rss_mib: if measured {
+            super::peak_rss_mib()
+        } else {
+            None
+        },
     };
     Ok((entry, trained.inputs))
 }

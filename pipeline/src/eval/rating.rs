@@ -1,13 +1,15 @@
 //! EVAL.md section 4, rating prediction: a seeded random 90/10 split of the rated events, 10%
 //! of the training part held out to choose the epoch (the model fits the other 90% of it), RMSE
 //! on the test part; a test pair whose user or item the model never saw is predicted by the
-//! training mean. Reported beside the training mean alone.
+//! training mean. Reported beside the biased-MF baseline trained on the same split and the
+//! training mean alone.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use nn::rating::{rmse, Ratings};
 use nn::rng::Rng;
+use ranking::RatingSettings;
 use serde::Serialize;
 
 use crate::dataset::Dataset;
@@ -16,24 +18,16 @@ use crate::progress::bar;
 
 /// Seed of the split (fixed by EVAL.md's "fixed seed").
 pub const SPLIT_SEED: u64 = 42;
+/// The baseline every rating model is reported beside.
+pub const BASELINE: &str = "mf";
 
-/// What `evaluate --task rating` measured.
+/// One trained model's figures.
 #[derive(Debug, Clone, Serialize)]
-pub struct RatingFigures {
-    /// Registry name of the model.
+pub struct RatingRow {
+    /// Registry name of the model, with the variant when it is not the configured one.
     pub model: String,
-    /// Ratings the model fitted, chose its epoch on, and was tested on.
-    pub fit: usize,
-    /// See `fit`.
-    pub validation: usize,
-    /// See `fit`.
-    pub test: usize,
-    /// Test pairs with a user or item unseen in the fitted part (predicted by the mean).
-    pub test_unseen: usize,
-    /// Test RMSE of the model.
+    /// Test RMSE.
     pub rmse: f64,
-    /// Test RMSE of the training mean alone.
-    pub mean_rmse: f64,
     /// Validation RMSE of the kept epoch.
     pub validation_rmse: Option<f64>,
     /// Epoch kept and epochs run.
@@ -42,24 +36,54 @@ pub struct RatingFigures {
     pub epochs: usize,
     /// Training seconds.
     pub train_seconds: f64,
+    /// Peak resident memory while it trained and predicted, MiB (Linux).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// What `evaluate --task rating` (or the rating leaderboard) measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RatingFigures {
+    /// Registry name of the model asked for (the first row).
+    pub model: String,
+    /// Ratings the models fitted, chose their epoch on, and were tested on.
+    pub fit: usize,
+    /// See `fit`.
+    pub validation: usize,
+    /// See `fit`.
+    pub test: usize,
+    /// Test pairs with a user or item unseen in the fitted part (predicted by the mean).
+    pub test_unseen: usize,
+    /// Test RMSE of the model asked for.
+    pub rmse: f64,
+    /// Test RMSE of the training mean alone.
+    pub mean_rmse: f64,
+    /// Every model measured on this split, the one asked for first.
+    pub rows: Vec<RatingRow>,
 }
 
 impl RatingFigures {
     /// A small table.
     pub fn table(&self) -> String {
-        format!(
-            "rating (EVAL.md section 4): fit {} ratings, validation {}, test {} ({} with an unseen user or item)\n{:<24} {:>8}\n{:<24} {:>8.4}\n{:<24} {:>8.4}\n",
-            self.fit,
-            self.validation,
-            self.test,
-            self.test_unseen,
-            "model",
-            "RMSE",
-            format!("{} (epoch {}/{})", self.model, self.best_epoch, self.epochs),
-            self.rmse,
-            "training mean",
-            self.mean_rmse
-        )
+        let mut out = format!(
+            "rating (EVAL.md section 4): fit {} ratings, validation {}, test {} ({} with an unseen user or item)\n{:<36} {:>8} {:>8} {:>8} {:>8} {:>9}\n",
+            self.fit, self.validation, self.test, self.test_unseen, "model", "RMSE", "valid", "epoch", "train s", "peak MiB"
+        );
+        for r in &self.rows {
+            let peak = r
+                .peak_rss_mib
+                .map_or("-".to_string(), |m| format!("{m:.0}"));
+            out += &format!(
+                "{:<36} {:>8.4} {:>8.4} {:>8} {:>8.1} {:>9}\n",
+                r.model,
+                r.rmse,
+                r.validation_rmse.unwrap_or(f64::NAN),
+                format!("{}/{}", r.best_epoch, r.epochs),
+                r.train_seconds,
+                peak
+            );
+        }
+        out += &format!("{:<36} {:>8.4}\n", "training mean", self.mean_rmse);
+        out
     }
 }
 
@@ -77,91 +101,160 @@ impl Dense {
     }
 }
 
-/// Splits `data`'s ratings, trains `settings`' model and measures it.
-pub fn evaluate_rating(
-    data: &Dataset,
-    settings: &ranking::RatingSettings,
-) -> Result<RatingFigures> {
+/// The split of EVAL.md section 4, as dense indices.
+pub struct RatingSplit {
+    fit: Ratings,
+    valid: Ratings,
+    validation_rows: usize,
+    test: Ratings,
+    test_rows: usize,
+    test_unseen: Vec<f32>,
+    num_users: usize,
+    num_items: usize,
+}
+
+impl RatingSplit {
+    /// Splits `data`'s rated events.
+    pub fn new(data: &Dataset) -> Result<Self> {
+        let events = &data.events;
+        let mut rows: Vec<usize> = (0..events.len())
+            .filter(|&i| events.rating[i].is_some())
+            .collect();
+        if rows.len() < 10 {
+            return Err(Error::input(
+                &data.dir.join("events.parquet"),
+                format!(
+                    "column 'rating': {} rated events; rating prediction needs at least 10",
+                    rows.len()
+                ),
+            ));
+        }
+        let mut rng = Rng::new(SPLIT_SEED);
+        rng.shuffle(&mut rows);
+        let n_test = rows.len() / 10;
+        let (test_rows, training) = rows.split_at(n_test);
+        let n_valid = training.len() / 10;
+        let (valid_rows, fit_rows) = training.split_at(n_valid);
+
+        let (mut users, mut items) = (Dense::default(), Dense::default());
+        let mut fit = Ratings::default();
+        for &i in fit_rows {
+            fit.users.push(users.insert(events.user_id[i]));
+            fit.items.push(items.insert(events.item_id[i]));
+            fit.values.push(events.rating[i].unwrap_or_default());
+        }
+        // Pairs of `rows` whose user and item were fitted, and the rest (predicted by the mean).
+        let known = |rows: &[usize]| {
+            let mut known = Ratings::default();
+            let mut unseen = Vec::new();
+            for &i in rows {
+                let r = events.rating[i].unwrap_or_default();
+                match (users.get(events.user_id[i]), items.get(events.item_id[i])) {
+                    (Some(u), Some(it)) => {
+                        known.users.push(u);
+                        known.items.push(it);
+                        known.values.push(r);
+                    }
+                    _ => unseen.push(r),
+                }
+            }
+            (known, unseen)
+        };
+        let (valid, _) = known(valid_rows);
+        let (test, test_unseen) = known(test_rows);
+        Ok(Self {
+            num_users: users.0.len(),
+            num_items: items.0.len(),
+            fit,
+            valid,
+            validation_rows: valid_rows.len(),
+            test,
+            test_rows: test_rows.len(),
+            test_unseen,
+        })
+    }
+
+    /// The training mean, the prediction for unseen pairs.
+    fn mean(&self) -> f32 {
+        self.fit.mean() as f32
+    }
+
+    /// Test ratings, the seen pairs first.
+    fn actual(&self) -> Vec<f32> {
+        let mut actual = self.test.values.clone();
+        actual.extend_from_slice(&self.test_unseen);
+        actual
+    }
+
+    /// Trains `settings`' chosen model on the split and measures it; `label` names the row.
+    pub fn evaluate(&self, settings: &RatingSettings, label: &str) -> Result<RatingRow> {
+        let model_err = |e| crate::stages::ranking::ranking_crate_err("rating", e);
+        settings.validate().map_err(model_err)?;
+        let measured = super::reset_peak_rss();
+        let t = Instant::now();
+        let pb = bar(settings.epochs() as u64, label);
+        let (model, report) = settings
+            .train(
+                self.num_users,
+                self.num_items,
+                &self.fit,
+                &self.valid,
+                |e| {
+                    pb.set_position(e.epoch as u64);
+                    pb.set_message(format!(
+                        "train MSE {:.4} valid RMSE {:.4}",
+                        e.loss,
+                        e.validation.unwrap_or(f64::NAN)
+                    ));
+                },
+            )
+            .map_err(model_err)?;
+        pb.finish_and_clear();
+        let train_seconds = t.elapsed().as_secs_f64();
+        let mut predicted = model
+            .predict(&self.test.users, &self.test.items)
+            .map_err(model_err)?;
+        predicted.extend(std::iter::repeat_n(self.mean(), self.test_unseen.len()));
+        Ok(RatingRow {
+            model: label.to_string(),
+            rmse: rmse(&predicted, &self.actual()),
+            validation_rmse: report.best_validation,
+            best_epoch: report.best_epoch,
+            epochs: report.epochs.len(),
+            train_seconds,
+            peak_rss_mib: if measured {
+                super::peak_rss_mib()
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The figures of `rows` (the first is the model asked for) on this split.
+    pub fn figures(&self, rows: Vec<RatingRow>) -> RatingFigures {
+        let actual = self.actual();
+        RatingFigures {
+            model: rows.first().map(|r| r.model.clone()).unwrap_or_default(),
+            fit: self.fit.len(),
+            validation: self.validation_rows,
+            test: self.test_rows,
+            test_unseen: self.test_unseen.len(),
+            rmse: rows.first().map_or(f64::NAN, |r| r.rmse),
+            mean_rmse: rmse(&vec![self.mean(); actual.len()], &actual),
+            rows,
+        }
+    }
+}
+
+/// Splits `data`'s ratings, trains `settings`' model and, when it is not the baseline, the
+/// biased-MF baseline on the same split, and measures both.
+pub fn evaluate_rating(data: &Dataset, settings: &RatingSettings) -> Result<RatingFigures> {
     let model_err = |e| crate::stages::ranking::ranking_crate_err("rating", e);
     settings.validate().map_err(model_err)?;
-    let events = &data.events;
-    let mut rows: Vec<usize> = (0..events.len())
-        .filter(|&i| events.rating[i].is_some())
-        .collect();
-    if rows.len() < 10 {
-        return Err(Error::input(
-            &data.dir.join("events.parquet"),
-            format!(
-                "column 'rating': {} rated events; rating prediction needs at least 10",
-                rows.len()
-            ),
-        ));
+    let split = RatingSplit::new(data)?;
+    let mut rows = vec![split.evaluate(settings, &settings.model)?];
+    if settings.model != BASELINE {
+        rows.push(split.evaluate(&settings.with_model(BASELINE), BASELINE)?);
     }
-    let mut rng = Rng::new(SPLIT_SEED);
-    rng.shuffle(&mut rows);
-    let n_test = rows.len() / 10;
-    let (test_rows, training) = rows.split_at(n_test);
-    let n_valid = training.len() / 10;
-    let (valid_rows, fit_rows) = training.split_at(n_valid);
-
-    let (mut users, mut items) = (Dense::default(), Dense::default());
-    let mut fit = Ratings::default();
-    for &i in fit_rows {
-        fit.users.push(users.insert(events.user_id[i]));
-        fit.items.push(items.insert(events.item_id[i]));
-        fit.values.push(events.rating[i].unwrap_or_default());
-    }
-    // Pairs of `rows` whose user and item were fitted, and the rest (predicted by the mean).
-    let known = |rows: &[usize]| {
-        let mut known = Ratings::default();
-        let mut unseen = Vec::new();
-        for &i in rows {
-            let r = events.rating[i].unwrap_or_default();
-            match (users.get(events.user_id[i]), items.get(events.item_id[i])) {
-                (Some(u), Some(it)) => {
-                    known.users.push(u);
-                    known.items.push(it);
-                    known.values.push(r);
-                }
-                _ => unseen.push(r),
-            }
-        }
-        (known, unseen)
-    };
-    let (valid, _) = known(valid_rows);
-    let (test, test_unseen) = known(test_rows);
-
-    let t = Instant::now();
-    let pb = bar(settings.mf.epochs as u64, "rating");
-    let (model, report) = settings
-        .train(users.0.len(), items.0.len(), &fit, &valid, |e| {
-            pb.set_position(e.epoch as u64);
-            pb.set_message(format!(
-                "train MSE {:.4} valid RMSE {:.4}",
-                e.loss,
-                e.validation.unwrap_or(f64::NAN)
-            ));
-        })
-        .map_err(model_err)?;
-    pb.finish_and_clear();
-    let train_seconds = t.elapsed().as_secs_f64();
-    let mean = fit.mean() as f32;
-    let mut predicted = model.predict(&test.users, &test.items).map_err(model_err)?;
-    let mut actual = test.values.clone();
-    predicted.extend(std::iter::repeat_n(mean, test_unseen.len()));
-    actual.extend_from_slice(&test_unseen);
-    let mean_only = vec![mean; actual.len()];
-    Ok(RatingFigures {
-        model: model.kind().to_string(),
-        fit: fit.len(),
-        validation: valid_rows.len(),
-        test: test_rows.len(),
-        test_unseen: test_unseen.len(),
-        rmse: rmse(&predicted, &actual),
-        mean_rmse: rmse(&mean_only, &actual),
-        validation_rmse: report.best_validation,
-        best_epoch: report.best_epoch,
-        epochs: report.epochs.len(),
-        train_seconds,
-    })
+    Ok(split.figures(rows))
 }

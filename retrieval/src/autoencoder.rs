@@ -1,0 +1,778 @@
+//! What the user-row autoencoders share (U-AutoRec, CDAE, Mult-DAE, Mult-VAE): a user's row of
+//! the implicit interaction matrix x_u (1 for each distinct item in their history) goes in, a
+//! score for every item comes out, and the last hidden layer is the user vector.
+//!
+//! The network: a first layer over the sparse row (`h_1 = a(x_u W_1 + b_1 [+ V_u])`, read as
+//! a bag of the watched items' rows of W_1, so its cost is the history length, not the
+//! catalogue), further `a`-layers, for the VAE a Gaussian latent layer (mean and log-variance,
+//! Kingma and Welling 2014), decoder layers, and a linear output layer over items whose rows are
+//! the item table: `o_uj = h_u . v_j + b_j`. Every output non-linearity these models use
+//! (identity, sigmoid, softmax) is monotone in `o_uj`, so the top-K by `u . v_j + b_j` with
+//! u = the last hidden layer is the model's own top-K and the index serves it.
+//!
+//! The model files hold each paper's configuration (shape, corruption, objective); this file
+//! trains and serves them all.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use nn::bag::{with_f32_data, Bags, RowGrads};
+use nn::init::SeededVarMap;
+use nn::layers::{with_bias_column, BagLinear, EmbeddingTable};
+use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::rng::Rng;
+use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
+use nn::{Retriever, TrainingSet, UserQuery};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result, RetrievalError};
+use crate::files;
+use crate::warm::WarmStart;
+
+/// The hidden layers' non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// 1 / (1 + e^-x) (AutoRec, CDAE).
+    Sigmoid,
+    /// tanh x (Mult-DAE, Mult-VAE).
+    Tanh,
+}
+
+impl Activation {
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x)?,
+            Activation::Tanh => x.tanh()?,
+        })
+    }
+}
+
+/// How a user's row is scaled before the first layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputScale {
+    /// x_uj = 1 for each watched item (AutoRec, CDAE).
+    Binary,
+    /// x_u / |x_u|: each watched item 1 / sqrt(n) (Mult-DAE/VAE, Liang et al. 2018, section 2.2).
+    UnitNorm,
+}
+
+/// What the output is trained to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// Squared error over the whole row, identity output: `sum_j (x_uj - o_uj)^2` (AutoRec's
+    /// eq. 2 with every entry of the implicit row observed: missing = 0).
+    SquaredError,
+    /// Logistic loss on the watched items and `negatives` items per watched item drawn
+    /// uniformly from the unwatched ones, sigmoid output (CDAE, Wu et al. 2016, eq. 5 with
+    /// negative sampling, section 4.3).
+    Logistic {
+        /// Negatives per watched item.
+        negatives: usize,
+    },
+    /// Multinomial log-likelihood `-sum_j x_uj log softmax(o_u)_j` (Liang et al. 2018, eq. 2);
+    /// with a latent layer, plus `beta` times the KL divergence of eq. 6, beta annealed
+    /// linearly from 0 by 1/`anneal_steps` per step up to `beta_cap` (section 2.2.2).
+    Multinomial {
+        /// Largest beta.
+        beta_cap: f64,
+        /// Steps for beta to grow by 1 (beta = min(beta_cap, step / anneal_steps)).
+        anneal_steps: usize,
+    },
+}
+
+/// The network's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// Widths of the encoder's layers; the first reads the user's row.
+    pub encoder: Vec<usize>,
+    /// Width of the Gaussian latent layer (VAE), or none.
+    pub latent: Option<usize>,
+    /// Widths of the decoder's hidden layers after the latent layer.
+    pub decoder: Vec<usize>,
+    /// Non-linearity of every hidden layer.
+    pub activation: Activation,
+    /// A learned per-user input node V_u added to the first layer (CDAE).
+    pub user_node: bool,
+    /// Scaling of the input row.
+    pub input: InputScale,
+}
+
+impl Shape {
+    /// Width of the user vector: the last hidden layer before the output layer.
+    pub fn dim(&self) -> usize {
+        self.decoder
+            .last()
+            .or(self.latent.as_ref())
+            .or(self.encoder.last())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// How the network is trained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Training {
+    /// The loss.
+    pub objective: Objective,
+    /// Probability of dropping each watched item from the input (scaled by 1 / (1 - p)).
+    pub input_dropout: f64,
+    /// Users per step.
+    pub batch_size: usize,
+    /// Maximum passes over the users.
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation HR@10 (0 = never).
+    pub patience: usize,
+    /// Adam learning rate (constant).
+    pub learning_rate: f64,
+    /// Decoupled weight decay (AdamW; the rows of the first layer decay when touched).
+    pub weight_decay: f64,
+    /// Seed of the initialisation, the shuffles, the corruption and the sampling.
+    pub seed: u64,
+}
+
+/// A model's full description, as a model file gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Registry name.
+    pub kind: &'static str,
+    /// Network shape.
+    pub shape: Shape,
+    /// Training settings.
+    pub training: Training,
+}
+
+impl Spec {
+    /// Rejects descriptions that cannot train, naming the config section.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| {
+            Err(RetrievalError::InvalidConfig(format!(
+                "[retrieval.{}] {m}",
+                self.kind
+            )))
+        };
+        let (s, t) = (&self.shape, &self.training);
+        let widths = s.encoder.iter().chain(&s.latent).chain(&s.decoder);
+        if s.encoder.is_empty() || widths.into_iter().any(|&w| w == 0) {
+            return bad("every layer width must be positive");
+        }
+        if t.batch_size == 0 {
+            return bad("batch_size must be positive");
+        }
+        if !(0.0..1.0).contains(&t.input_dropout) {
+            return bad("the input dropout (corruption) must be in [0, 1)");
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            return bad("learning_rate must be finite and positive");
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return bad("weight_decay must be finite and >= 0");
+        }
+        match t.objective {
+            Objective::Logistic { negatives: 0 } => bad("negatives must be positive"),
+            Objective::Multinomial {
+                beta_cap,
+                anneal_steps,
+            } if !(beta_cap.is_finite() && beta_cap >= 0.0) || anneal_steps == 0 => {
+                bad("beta_cap must be finite and >= 0, anneal_steps positive")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What `retrieval.json` holds besides format and kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved<C> {
+    config: C,
+    num_items: usize,
+    num_users: usize,
+}
+
+/// The layers after the first: encoder, latent, decoder.
+#[derive(Debug, Clone)]
+struct Dense {
+    encoder: Vec<Linear>,
+    latent: Option<Linear>,
+    decoder: Vec<Linear>,
+}
+
+/// A trained user-row autoencoder (see the module doc).
+pub struct Autoencoder {
+    spec: Spec,
+    config: serde_json::Value,
+    varmap: VarMap,
+    input: BagLinear,
+    user_node: Option<EmbeddingTable>,
+    dense: Dense,
+    /// The output layer `[v_j, b_j]`.
+    items: EmbeddingTable,
+}
+
+impl std::fmt::Debug for Autoencoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Autoencoder")
+            .field("spec", &self.spec)
+            .field("items", &self.items.rows())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Glorot's normal initialisation std for a `fan_in x fan_out` weight (Liang et al.'s choice).
+fn glorot(fan_in: usize, fan_out: usize) -> f64 {
+    (2.0 / (fan_in + fan_out).max(1) as f64).sqrt()
+}
+
+fn linear(vb: VarBuilder, input: usize, output: usize) -> Result<Linear> {
+    let init = candle_nn::Init::Randn {
+        mean: 0.0,
+        stdev: glorot(input, output),
+    };
+    let w = vb.get_with_hints((output, input), "weight", init)?;
+    let b = vb.get_with_hints(output, "bias", candle_nn::Init::Const(0.0))?;
+    Ok(Linear::new(w, Some(b)))
+}
+
+impl Autoencoder {
+    fn build(
+        spec: &Spec,
+        config: serde_json::Value,
+        varmap: VarMap,
+        num_users: usize,
+        num_items: usize,
+    ) -> Result<Self> {
+        let shape = &spec.shape;
+        let vb = if varmap.all_vars().is_empty() {
+            SeededVarMap::new(varmap.clone(), spec.training.seed).into_var_builder(&Device::Cpu)
+        } else {
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
+        };
+        let first = *shape.encoder.first().ok_or_else(|| {
+            RetrievalError::InvalidConfig(format!("{}: no encoder layer", spec.kind))
+        })?;
+        let input = BagLinear::new(vb.pp("input"), num_items, first, glorot(num_items, first))?;
+        let user_node = match shape.user_node {
+            true => Some(EmbeddingTable::new(
+                vb.pp("user_node"),
+                num_users.max(1),
+                first,
+                glorot(num_users, first),
+            )?),
+            false => None,
+        };
+        let mut width = first;
+        let mut encoder = Vec::new();
+        for (i, &w) in shape.encoder.iter().enumerate().skip(1) {
+            encoder.push(linear(vb.pp(format!("encoder.{i}")), width, w)?);
+            width = w;
+        }
+        let latent = match shape.latent {
+            Some(z) => {
+                let l = linear(vb.pp("latent"), width, 2 * z)?;
+                width = z;
+                Some(l)
+            }
+            None => None,
+        };
+        let mut decoder = Vec::new();
+        for (i, &w) in shape.decoder.iter().enumerate() {
+            decoder.push(linear(vb.pp(format!("decoder.{i}")), width, w)?);
+            width = w;
+        }
+        let items = EmbeddingTable::new(
+            vb.pp("items"),
+            num_items,
+            width + 1,
+            glorot(width, num_items),
+        )?;
+        Ok(Self {
+            spec: spec.clone(),
+            config,
+            varmap,
+            input,
+            user_node,
+            dense: Dense {
+                encoder,
+                latent,
+                decoder,
+            },
+            items,
+        })
+    }
+
+    /// Trains the model `spec` describes on `data` (early stopping on validation HR@10),
+    /// starting from `warm`'s weights when given. `config` is the model's own settings, kept
+    /// for the manifest and for loading.
+    pub fn train(
+        spec: &Spec,
+        config: serde_json::Value,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(Self, TrainReport)> {
+        spec.validate()?;
+        data.validate()?;
+        let model = Self::build(
+            spec,
+            config,
+            VarMap::new(),
+            data.histories.num_users(),
+            data.catalog.num_items,
+        )?;
+        if let Some(w) = warm {
+            nn::vars::warm_start(&model.varmap, &w.weights, |name| match name {
+                "input.weight" | "items.weight" => Some(w.items.as_slice()),
+                "user_node.weight" => Some(w.users.as_slice()),
+                _ => None,
+            })?;
+        }
+        let t = &spec.training;
+        let mut run = Run::new(model, data)?;
+        let schedule = Schedule {
+            epochs: t.epochs,
+            patience: t.patience,
+            learning_rate: t.learning_rate,
+            final_lr_fraction: 1.0,
+        };
+        let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
+        Ok((run.model, report))
+    }
+
+    /// Reads a model written by [`Retriever::save`]; `spec_of` turns the saved config of type
+    /// `C` into the network's description.
+    pub fn load<C: DeserializeOwned + Serialize>(
+        dir: &Path,
+        spec_of: impl Fn(&C) -> Spec,
+    ) -> Result<Self> {
+        let saved: Saved<C> = files::load_meta(dir)?;
+        let spec = spec_of(&saved.config);
+        spec.validate()?;
+        let config = serde_json::to_value(&saved.config)?;
+        let varmap = files::varmap_of(files::load_tensors(dir)?)?;
+        let expected = varmap.all_vars().len();
+        let model = Self::build(&spec, config, varmap, saved.num_users, saved.num_items)
+            .map_err(|e| RetrievalError::InvalidModel(e.to_string()))?;
+        files::check_complete(&model.varmap, expected)?;
+        Ok(model)
+    }
+
+    /// The model's description.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Number of training users (rows of the per-user node; 0 without one).
+    pub fn num_users(&self) -> usize {
+        self.user_node.as_ref().map_or(0, |t| t.rows())
+    }
+
+    /// The input-layer weight of each item of `history` under the configured scaling (each
+    /// distinct item once), times `keep_scale`.
+    fn push_row(&self, bags: &mut Bags, items: &[u32], keep_scale: f32) {
+        let w = match self.spec.shape.input {
+            InputScale::Binary => 1.0,
+            InputScale::UnitNorm => 1.0 / (items.len().max(1) as f32).sqrt(),
+        } * keep_scale;
+        let start = bags.ids.len();
+        bags.ids.extend_from_slice(items);
+        bags.weights
+            .extend(std::iter::repeat_n(w, bags.ids.len() - start));
+        bags.offsets.push(bags.ids.len());
+    }
+
+    /// Hidden layers from the first layer's pre-activation `pre` (`rows x encoder[0]`): the
+    /// user vectors, and for the VAE the latent mean and log-variance. With `noise` (training)
+    /// the latent is sampled, z = mu + eps * e^(logvar / 2); without, z = mu.
+    fn hidden(
+        &self,
+        pre: &Tensor,
+        noise: Option<&mut Rng>,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let act = self.spec.shape.activation;
+        let mut h = act.apply(pre)?;
+        for layer in &self.dense.encoder {
+            h = act.apply(&layer.forward(&h)?)?;
+        }
+        let mut gaussian = None;
+        if let (Some(layer), Some(z)) = (&self.dense.latent, self.spec.shape.latent) {
+            let out = layer.forward(&h)?;
+            let mu = out.narrow(1, 0, z)?;
+            let logvar = out.narrow(1, z, z)?;
+            h = match noise {
+                Some(rng) => {
+                    let n = mu.elem_count();
+                    let eps: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+                    let eps = Tensor::from_vec(eps, mu.shape(), mu.device())?;
+                    (&mu + (eps * (&logvar * 0.5)?.exp()?)?)?
+                }
+                None => mu.clone(),
+            };
+            gaussian = Some((mu, logvar));
+        }
+        for layer in &self.dense.decoder {
+            h = act.apply(&layer.forward(&h)?)?;
+        }
+        Ok((h, gaussian))
+    }
+
+    /// The model's own output for each query, `queries.len() x num_items`: the output
+    /// non-linearity applied to the whole catalogue's logits (softmax for the multinomial
+    /// models, sigmoid for CDAE, identity for AutoRec), by a forward pass that does not go
+    /// through the item table's `[u, 1]` product. What serving's top-K must reproduce.
+    pub fn reconstruct(&self, queries: &[UserQuery]) -> Result<Vec<f32>> {
+        let d = self.dim();
+        let u = self.user_vectors(queries)?;
+        let u = Tensor::from_vec(u, (queries.len(), d), &Device::Cpu)?;
+        let table = self.items.var().as_tensor();
+        let weight = table.narrow(1, 0, d)?;
+        let bias = table.narrow(1, d, 1)?.squeeze(1)?;
+        let logits = u.matmul(&weight.t()?)?.broadcast_add(&bias)?;
+        let out = match self.spec.training.objective {
+            Objective::SquaredError => logits,
+            Objective::Logistic { .. } => Activation::Sigmoid.apply(&logits)?,
+            Objective::Multinomial { .. } => candle_nn::ops::softmax(&logits, 1)?,
+        };
+        Ok(out.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// Rows of the per-user node for `users` (`rows x encoder[0]`, zeros for unknown users).
+    fn user_node_rows(&self, users: &[Option<u32>]) -> Result<Option<Tensor>> {
+        let Some(table) = &self.user_node else {
+            return Ok(None);
+        };
+        let w = table.width();
+        let rows = with_f32_data(table.var().as_tensor(), |v| {
+            let mut out = vec![0f32; users.len() * w];
+            for (dst, u) in out.chunks_mut(w).zip(users) {
+                if let Some(u) = u.filter(|&u| (u as usize) < table.rows()) {
+                    dst.copy_from_slice(&v[u as usize * w..(u as usize + 1) * w]);
+                }
+            }
+            out
+        })?;
+        Ok(Some(Tensor::from_vec(
+            rows,
+            (users.len(), w),
+            &Device::Cpu,
+        )?))
+    }
+}
+
+/// Each distinct item of `history`, sorted.
+fn distinct(history: &[u32]) -> Vec<u32> {
+    let mut items = history.to_vec();
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+impl Retriever for Autoencoder {
+    type Error = RetrievalError;
+
+    fn kind(&self) -> &'static str {
+        self.spec.kind
+    }
+
+    fn dim(&self) -> usize {
+        self.spec.shape.dim()
+    }
+
+    fn num_items(&self) -> usize {
+        self.items.rows()
+    }
+
+    /// The last hidden layer for each history (the VAE's mean path, no corruption); a training
+    /// user's node is added when the model has one and the query names the user, and left out
+    /// for anyone else (CDAE's new users: the history part only).
+    fn user_vectors(&self, queries: &[UserQuery]) -> Result<Vec<f32>> {
+        let n = self.num_items();
+        let mut bags = Bags::new();
+        for q in queries {
+            if let Some(bad) = q.history.iter().find(|&&i| i as usize >= n) {
+                return Err(invalid(format!(
+                    "history item {bad} is outside the catalogue"
+                )));
+            }
+            self.push_row(&mut bags, &distinct(q.history), 1.0);
+        }
+        let (_, mut pre) = self.input.forward(&bags)?;
+        let users: Vec<Option<u32>> = queries.iter().map(|q| q.user).collect();
+        if let Some(node) = self.user_node_rows(&users)? {
+            pre = (pre + node)?;
+        }
+        let (h, _) = self.hidden(&pre, None)?;
+        Ok(h.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn item_table(&self) -> &Tensor {
+        self.items.var().as_tensor()
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let saved = Saved {
+            config: self.config.clone(),
+            num_items: self.num_items(),
+            num_users: self.num_users(),
+        };
+        files::save(
+            dir,
+            self.spec.kind,
+            &saved,
+            &files::var_tensors(&self.varmap)?,
+        )
+    }
+
+    fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        files::var_tensors(&self.varmap)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        self.config.clone()
+    }
+}
+
+/// One training run: an epoch is one pass over the training users in a seeded order.
+struct Run<'a> {
+    model: Autoencoder,
+    data: TrainingSet<'a>,
+    /// Each training user's distinct watched items.
+    rows: Vec<Vec<u32>>,
+    /// Users with at least one watch.
+    users: Vec<u32>,
+    optimizer: InPlaceAdamW,
+    input_grads: RowGrads,
+    node_grads: Option<RowGrads>,
+    rng: Rng,
+    batches: ShuffledBatches,
+    steps: usize,
+}
+
+impl<'a> Run<'a> {
+    fn new(model: Autoencoder, data: &TrainingSet<'a>) -> Result<Self> {
+        let t = &model.spec.training;
+        let rows: Vec<Vec<u32>> = (0..data.histories.num_users())
+            .map(|u| distinct(data.histories.user_items(u)))
+            .collect();
+        let users: Vec<u32> = (0..rows.len() as u32)
+            .filter(|&u| !rows[u as usize].is_empty())
+            .collect();
+        let mut dense: Vec<Var> = vec![model.input.bias().clone(), model.items.var().clone()];
+        let layers = model.dense.encoder.iter();
+        let layers = layers
+            .chain(&model.dense.latent)
+            .chain(&model.dense.decoder);
+        for l in layers {
+            dense.push(Var::from_tensor(l.weight())?);
+            if let Some(b) = l.bias() {
+                dense.push(Var::from_tensor(b)?);
+            }
+        }
+        let table = model.input.weight();
+        let mut sparse = vec![(table.var().clone(), table.width())];
+        let node_grads = model.user_node.as_ref().map(|n| {
+            sparse.push((n.var().clone(), n.width()));
+            RowGrads::new(n.rows(), n.width())
+        });
+        let params = AdamWParams {
+            lr: t.learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: t.weight_decay,
+        };
+        Ok(Self {
+            input_grads: RowGrads::new(table.rows(), table.width()),
+            node_grads,
+            optimizer: InPlaceAdamW::new(dense, sparse, params),
+            rng: Rng::new(t.seed ^ 0xAE_70E2),
+            batches: ShuffledBatches::new(users.len(), t.batch_size),
+            steps: 0,
+            rows,
+            users,
+            model,
+            data: *data,
+        })
+    }
+
+    /// Dense `batch x items` targets (1 on watched items) and, for the logistic objective,
+    /// the weights (1 on watched and on sampled unwatched items, 0 elsewhere).
+    fn targets(&mut self, users: &[u32]) -> Result<(Tensor, Option<Tensor>)> {
+        let n = self.model.num_items();
+        let mut x = vec![0f32; users.len() * n];
+        for (row, &u) in x.chunks_mut(n).zip(users) {
+            self.rows[u as usize]
+                .iter()
+                .for_each(|&j| row[j as usize] = 1.0);
+        }
+        let weights = match self.model.spec.training.objective {
+            Objective::Logistic { negatives } => {
+                let mut w = x.clone();
+                for (k, &u) in users.iter().enumerate() {
+                    let watched = self.rows[u as usize].len();
+                    let unwatched = n - watched;
+                    let want = (negatives * watched).min(unwatched);
+                    let row = &mut w[k * n..(k + 1) * n];
+                    let xrow = &x[k * n..(k + 1) * n];
+                    let mut drawn = 0;
+                    // Rejection sampling; when negatives would cover most of the row, take all.
+                    if want * 2 > unwatched {
+                        for (w, &x) in row.iter_mut().zip(xrow) {
+                            if x == 0.0 {
+                                *w = 1.0;
+                            }
+                        }
+                    } else {
+                        while drawn < want {
+                            let j = self.rng.below(n);
+                            if xrow[j] == 0.0 && row[j] == 0.0 {
+                                row[j] = 1.0;
+                                drawn += 1;
+                            }
+                        }
+                    }
+                }
+                Some(Tensor::from_vec(w, (users.len(), n), &Device::Cpu)?)
+            }
+            _ => None,
+        };
+        Ok((
+            Tensor::from_vec(x, (users.len(), n), &Device::Cpu)?,
+            weights,
+        ))
+    }
+}
+
+impl Fit for Run<'_> {
+    type Error = RetrievalError;
+    type Snapshot = HashMap<String, Tensor>;
+
+    fn examples_per_epoch(&self) -> usize {
+        self.users.len()
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.batches.steps()
+    }
+
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
+        self.batches.shuffle(&mut self.rng);
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
+        let t = self.model.spec.training.clone();
+        let users: Vec<u32> = self
+            .batches
+            .batch(step)
+            .iter()
+            .map(|&i| self.users[i])
+            .collect();
+        let b = users.len();
+        // Corrupted input: each watched item kept with probability 1 - p, scaled by 1/(1 - p).
+        let p = t.input_dropout;
+        let keep_scale = (1.0 / (1.0 - p)) as f32;
+        let mut bags = Bags::new();
+        let mut kept = Vec::new();
+        for &u in &users {
+            kept.clear();
+            for &j in &self.rows[u as usize] {
+                if p <= 0.0 || self.rng.uniform() >= p {
+                    kept.push(j);
+                }
+            }
+            // Liang et al. normalise before dropping: the scale uses the whole row's length.
+            let full = self.rows[u as usize].len() as f32;
+            let norm = match self.model.spec.shape.input {
+                InputScale::Binary => 1.0,
+                InputScale::UnitNorm => (kept.len().max(1) as f32 / full).sqrt(),
+            };
+            self.model.push_row(&mut bags, &kept, keep_scale * norm);
+        }
+        let (leaf, mut pre) = self.model.input.forward(&bags)?;
+        let node_leaf = match self
+            .model
+            .user_node_rows(&users.iter().map(|&u| Some(u)).collect::<Vec<_>>())?
+        {
+            Some(rows) => {
+                let leaf = Var::from_tensor(&rows)?;
+                pre = (pre + leaf.as_tensor())?;
+                Some(leaf)
+            }
+            None => None,
+        };
+        let (h, gaussian) = self.model.hidden(&pre, Some(&mut self.rng))?;
+        let logits = with_bias_column(&h)?.matmul(&self.model.items.var().as_tensor().t()?)?;
+        let (x, weights) = self.targets(&users)?;
+        let mut loss = match t.objective {
+            Objective::SquaredError => ((logits - &x)?.sqr()?.sum_all()? / b as f64)?,
+            Objective::Logistic { .. } => {
+                let w = weights.ok_or_else(|| invalid("logistic objective without weights"))?;
+                (nn::loss::weighted_bce_sum(&logits, &x, &w)? / b as f64)?
+            }
+            Objective::Multinomial { .. } => nn::loss::multinomial_nll(&logits, &x)?,
+        };
+        if let (
+            Objective::Multinomial {
+                beta_cap,
+                anneal_steps,
+            },
+            Some((mu, logvar)),
+        ) = (t.objective, gaussian)
+        {
+            let beta = beta_cap.min(self.steps as f64 / anneal_steps.max(1) as f64);
+            if beta > 0.0 {
+                // KL(q(z|x) || N(0, I)) = 1/2 sum (-logvar + e^logvar + mu^2 - 1), batch mean.
+                let kl = ((logvar.exp()? - &logvar)? + mu.sqr()?)?;
+                let kl = ((kl - 1.0)?.sum_all()? * (0.5 / b as f64))?;
+                loss = (loss + (kl * beta)?)?;
+            }
+        }
+        let value = f64::from(loss.to_scalar::<f32>()?);
+        let store = loss.backward()?;
+        self.optimizer.set_learning_rate(lr);
+        self.optimizer.begin_step();
+        self.optimizer.step_dense(&store)?;
+        let width = self.model.input.weight().width();
+        if let Some(g) = store.get(leaf.as_tensor()) {
+            with_f32_data(&g.contiguous()?, |g| {
+                self.input_grads.scatter(g, 0, width, &bags)
+            })?;
+            let (rows, gv) = self.input_grads.take_sorted();
+            self.optimizer.step_rows(0, &rows, &gv)?;
+        }
+        if let (Some(leaf), Some(grads)) = (node_leaf, self.node_grads.as_mut()) {
+            if let Some(g) = store.get(leaf.as_tensor()) {
+                with_f32_data(&g.contiguous()?, |g| {
+                    for (row, &u) in g.chunks(width).zip(&users) {
+                        grads.add(u, 1.0, row);
+                    }
+                })?;
+                let (rows, gv) = grads.take_sorted();
+                self.optimizer.step_rows(1, &rows, &gv)?;
+            }
+        }
+        self.steps += 1;
+        Ok(StepLoss {
+            sum: value * b as f64,
+            weight: b as f64,
+        })
+    }
+
+    fn validate(&mut self) -> Result<Option<f64>> {
+        if self.data.validation.is_empty() {
+            return Ok(None);
+        }
+        let m = self.model.evaluate(self.data.validation, None, &[10])?;
+        Ok(Some(m.hit_rate(0)))
+    }
+
+    fn snapshot(&self) -> Result<Self::Snapshot> {
+        Ok(nn::vars::snapshot(&self.model.varmap)?)
+    }
+
+    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
+        Ok(nn::vars::restore(&self.model.varmap, &snapshot)?)
+    }
+}
