@@ -74,6 +74,19 @@ pub trait Retriever: Send + Sync {
         self.score_vectors(&u)
     }
 
+    /// HR@10 over the validation cases (exact scores), the figure every retriever chooses its
+    /// epoch by; `None` when there are no cases.
+    fn validation_hit_rate(
+        &self,
+        cases: &[ValidationCase],
+        features: Option<&UserFeatures>,
+    ) -> Result<Option<f64>, Self::Error> {
+        if cases.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.evaluate(cases, features, &[10])?.hit_rate(0)))
+    }
+
     /// HR and NDCG at `cutoffs` over held-out cases (exact scores, EVAL.md section 1).
     fn evaluate(
         &self,

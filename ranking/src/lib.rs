@@ -25,6 +25,7 @@ mod example;
 pub mod mf_rating;
 mod model;
 mod quantiles;
+pub mod rbm;
 mod registry;
 mod serve;
 mod train;

@@ -12,6 +12,7 @@ use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
 use crate::mf_rating::{self, MfRating, MfRatingConfig};
+use crate::rbm::{self, Rbm, RbmConfig};
 use crate::train::{EpochReport, TrainReport};
 use crate::youtube::{self, YoutubeRanker};
 
@@ -112,7 +113,12 @@ pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
 }
 
 /// Registry names of the rating models this build can train (EVAL.md section 4).
-pub const RATING_MODELS: &[&str] = &[mf_rating::KIND, autorec::KIND_ITEM, autorec::KIND_USER];
+pub const RATING_MODELS: &[&str] = &[
+    mf_rating::KIND,
+    autorec::KIND_ITEM,
+    autorec::KIND_USER,
+    rbm::KIND,
+];
 
 /// A trained rating model of any kind.
 pub type DynRatingModel = dyn nn::RatingModel<Error = RankingError>;
@@ -129,6 +135,8 @@ pub struct RatingSettings {
     pub autorec_i: AutoRecConfig,
     /// `[rating.autorec_u]`.
     pub autorec_u: AutoRecConfig,
+    /// `[rating.rbm]`.
+    pub rbm: RbmConfig,
 }
 
 impl Default for RatingSettings {
@@ -138,6 +146,7 @@ impl Default for RatingSettings {
             mf: MfRatingConfig::default(),
             autorec_i: AutoRecConfig::default(),
             autorec_u: AutoRecConfig::default(),
+            rbm: RbmConfig::default(),
         }
     }
 }
@@ -164,6 +173,7 @@ impl RatingSettings {
             mf_rating::KIND => self.mf.validate(),
             autorec::KIND_ITEM => self.autorec_i.validate(autorec::KIND_ITEM),
             autorec::KIND_USER => self.autorec_u.validate(autorec::KIND_USER),
+            rbm::KIND => self.rbm.validate(),
             other => Err(unknown_rating(other)),
         }
     }
@@ -173,6 +183,7 @@ impl RatingSettings {
         let value = match self.model.as_str() {
             autorec::KIND_ITEM => serde_json::to_value(&self.autorec_i),
             autorec::KIND_USER => serde_json::to_value(&self.autorec_u),
+            rbm::KIND => serde_json::to_value(&self.rbm),
             _ => serde_json::to_value(&self.mf),
         };
         value.unwrap_or_default()
@@ -183,6 +194,7 @@ impl RatingSettings {
         match self.model.as_str() {
             autorec::KIND_ITEM => self.autorec_i.epochs,
             autorec::KIND_USER => self.autorec_u.epochs,
+            rbm::KIND => self.rbm.epochs,
             _ => self.mf.epochs,
         }
     }
@@ -210,6 +222,10 @@ impl RatingSettings {
                 };
                 let (m, r) =
                     AutoRec::train(side, cfg, num_users, num_items, train, valid, progress)?;
+                Ok((Box::new(m), r))
+            }
+            rbm::KIND => {
+                let (m, r) = Rbm::train(&self.rbm, num_users, num_items, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
             other => Err(unknown_rating(other)),

@@ -5,7 +5,8 @@
 //! - [`mf`]: matrix factorisation as a network (the baseline);
 //! - the user-row autoencoders on [`autoencoder`]: [`mult_vae`] and [`mult_dae`] (Liang et
 //!   al. 2018), [`cdae`] (Wu et al. 2016) and U-AutoRec on implicit rows, [`autorec`]
-//!   (Sedhain et al. 2015).
+//!   (Sedhain et al. 2015); [`cfgan`]'s generator (Chae et al. 2018), trained against a
+//!   discriminator.
 //!
 //! Every model implements [`nn::Retriever`]: a user vector `u` for any history, item vectors
 //! `v_j` and biases `b_j`, score = `u . v_j + b_j`, so that an inner-product index serves it.
@@ -18,6 +19,7 @@
 pub mod autoencoder;
 pub mod autorec;
 pub mod cdae;
+pub mod cfgan;
 pub mod error;
 pub mod files;
 pub mod mf;

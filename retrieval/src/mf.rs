@@ -454,11 +454,7 @@ impl Fit for MfRun<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if self.data.validation.is_empty() {
-            return Ok(None);
-        }
-        let m = self.model.evaluate(self.data.validation, None, &[10])?;
-        Ok(Some(m.hit_rate(0)))
+        self.model.validation_hit_rate(self.data.validation, None)
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {

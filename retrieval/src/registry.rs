@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autorec::AutoRecConfig;
 use crate::cdae::CdaeConfig;
+use crate::cfgan::CfganConfig;
 use crate::error::{Result, RetrievalError};
 use crate::files;
 use crate::mf::{Mf, MfConfig};
@@ -16,7 +17,7 @@ use crate::mult_dae::MultDaeConfig;
 use crate::mult_vae::MultVaeConfig;
 use crate::warm::WarmStart;
 use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
-use crate::{autorec, cdae, mf, mult_dae, mult_vae, youtube_dnn};
+use crate::{autorec, cdae, cfgan, mf, mult_dae, mult_vae, youtube_dnn};
 
 /// A trained retriever of any kind.
 pub type DynRetriever = dyn Retriever<Error = RetrievalError>;
@@ -29,6 +30,7 @@ pub const MODELS: &[&str] = &[
     mult_dae::KIND,
     cdae::KIND,
     autorec::KIND,
+    cfgan::KIND,
 ];
 
 /// The `[retrieval]` section: which model, and each model's own settings.
@@ -49,6 +51,8 @@ pub struct RetrievalSettings {
     pub cdae: CdaeConfig,
     /// `[retrieval.autorec_u]`.
     pub autorec_u: AutoRecConfig,
+    /// `[retrieval.cfgan]`.
+    pub cfgan: CfganConfig,
 }
 
 impl Default for RetrievalSettings {
@@ -61,6 +65,7 @@ impl Default for RetrievalSettings {
             mult_dae: MultDaeConfig::default(),
             cdae: CdaeConfig::default(),
             autorec_u: AutoRecConfig::default(),
+            cfgan: CfganConfig::default(),
         }
     }
 }
@@ -90,6 +95,7 @@ impl RetrievalSettings {
             mult_dae::KIND => self.mult_dae.validate(),
             cdae::KIND => self.cdae.validate(),
             autorec::KIND => self.autorec_u.validate(),
+            cfgan::KIND => self.cfgan.validate(),
             other => Err(unknown(other)),
         }
     }
@@ -102,6 +108,7 @@ impl RetrievalSettings {
             mult_dae::KIND => self.mult_dae.epochs,
             cdae::KIND => self.cdae.epochs,
             autorec::KIND => self.autorec_u.epochs,
+            cfgan::KIND => self.cfgan.epochs,
             _ => self.youtube_dnn.epochs,
         }
     }
@@ -114,6 +121,7 @@ impl RetrievalSettings {
             mult_dae::KIND => serde_json::to_value(&self.mult_dae),
             cdae::KIND => serde_json::to_value(&self.cdae),
             autorec::KIND => serde_json::to_value(&self.autorec_u),
+            cfgan::KIND => serde_json::to_value(&self.cfgan),
             _ => serde_json::to_value(&self.youtube_dnn),
         };
         value.unwrap_or_default()
@@ -139,6 +147,7 @@ impl RetrievalSettings {
             mult_dae::KIND => boxed(self.mult_dae.train(data, warm, progress)?),
             cdae::KIND => boxed(self.cdae.train(data, warm, progress)?),
             autorec::KIND => boxed(self.autorec_u.train(data, warm, progress)?),
+            cfgan::KIND => boxed(self.cfgan.train(data, warm, progress)?),
             other => return Err(unknown(other)),
         })
     }
@@ -159,6 +168,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
         mult_dae::KIND => Box::new(mult_dae::load(dir)?),
         cdae::KIND => Box::new(cdae::load(dir)?),
         autorec::KIND => Box::new(autorec::load(dir)?),
+        cfgan::KIND => Box::new(cfgan::load(dir)?),
         other => return Err(unknown(other)),
     })
 }

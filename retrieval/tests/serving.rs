@@ -6,8 +6,8 @@ use index::{HnswConfig, Index, ItemVectors};
 use nn::Retriever;
 use retrieval::autoencoder::Autoencoder;
 use retrieval::{
-    autorec, cdae, mult_dae, mult_vae, Catalog, Example, TrainingSet, UserQuery, ValidationCase,
-    WatchHistories,
+    autorec, cdae, cfgan, mult_dae, mult_vae, Catalog, Example, TrainingSet, UserQuery,
+    ValidationCase, WatchHistories,
 };
 
 /// 240 users in 4 taste groups over 400 items; each user watches 25 items, mostly from their
@@ -129,6 +129,15 @@ fn index_top_10_equals_each_autoencoders_own_output() {
             hidden: 32,
             epochs: 20,
             learning_rate: 1e-2,
+            ..Default::default()
+        }
+        .train(&data, None, |_| {}),
+        cfgan::CfganConfig {
+            hidden: 32,
+            discriminator_hidden: 16,
+            epochs: 10,
+            learning_rate: 1e-2,
+            discriminator_learning_rate: 1e-2,
             ..Default::default()
         }
         .train(&data, None, |_| {}),

@@ -83,8 +83,11 @@ pub fn small_config(dir: &Path) -> PathBuf {
 pub fn retrieval_section(model: &str) -> String {
     let own = match model {
         "mf" => "epochs = 3\npatience = 0\ndim = 32\nnum_negatives = 256\n",
-        "mult_vae" => "epochs = 3\npatience = 0\nhidden = 64\nlatent = 16\n",
-        "mult_dae" | "cdae" | "autorec_u" => "epochs = 3\npatience = 0\nhidden = 32\n",
+        "mult_vae" => "epochs = 3\npatience = 0\nhidden = 64\nlatent = 16\nbatch_size = 16\n",
+        "mult_dae" | "cdae" | "autorec_u" => {
+            "epochs = 3\npatience = 0\nhidden = 32\nbatch_size = 16\n"
+        }
+        "cfgan" => "epochs = 3\npatience = 0\nhidden = 32\ndiscriminator_hidden = 16\nbatch_size = 16\n",
         _ => "epochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n",
     };
     format!("[retrieval.{model}]\n{own}\n[retrieval]\nmodel = \"{model}\"\n")

@@ -231,13 +231,8 @@ impl Fit for Run<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if self.data.validation.is_empty() {
-            return Ok(None);
-        }
-        let m = self
-            .model
-            .evaluate(self.data.validation, self.features, &[10])?;
-        Ok(Some(m.hit_rate(0)))
+        self.model
+            .validation_hit_rate(self.data.validation, self.features)
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {

@@ -13,17 +13,20 @@
 //! The model files hold each paper's configuration (shape, corruption, objective); this file
 //! trains and serves them all.
 
+mod train;
+
+pub(crate) use train::{unwatched_sample, Updater, UserRows};
+
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
-use nn::bag::{with_f32_data, Bags, RowGrads};
+use nn::bag::{with_f32_data, Bags};
 use nn::init::SeededVarMap;
-use nn::layers::{with_bias_column, BagLinear, EmbeddingTable};
-use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::layers::{BagLinear, EmbeddingTable};
 use nn::rng::Rng;
-use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
+use nn::trainer::{self, Better, Schedule, TrainReport};
 use nn::{Retriever, TrainingSet, UserQuery};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -81,6 +84,9 @@ pub enum Objective {
         /// Steps for beta to grow by 1 (beta = min(beta_cap, step / anneal_steps)).
         anneal_steps: usize,
     },
+    /// Identity output trained against a discriminator (CFGAN's generator, see
+    /// [`crate::cfgan`]).
+    Adversarial,
 }
 
 /// The network's shape.
@@ -312,6 +318,26 @@ impl Autoencoder {
         warm: Option<&WarmStart>,
         progress: impl FnMut(&nn::EpochReport),
     ) -> Result<(Self, TrainReport)> {
+        let model = Self::untrained(spec, config, data, warm)?;
+        let t = &spec.training;
+        let mut run = train::Run::new(model, data)?;
+        let schedule = Schedule {
+            epochs: t.epochs,
+            patience: t.patience,
+            learning_rate: t.learning_rate,
+            final_lr_fraction: 1.0,
+        };
+        let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
+        Ok((run.model, report))
+    }
+
+    /// A fresh network for `data`'s users and items, from `warm`'s weights when given.
+    pub(crate) fn untrained(
+        spec: &Spec,
+        config: serde_json::Value,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+    ) -> Result<Self> {
         spec.validate()?;
         data.validate()?;
         let model = Self::build(
@@ -328,16 +354,12 @@ impl Autoencoder {
                 _ => None,
             })?;
         }
-        let t = &spec.training;
-        let mut run = Run::new(model, data)?;
-        let schedule = Schedule {
-            epochs: t.epochs,
-            patience: t.patience,
-            learning_rate: t.learning_rate,
-            final_lr_fraction: 1.0,
-        };
-        let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
-        Ok((run.model, report))
+        Ok(model)
+    }
+
+    /// Every weight, by name.
+    pub(crate) fn varmap(&self) -> &VarMap {
+        &self.varmap
     }
 
     /// Reads a model written by [`Retriever::save`]; `spec_of` turns the saved config of type
@@ -430,7 +452,7 @@ impl Autoencoder {
         let bias = table.narrow(1, d, 1)?.squeeze(1)?;
         let logits = u.matmul(&weight.t()?)?.broadcast_add(&bias)?;
         let out = match self.spec.training.objective {
-            Objective::SquaredError => logits,
+            Objective::SquaredError | Objective::Adversarial => logits,
             Objective::Logistic { .. } => Activation::Sigmoid.apply(&logits)?,
             Objective::Multinomial { .. } => candle_nn::ops::softmax(&logits, 1)?,
         };
@@ -530,249 +552,5 @@ impl Retriever for Autoencoder {
 
     fn config_json(&self) -> serde_json::Value {
         self.config.clone()
-    }
-}
-
-/// One training run: an epoch is one pass over the training users in a seeded order.
-struct Run<'a> {
-    model: Autoencoder,
-    data: TrainingSet<'a>,
-    /// Each training user's distinct watched items.
-    rows: Vec<Vec<u32>>,
-    /// Users with at least one watch.
-    users: Vec<u32>,
-    optimizer: InPlaceAdamW,
-    input_grads: RowGrads,
-    node_grads: Option<RowGrads>,
-    rng: Rng,
-    batches: ShuffledBatches,
-    steps: usize,
-}
-
-impl<'a> Run<'a> {
-    fn new(model: Autoencoder, data: &TrainingSet<'a>) -> Result<Self> {
-        let t = &model.spec.training;
-        let rows: Vec<Vec<u32>> = (0..data.histories.num_users())
-            .map(|u| distinct(data.histories.user_items(u)))
-            .collect();
-        let users: Vec<u32> = (0..rows.len() as u32)
-            .filter(|&u| !rows[u as usize].is_empty())
-            .collect();
-        let mut dense: Vec<Var> = vec![model.input.bias().clone(), model.items.var().clone()];
-        let layers = model.dense.encoder.iter();
-        let layers = layers
-            .chain(&model.dense.latent)
-            .chain(&model.dense.decoder);
-        for l in layers {
-            dense.push(Var::from_tensor(l.weight())?);
-            if let Some(b) = l.bias() {
-                dense.push(Var::from_tensor(b)?);
-            }
-        }
-        let table = model.input.weight();
-        let mut sparse = vec![(table.var().clone(), table.width())];
-        let node_grads = model.user_node.as_ref().map(|n| {
-            sparse.push((n.var().clone(), n.width()));
-            RowGrads::new(n.rows(), n.width())
-        });
-        let params = AdamWParams {
-            lr: t.learning_rate,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: t.weight_decay,
-        };
-        Ok(Self {
-            input_grads: RowGrads::new(table.rows(), table.width()),
-            node_grads,
-            optimizer: InPlaceAdamW::new(dense, sparse, params),
-            rng: Rng::new(t.seed ^ 0xAE_70E2),
-            batches: ShuffledBatches::new(users.len(), t.batch_size),
-            steps: 0,
-            rows,
-            users,
-            model,
-            data: *data,
-        })
-    }
-
-    /// Dense `batch x items` targets (1 on watched items) and, for the logistic objective,
-    /// the weights (1 on watched and on sampled unwatched items, 0 elsewhere).
-    fn targets(&mut self, users: &[u32]) -> Result<(Tensor, Option<Tensor>)> {
-        let n = self.model.num_items();
-        let mut x = vec![0f32; users.len() * n];
-        for (row, &u) in x.chunks_mut(n).zip(users) {
-            self.rows[u as usize]
-                .iter()
-                .for_each(|&j| row[j as usize] = 1.0);
-        }
-        let weights = match self.model.spec.training.objective {
-            Objective::Logistic { negatives } => {
-                let mut w = x.clone();
-                for (k, &u) in users.iter().enumerate() {
-                    let watched = self.rows[u as usize].len();
-                    let unwatched = n - watched;
-                    let want = (negatives * watched).min(unwatched);
-                    let row = &mut w[k * n..(k + 1) * n];
-                    let xrow = &x[k * n..(k + 1) * n];
-                    let mut drawn = 0;
-                    // Rejection sampling; when negatives would cover most of the row, take all.
-                    if want * 2 > unwatched {
-                        for (w, &x) in row.iter_mut().zip(xrow) {
-                            if x == 0.0 {
-                                *w = 1.0;
-                            }
-                        }
-                    } else {
-                        while drawn < want {
-                            let j = self.rng.below(n);
-                            if xrow[j] == 0.0 && row[j] == 0.0 {
-                                row[j] = 1.0;
-                                drawn += 1;
-                            }
-                        }
-                    }
-                }
-                Some(Tensor::from_vec(w, (users.len(), n), &Device::Cpu)?)
-            }
-            _ => None,
-        };
-        Ok((
-            Tensor::from_vec(x, (users.len(), n), &Device::Cpu)?,
-            weights,
-        ))
-    }
-}
-
-impl Fit for Run<'_> {
-    type Error = RetrievalError;
-    type Snapshot = HashMap<String, Tensor>;
-
-    fn examples_per_epoch(&self) -> usize {
-        self.users.len()
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        self.batches.steps()
-    }
-
-    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
-        self.batches.shuffle(&mut self.rng);
-        Ok(())
-    }
-
-    fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
-        let t = self.model.spec.training.clone();
-        let users: Vec<u32> = self
-            .batches
-            .batch(step)
-            .iter()
-            .map(|&i| self.users[i])
-            .collect();
-        let b = users.len();
-        // Corrupted input: each watched item kept with probability 1 - p, scaled by 1/(1 - p).
-        let p = t.input_dropout;
-        let keep_scale = (1.0 / (1.0 - p)) as f32;
-        let mut bags = Bags::new();
-        let mut kept = Vec::new();
-        for &u in &users {
-            kept.clear();
-            for &j in &self.rows[u as usize] {
-                if p <= 0.0 || self.rng.uniform() >= p {
-                    kept.push(j);
-                }
-            }
-            // Liang et al. normalise before dropping: the scale uses the whole row's length.
-            let full = self.rows[u as usize].len() as f32;
-            let norm = match self.model.spec.shape.input {
-                InputScale::Binary => 1.0,
-                InputScale::UnitNorm => (kept.len().max(1) as f32 / full).sqrt(),
-            };
-            self.model.push_row(&mut bags, &kept, keep_scale * norm);
-        }
-        let (leaf, mut pre) = self.model.input.forward(&bags)?;
-        let node_leaf = match self
-            .model
-            .user_node_rows(&users.iter().map(|&u| Some(u)).collect::<Vec<_>>())?
-        {
-            Some(rows) => {
-                let leaf = Var::from_tensor(&rows)?;
-                pre = (pre + leaf.as_tensor())?;
-                Some(leaf)
-            }
-            None => None,
-        };
-        let (h, gaussian) = self.model.hidden(&pre, Some(&mut self.rng))?;
-        let logits = with_bias_column(&h)?.matmul(&self.model.items.var().as_tensor().t()?)?;
-        let (x, weights) = self.targets(&users)?;
-        let mut loss = match t.objective {
-            Objective::SquaredError => ((logits - &x)?.sqr()?.sum_all()? / b as f64)?,
-            Objective::Logistic { .. } => {
-                let w = weights.ok_or_else(|| invalid("logistic objective without weights"))?;
-                (nn::loss::weighted_bce_sum(&logits, &x, &w)? / b as f64)?
-            }
-            Objective::Multinomial { .. } => nn::loss::multinomial_nll(&logits, &x)?,
-        };
-        if let (
-            Objective::Multinomial {
-                beta_cap,
-                anneal_steps,
-            },
-            Some((mu, logvar)),
-        ) = (t.objective, gaussian)
-        {
-            let beta = beta_cap.min(self.steps as f64 / anneal_steps.max(1) as f64);
-            if beta > 0.0 {
-                // KL(q(z|x) || N(0, I)) = 1/2 sum (-logvar + e^logvar + mu^2 - 1), batch mean.
-                let kl = ((logvar.exp()? - &logvar)? + mu.sqr()?)?;
-                let kl = ((kl - 1.0)?.sum_all()? * (0.5 / b as f64))?;
-                loss = (loss + (kl * beta)?)?;
-            }
-        }
-        let value = f64::from(loss.to_scalar::<f32>()?);
-        let store = loss.backward()?;
-        self.optimizer.set_learning_rate(lr);
-        self.optimizer.begin_step();
-        self.optimizer.step_dense(&store)?;
-        let width = self.model.input.weight().width();
-        if let Some(g) = store.get(leaf.as_tensor()) {
-            with_f32_data(&g.contiguous()?, |g| {
-                self.input_grads.scatter(g, 0, width, &bags)
-            })?;
-            let (rows, gv) = self.input_grads.take_sorted();
-            self.optimizer.step_rows(0, &rows, &gv)?;
-        }
-        if let (Some(leaf), Some(grads)) = (node_leaf, self.node_grads.as_mut()) {
-            if let Some(g) = store.get(leaf.as_tensor()) {
-                with_f32_data(&g.contiguous()?, |g| {
-                    for (row, &u) in g.chunks(width).zip(&users) {
-                        grads.add(u, 1.0, row);
-                    }
-                })?;
-                let (rows, gv) = grads.take_sorted();
-                self.optimizer.step_rows(1, &rows, &gv)?;
-            }
-        }
-        self.steps += 1;
-        Ok(StepLoss {
-            sum: value * b as f64,
-            weight: b as f64,
-        })
-    }
-
-    fn validate(&mut self) -> Result<Option<f64>> {
-        if self.data.validation.is_empty() {
-            return Ok(None);
-        }
-        let m = self.model.evaluate(self.data.validation, None, &[10])?;
-        Ok(Some(m.hit_rate(0)))
-    }
-
-    fn snapshot(&self) -> Result<Self::Snapshot> {
-        Ok(nn::vars::snapshot(&self.model.varmap)?)
-    }
-
-    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
-        Ok(nn::vars::restore(&self.model.varmap, &snapshot)?)
     }
 }
