@@ -9,6 +9,7 @@
 //! by default. Random 50-watch histories: throughput does not depend on what is learnt.
 
 use nn::rng::Rng;
+use retrieval::autoencoder::AutoencoderSettings;
 use retrieval::mult_vae::MultVaeConfig;
 use retrieval::{Catalog, Example, TrainingSet, WatchHistories};
 

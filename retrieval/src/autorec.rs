@@ -9,14 +9,11 @@
 //! so the index's top-K by u . v_j + b_j is the model's. Training and serving are in
 //! [`crate::autoencoder`].
 
-use std::path::Path;
-
-use nn::{EpochReport, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
-use crate::autoencoder::{Activation, Autoencoder, InputScale, Objective, Shape, Spec, Training};
-use crate::error::Result;
-use crate::warm::WarmStart;
+use crate::autoencoder::{
+    Activation, AutoencoderSettings, InputScale, Objective, Shape, Spec, Training,
+};
 
 /// Registry name.
 pub const KIND: &str = "autorec_u";
@@ -58,14 +55,8 @@ impl Default for AutoRecConfig {
     }
 }
 
-impl AutoRecConfig {
-    /// Rejects settings that cannot train.
-    pub fn validate(&self) -> Result<()> {
-        self.spec().validate()
-    }
-
-    /// The network these settings describe.
-    pub fn spec(&self) -> Spec {
+impl AutoencoderSettings for AutoRecConfig {
+    fn spec(&self) -> Spec {
         Spec {
             kind: KIND,
             shape: Shape {
@@ -88,25 +79,4 @@ impl AutoRecConfig {
             },
         }
     }
-
-    /// Trains U-AutoRec on `data`.
-    pub fn train(
-        &self,
-        data: &TrainingSet,
-        warm: Option<&WarmStart>,
-        progress: impl FnMut(&EpochReport),
-    ) -> Result<(Autoencoder, TrainReport)> {
-        Autoencoder::train(
-            &self.spec(),
-            serde_json::to_value(self)?,
-            data,
-            warm,
-            progress,
-        )
-    }
-}
-
-/// Reads a saved U-AutoRec.
-pub fn load(dir: &Path) -> Result<Autoencoder> {
-    Autoencoder::load(dir, AutoRecConfig::spec)
 }

@@ -11,14 +11,11 @@
 //! only), v_j and b_j = W'_j and b'_j; sigmoid is monotone, so the index's top-K is the model's.
 //! Training and serving are in [`crate::autoencoder`].
 
-use std::path::Path;
-
-use nn::{EpochReport, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
-use crate::autoencoder::{Activation, Autoencoder, InputScale, Objective, Shape, Spec, Training};
-use crate::error::Result;
-use crate::warm::WarmStart;
+use crate::autoencoder::{
+    Activation, AutoencoderSettings, InputScale, Objective, Shape, Spec, Training,
+};
 
 /// Registry name.
 pub const KIND: &str = "cdae";
@@ -65,14 +62,8 @@ impl Default for CdaeConfig {
     }
 }
 
-impl CdaeConfig {
-    /// Rejects settings that cannot train.
-    pub fn validate(&self) -> Result<()> {
-        self.spec().validate()
-    }
-
-    /// The network these settings describe.
-    pub fn spec(&self) -> Spec {
+impl AutoencoderSettings for CdaeConfig {
+    fn spec(&self) -> Spec {
         Spec {
             kind: KIND,
             shape: Shape {
@@ -97,25 +88,4 @@ impl CdaeConfig {
             },
         }
     }
-
-    /// Trains CDAE on `data`.
-    pub fn train(
-        &self,
-        data: &TrainingSet,
-        warm: Option<&WarmStart>,
-        progress: impl FnMut(&EpochReport),
-    ) -> Result<(Autoencoder, TrainReport)> {
-        Autoencoder::train(
-            &self.spec(),
-            serde_json::to_value(self)?,
-            data,
-            warm,
-            progress,
-        )
-    }
-}
-
-/// Reads a saved CDAE.
-pub fn load(dir: &Path) -> Result<Autoencoder> {
-    Autoencoder::load(dir, CdaeConfig::spec)
 }

@@ -19,7 +19,6 @@
 //! serves r^_u (the output is linear). Served through [`crate::autoencoder`] like the others.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
@@ -31,8 +30,8 @@ use nn::{EpochReport, Retriever, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
 use crate::autoencoder::{
-    unwatched_sample, Activation, Autoencoder, InputScale, Objective, Shape, Spec, Training,
-    Updater, UserRows,
+    unwatched_sample, Activation, Autoencoder, AutoencoderSettings, InputScale, Objective, Shape,
+    Spec, Training, Updater, UserRows,
 };
 use crate::error::{Result, RetrievalError};
 use crate::warm::WarmStart;
@@ -97,9 +96,9 @@ impl Default for CfganConfig {
     }
 }
 
-impl CfganConfig {
-    /// Rejects settings that cannot train.
-    pub fn validate(&self) -> Result<()> {
+impl AutoencoderSettings for CfganConfig {
+    /// The generator's checks, and D's and the masks' settings.
+    fn validate(&self) -> Result<()> {
         self.spec().validate()?;
         let bad = |m: &str| {
             Err(RetrievalError::InvalidConfig(format!(
@@ -124,7 +123,7 @@ impl CfganConfig {
     }
 
     /// The generator these settings describe.
-    pub fn spec(&self) -> Spec {
+    fn spec(&self) -> Spec {
         Spec {
             kind: KIND,
             shape: Shape {
@@ -148,8 +147,8 @@ impl CfganConfig {
         }
     }
 
-    /// Trains CFGAN on `data`; returns the generator.
-    pub fn train(
+    /// Trains CFGAN on `data` against its discriminator; returns the generator.
+    fn train(
         &self,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
@@ -168,11 +167,6 @@ impl CfganConfig {
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
         Ok((run.generator, report))
     }
-}
-
-/// Reads a saved CFGAN generator.
-pub fn load(dir: &Path) -> Result<Autoencoder> {
-    Autoencoder::load(dir, CfganConfig::spec)
 }
 
 /// The discriminator: `[r, c]` (2 x items) -> sigmoid layer -> one logit. Training-only.

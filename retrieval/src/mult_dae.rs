@@ -9,14 +9,11 @@
 //! softmax is monotone, so the index's top-K is the model's. Training and serving are in
 //! [`crate::autoencoder`].
 
-use std::path::Path;
-
-use nn::{EpochReport, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
-use crate::autoencoder::{Activation, Autoencoder, InputScale, Objective, Shape, Spec, Training};
-use crate::error::Result;
-use crate::warm::WarmStart;
+use crate::autoencoder::{
+    Activation, AutoencoderSettings, InputScale, Objective, Shape, Spec, Training,
+};
 
 /// Registry name.
 pub const KIND: &str = "mult_dae";
@@ -60,14 +57,8 @@ impl Default for MultDaeConfig {
     }
 }
 
-impl MultDaeConfig {
-    /// Rejects settings that cannot train.
-    pub fn validate(&self) -> Result<()> {
-        self.spec().validate()
-    }
-
-    /// The network these settings describe.
-    pub fn spec(&self) -> Spec {
+impl AutoencoderSettings for MultDaeConfig {
+    fn spec(&self) -> Spec {
         Spec {
             kind: KIND,
             shape: Shape {
@@ -93,25 +84,4 @@ impl MultDaeConfig {
             },
         }
     }
-
-    /// Trains Mult-DAE on `data`.
-    pub fn train(
-        &self,
-        data: &TrainingSet,
-        warm: Option<&WarmStart>,
-        progress: impl FnMut(&EpochReport),
-    ) -> Result<(Autoencoder, TrainReport)> {
-        Autoencoder::train(
-            &self.spec(),
-            serde_json::to_value(self)?,
-            data,
-            warm,
-            progress,
-        )
-    }
-}
-
-/// Reads a saved Mult-DAE.
-pub fn load(dir: &Path) -> Result<Autoencoder> {
-    Autoencoder::load(dir, MultDaeConfig::spec)
 }

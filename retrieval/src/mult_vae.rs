@@ -11,14 +11,11 @@
 //! and b_j = the output layer's row and bias; softmax is monotone, so the index's top-K by
 //! u . v_j + b_j is the model's. Training and serving are in [`crate::autoencoder`].
 
-use std::path::Path;
-
-use nn::{EpochReport, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
-use crate::autoencoder::{Activation, Autoencoder, InputScale, Objective, Shape, Spec, Training};
-use crate::error::Result;
-use crate::warm::WarmStart;
+use crate::autoencoder::{
+    Activation, AutoencoderSettings, InputScale, Objective, Shape, Spec, Training,
+};
 
 /// Registry name.
 pub const KIND: &str = "mult_vae";
@@ -72,14 +69,8 @@ impl Default for MultVaeConfig {
     }
 }
 
-impl MultVaeConfig {
-    /// Rejects settings that cannot train.
-    pub fn validate(&self) -> Result<()> {
-        self.spec().validate()
-    }
-
-    /// The network these settings describe.
-    pub fn spec(&self) -> Spec {
+impl AutoencoderSettings for MultVaeConfig {
+    fn spec(&self) -> Spec {
         Spec {
             kind: KIND,
             shape: Shape {
@@ -105,25 +96,4 @@ impl MultVaeConfig {
             },
         }
     }
-
-    /// Trains Mult-VAE on `data`.
-    pub fn train(
-        &self,
-        data: &TrainingSet,
-        warm: Option<&WarmStart>,
-        progress: impl FnMut(&EpochReport),
-    ) -> Result<(Autoencoder, TrainReport)> {
-        Autoencoder::train(
-            &self.spec(),
-            serde_json::to_value(self)?,
-            data,
-            warm,
-            progress,
-        )
-    }
-}
-
-/// Reads a saved Mult-VAE.
-pub fn load(dir: &Path) -> Result<Autoencoder> {
-    Autoencoder::load(dir, MultVaeConfig::spec)
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use nn::{EpochReport, Retriever, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
+use crate::autoencoder::{Autoencoder, AutoencoderSettings};
 use crate::autorec::AutoRecConfig;
 use crate::cdae::CdaeConfig;
 use crate::cfgan::CfganConfig;
@@ -153,9 +154,7 @@ impl RetrievalSettings {
     }
 }
 
-fn boxed(
-    (model, report): (crate::autoencoder::Autoencoder, TrainReport),
-) -> (Box<DynRetriever>, TrainReport) {
+fn boxed((model, report): (Autoencoder, TrainReport)) -> (Box<DynRetriever>, TrainReport) {
     (Box::new(model), report)
 }
 
@@ -164,11 +163,11 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
     Ok(match files::kind_of(dir)?.as_str() {
         youtube_dnn::KIND => Box::new(YoutubeDnn::load(dir)?),
         mf::KIND => Box::new(Mf::load(dir)?),
-        mult_vae::KIND => Box::new(mult_vae::load(dir)?),
-        mult_dae::KIND => Box::new(mult_dae::load(dir)?),
-        cdae::KIND => Box::new(cdae::load(dir)?),
-        autorec::KIND => Box::new(autorec::load(dir)?),
-        cfgan::KIND => Box::new(cfgan::load(dir)?),
+        mult_vae::KIND => Box::new(MultVaeConfig::load(dir)?),
+        mult_dae::KIND => Box::new(MultDaeConfig::load(dir)?),
+        cdae::KIND => Box::new(CdaeConfig::load(dir)?),
+        autorec::KIND => Box::new(AutoRecConfig::load(dir)?),
+        cfgan::KIND => Box::new(CfganConfig::load(dir)?),
         other => return Err(unknown(other)),
     })
 }

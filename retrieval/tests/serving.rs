@@ -4,7 +4,7 @@
 
 use index::{HnswConfig, Index, ItemVectors};
 use nn::Retriever;
-use retrieval::autoencoder::Autoencoder;
+use retrieval::autoencoder::{Autoencoder, AutoencoderSettings};
 use retrieval::{
     autorec, cdae, cfgan, mult_dae, mult_vae, Catalog, Example, TrainingSet, UserQuery,
     ValidationCase, WatchHistories,

@@ -38,6 +38,35 @@ use crate::error::{invalid, Result, RetrievalError};
 use crate::files;
 use crate::warm::WarmStart;
 
+/// A model file's settings: the network and training they describe. Validation, training and
+/// loading come with it.
+pub trait AutoencoderSettings: Serialize + DeserializeOwned {
+    /// The network and training these settings describe.
+    fn spec(&self) -> Spec;
+
+    /// Rejects settings that cannot train.
+    fn validate(&self) -> Result<()> {
+        self.spec().validate()
+    }
+
+    /// Trains the model on `data`, from `warm`'s weights when given.
+    fn train(
+        &self,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(Autoencoder, TrainReport)> {
+        self.validate()?;
+        let config = serde_json::to_value(self)?;
+        Autoencoder::train(&self.spec(), config, data, warm, progress)
+    }
+
+    /// Reads a model of this kind written by [`Retriever::save`].
+    fn load(dir: &Path) -> Result<Autoencoder> {
+        Autoencoder::load(dir, Self::spec)
+    }
+}
+
 /// What `retrieval.json` holds besides format and kind.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Saved<C> {
