@@ -68,6 +68,16 @@ pub trait RatingModel: Send + Sync {
     fn kind(&self) -> &'static str;
     /// The predicted rating of each (user, item) pair; both must be training indices.
     fn predict(&self, users: &[u32], items: &[u32]) -> std::result::Result<Vec<f32>, Self::Error>;
+
+    /// RMSE on the validation ratings, the figure every rating model chooses its epoch by;
+    /// `None` when there are none.
+    fn validation_rmse(&self, valid: &Ratings) -> std::result::Result<Option<f64>, Self::Error> {
+        if valid.is_empty() {
+            return Ok(None);
+        }
+        let predicted = self.predict(&valid.users, &valid.items)?;
+        Ok(Some(rmse(&predicted, &valid.values)))
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use nn::bag::{with_f32_data, RowGrads};
 use nn::init::SeededVarMap;
 use nn::layers::EmbeddingTable;
 use nn::optim::{AdamWParams, InPlaceAdamW};
-use nn::rating::{rmse, RatingModel, Ratings};
+use nn::rating::{RatingModel, Ratings};
 use nn::rng::Rng;
 use nn::trainer::{
     self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
@@ -294,11 +294,7 @@ impl Fit for Run<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if self.valid.is_empty() {
-            return Ok(None);
-        }
-        let predicted = self.model.predict(&self.valid.users, &self.valid.items)?;
-        Ok(Some(rmse(&predicted, &self.valid.values)))
+        self.model.validation_rmse(self.valid)
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {
@@ -313,6 +309,7 @@ impl Fit for Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nn::rating::rmse;
 
     /// Ratings from hidden rank-2 tastes plus user and item biases: r = 3 + a_u + c_i + x_u . y_i.
     fn synthetic(users: usize, items: usize, seed: u64) -> (Ratings, Ratings) {

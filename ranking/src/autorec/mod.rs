@@ -17,7 +17,7 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
 use nn::init::SeededVarMap;
 use nn::optim::{AdamWParams, InPlaceAdamW};
-use nn::rating::{rmse, RatingModel, Ratings};
+use nn::rating::{RatingModel, Ratings};
 use nn::rng::Rng;
 use nn::trainer::{
     self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
@@ -374,11 +374,7 @@ impl Fit for Run<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if self.valid.is_empty() {
-            return Ok(None);
-        }
-        let predicted = self.model.predict(&self.valid.users, &self.valid.items)?;
-        Ok(Some(rmse(&predicted, &self.valid.values)))
+        self.model.validation_rmse(self.valid)
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {

@@ -2,6 +2,7 @@
 
 use super::*;
 use candle_core::Var;
+use nn::rating::rmse;
 
 /// A hand-made 3 x 4 matrix: rows are items, columns users, 0 = unobserved.
 const R: [[f32; 4]; 3] = [

@@ -16,7 +16,7 @@
 //! fitted ratings, then p(v_q^k = 1 | p^) by eq. 1 and r^_uq = sum_k level_k p(v_q^k = 1 | p^),
 //! the expected rating under the visible softmax.
 
-use nn::rating::{rmse, RatingModel, Ratings};
+use nn::rating::{RatingModel, Ratings};
 use nn::rng::Rng;
 use nn::trainer::{
     self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
@@ -464,11 +464,7 @@ impl Fit for Run<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
-        if self.valid.is_empty() {
-            return Ok(None);
-        }
-        let predicted = self.model.predict(&self.valid.users, &self.valid.items)?;
-        Ok(Some(rmse(&predicted, &self.valid.values)))
+        self.model.validation_rmse(self.valid)
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {

@@ -1,6 +1,7 @@
 //! Unit tests of the parent module.
 
 use super::*;
+use nn::rating::rmse;
 
 /// Two user groups with opposite tastes over two item groups, ratings 1..5.
 fn grouped(users: usize, items: usize) -> (Ratings, Ratings) {
