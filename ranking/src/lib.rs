@@ -24,6 +24,7 @@ mod error;
 mod example;
 pub mod mf_rating;
 mod model;
+pub mod ncf;
 mod quantiles;
 pub mod rbm;
 mod registry;

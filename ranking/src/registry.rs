@@ -12,6 +12,7 @@ use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
 use crate::mf_rating::{self, MfRating, MfRatingConfig};
+use crate::ncf::{self, Ncf, NcfConfig, NcfKind};
 use crate::rbm::{self, Rbm, RbmConfig};
 use crate::train::{EpochReport, TrainReport};
 use crate::youtube::{self, YoutubeRanker};
@@ -118,6 +119,9 @@ pub const RATING_MODELS: &[&str] = &[
     autorec::KIND_ITEM,
     autorec::KIND_USER,
     rbm::KIND,
+    ncf::KIND_GMF,
+    ncf::KIND_MLP,
+    ncf::KIND_NEUMF,
 ];
 
 /// A trained rating model of any kind.
@@ -137,6 +141,12 @@ pub struct RatingSettings {
     pub autorec_u: AutoRecConfig,
     /// `[rating.rbm]`.
     pub rbm: RbmConfig,
+    /// `[rating.gmf]`.
+    pub gmf: NcfConfig,
+    /// `[rating.mlp]`.
+    pub mlp: NcfConfig,
+    /// `[rating.neumf]`.
+    pub neumf: NcfConfig,
 }
 
 impl Default for RatingSettings {
@@ -147,6 +157,9 @@ impl Default for RatingSettings {
             autorec_i: AutoRecConfig::default(),
             autorec_u: AutoRecConfig::default(),
             rbm: RbmConfig::default(),
+            gmf: NcfConfig::default(),
+            mlp: NcfConfig::default(),
+            neumf: NcfConfig::default(),
         }
     }
 }
@@ -174,6 +187,9 @@ impl RatingSettings {
             autorec::KIND_ITEM => self.autorec_i.validate(autorec::KIND_ITEM),
             autorec::KIND_USER => self.autorec_u.validate(autorec::KIND_USER),
             rbm::KIND => self.rbm.validate(),
+            ncf::KIND_GMF => self.gmf.validate(ncf::KIND_GMF),
+            ncf::KIND_MLP => self.mlp.validate(ncf::KIND_MLP),
+            ncf::KIND_NEUMF => self.neumf.validate(ncf::KIND_NEUMF),
             other => Err(unknown_rating(other)),
         }
     }
@@ -184,6 +200,9 @@ impl RatingSettings {
             autorec::KIND_ITEM => serde_json::to_value(&self.autorec_i),
             autorec::KIND_USER => serde_json::to_value(&self.autorec_u),
             rbm::KIND => serde_json::to_value(&self.rbm),
+            ncf::KIND_GMF => serde_json::to_value(&self.gmf),
+            ncf::KIND_MLP => serde_json::to_value(&self.mlp),
+            ncf::KIND_NEUMF => serde_json::to_value(&self.neumf),
             _ => serde_json::to_value(&self.mf),
         };
         value.unwrap_or_default()
@@ -195,6 +214,9 @@ impl RatingSettings {
             autorec::KIND_ITEM => self.autorec_i.epochs,
             autorec::KIND_USER => self.autorec_u.epochs,
             rbm::KIND => self.rbm.epochs,
+            ncf::KIND_GMF => self.gmf.epochs,
+            ncf::KIND_MLP => self.mlp.epochs,
+            ncf::KIND_NEUMF => self.neumf.epochs,
             _ => self.mf.epochs,
         }
     }
@@ -226,6 +248,15 @@ impl RatingSettings {
             }
             rbm::KIND => {
                 let (m, r) = Rbm::train(&self.rbm, num_users, num_items, train, valid, progress)?;
+                Ok((Box::new(m), r))
+            }
+            ncf::KIND_GMF | ncf::KIND_MLP | ncf::KIND_NEUMF => {
+                let (kind, cfg) = match self.model.as_str() {
+                    ncf::KIND_GMF => (NcfKind::Gmf, &self.gmf),
+                    ncf::KIND_MLP => (NcfKind::Mlp, &self.mlp),
+                    _ => (NcfKind::NeuMf, &self.neumf),
+                };
+                let (m, r) = Ncf::train(kind, cfg, num_users, num_items, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
             other => Err(unknown_rating(other)),

@@ -230,7 +230,7 @@ fn ml_100k_rating_models_and_the_masked_loss_ablation() {
         "--data",
         s(&data),
         "--models",
-        "autorec_i,autorec_u,rbm,mf",
+        "autorec_i,autorec_u,rbm,mf,gmf,mlp,neumf",
         "--json",
         s(&json),
     ]);
@@ -243,17 +243,29 @@ fn ml_100k_rating_models_and_the_masked_loss_ablation() {
         row["rmse"].as_f64().expect("rmse")
     };
     let mean = r["mean_rmse"].as_f64().expect("mean");
-    // Measured: I-AutoRec 0.9061, U-AutoRec 0.9549, RBM-CF 0.9602, biased MF 0.9233.
+    let user_mean = r["user_mean_rmse"].as_f64().expect("user mean");
+    // Measured: training mean 1.1347, user mean 1.0565 (printed beside the models).
+    assert!(user_mean < mean && user_mean > 1.0, "user mean {user_mean}");
+    // Measured: I-AutoRec 0.9061, U-AutoRec 0.9549, RBM-CF 0.9602, biased MF 0.9233, GMF
+    // 0.9245, MLP 0.9408, NeuMF (pre-trained) 0.9230. Each must also beat the user-mean
+    // predictor by 0.07.
     for (model, ceiling) in [
         ("autorec_i", 0.92),
         ("autorec_u", 0.97),
         ("rbm", 0.975),
         ("mf", 0.94),
+        ("gmf", 0.94),
+        ("mlp", 0.955),
+        ("neumf", 0.94),
     ] {
         let got = rmse(model);
         eprintln!("ml-100k {model}: test RMSE {got:.4} (mean {mean:.4})");
         assert!(got < ceiling, "{model}: RMSE {got} above {ceiling}");
         assert!(got < mean - 0.1, "{model}: RMSE {got} vs the mean's {mean}");
+        assert!(
+            got < user_mean - 0.07,
+            "{model}: RMSE {got} vs the user mean's {user_mean}"
+        );
     }
     // The paper's finding (Sedhain et al. 2015, table 1): I-AutoRec below biased MF.
     assert!(

@@ -57,6 +57,8 @@ pub struct RatingFigures {
     pub rmse: f64,
     /// Test RMSE of the training mean alone.
     pub mean_rmse: f64,
+    /// Test RMSE of each user's training mean (the training mean for an unseen user).
+    pub user_mean_rmse: f64,
     /// Every model measured on this split, the one asked for first.
     pub rows: Vec<RatingRow>,
 }
@@ -82,6 +84,7 @@ impl RatingFigures {
                 peak
             );
         }
+        out += &format!("{:<36} {:>8.4}\n", "user mean", self.user_mean_rmse);
         out += &format!("{:<36} {:>8.4}\n", "training mean", self.mean_rmse);
         out
     }
@@ -179,6 +182,28 @@ impl RatingSplit {
         self.fit.mean() as f32
     }
 
+    /// Each test pair's user mean over the fitted ratings, the seen pairs first (the training
+    /// mean for the unseen ones).
+    fn user_means(&self) -> Vec<f32> {
+        let mut sums = vec![(0f64, 0usize); self.num_users];
+        for (&u, &r) in self.fit.users.iter().zip(&self.fit.values) {
+            let s = &mut sums[u as usize];
+            *s = (s.0 + f64::from(r), s.1 + 1);
+        }
+        let mean = self.mean();
+        let mut out: Vec<f32> = self
+            .test
+            .users
+            .iter()
+            .map(|&u| match sums[u as usize] {
+                (sum, n) if n > 0 => (sum / n as f64) as f32,
+                _ => mean,
+            })
+            .collect();
+        out.extend(std::iter::repeat_n(mean, self.test_unseen.len()));
+        out
+    }
+
     /// Test ratings, the seen pairs first.
     fn actual(&self) -> Vec<f32> {
         let mut actual = self.test.values.clone();
@@ -241,6 +266,7 @@ impl RatingSplit {
             test_unseen: self.test_unseen.len(),
             rmse: rows.first().map_or(f64::NAN, |r| r.rmse),
             mean_rmse: rmse(&vec![self.mean(); actual.len()], &actual),
+            user_mean_rmse: rmse(&self.user_means(), &actual),
             rows,
         }
     }
