@@ -243,6 +243,17 @@ pub struct EvaluateArgs {
     /// Model to evaluate (overrides `[retrieval] model` or `[rating] model`).
     #[arg(long)]
     pub model: Option<String>,
+    /// Also measure the retriever by the NCF protocol (EVAL.md section 5: the test item among
+    /// 99 sampled unseen items, HR@10 and NDCG@10), for figures beside work that used it.
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+}
+
+/// An extra evaluation protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// EVAL.md section 5.
+    Ncf,
 }
 
 /// What `evaluate` measures.

@@ -184,8 +184,25 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     println!("{}", RetrievalMetrics::header());
     println!("{}", trained.validation.row("validation (exact)"));
     println!("{}", trained.test.row("test (exact)"));
+    let ncf = match a.protocol {
+        Some(Protocol::Ncf) => {
+            let inputs = &trained.inputs;
+            let f = crate::eval::ncf::evaluate_ncf(
+                trained.model.as_ref(),
+                &inputs.test,
+                inputs.features.as_ref(),
+            )?;
+            println!(
+                "NCF protocol (EVAL.md section 5, test item among 99 sampled unseen): {} users, HR@10 {:.4}, NDCG@10 {:.4}",
+                f.users, f.hr10, f.ndcg10
+            );
+            Some(f)
+        }
+        None => None,
+    };
     if let Some(path) = &a.json {
         let json = serde_json::json!({
+            "ncf_protocol": ncf,
             "data": a.data,
             "model": settings.model,
             "retrieval": {

@@ -1,6 +1,7 @@
 //! Quality measurement exactly as `EVAL.md` fixes it.
 
 pub mod leaderboard;
+pub mod ncf;
 pub mod ranking;
 pub mod rating;
 
