@@ -2,6 +2,7 @@
 
 use super::*;
 use nn::rating::rmse;
+use nn::rng::Rng;
 
 /// Ratings from hidden rank-2 tastes: r = 3 + x_u . y_i, half observed, 80/20 split.
 fn synthetic(users: usize, items: usize) -> (Ratings, Ratings) {
