@@ -152,6 +152,17 @@ impl RowGrads {
         }
     }
 
+    /// Adds row k of `grad` (`ids.len() x width`, the gradient of a gathered batch of rows) to
+    /// row `ids[k]`.
+    pub fn add_rows(&mut self, ids: &[u32], grad: &Tensor) -> Result<()> {
+        let width = self.width;
+        with_f32_data(&grad.contiguous()?, |g| {
+            for (row, &id) in g.chunks(width).zip(ids) {
+                self.add(id, 1.0, row);
+            }
+        })
+    }
+
     /// Scatters the gradient of a gathered bag feature (columns `offset..offset + width` of
     /// the `examples x stride` matrix `grad_out`) back onto the bag's rows.
     pub fn scatter(&mut self, grad_out: &[f32], offset: usize, stride: usize, bags: &Bags) {

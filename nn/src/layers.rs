@@ -47,6 +47,32 @@ impl EmbeddingTable {
         self.width
     }
 
+    /// Copies rows `rows` (each below [`Self::rows`]) into a `rows.len() x width` leaf
+    /// variable: a batch's embeddings, whose gradient [`crate::bag::RowGrads::add_rows`] sends
+    /// back to the table.
+    pub fn gather(&self, rows: &[u32]) -> Result<Var> {
+        let w = self.width;
+        if let Some(bad) = rows.iter().find(|&&r| r as usize >= self.rows) {
+            return Err(crate::error::invalid(format!(
+                "row {bad} is outside a table of {} rows",
+                self.rows
+            )));
+        }
+        let data = with_f32_data(self.var.as_tensor(), |t| {
+            let mut out = Vec::with_capacity(rows.len() * w);
+            for &r in rows {
+                out.extend_from_slice(&t[r as usize * w..(r as usize + 1) * w]);
+            }
+            out
+        })?;
+        let device = self.var.as_tensor().device();
+        Ok(Var::from_tensor(&Tensor::from_vec(
+            data,
+            (rows.len(), w),
+            device,
+        )?)?)
+    }
+
     /// Adds the bags' weighted rows into columns `offset..offset + width` of `out`.
     pub fn forward(
         &self,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use nn::bag::{with_f32_data, RowGrads};
 use nn::init::SeededVarMap;
@@ -207,23 +207,6 @@ struct Run<'a> {
     batches: ShuffledBatches,
 }
 
-/// Copies the listed rows of `table` into a leaf variable.
-fn gather_rows(table: &EmbeddingTable, rows: &[u32]) -> Result<Var> {
-    let w = table.width();
-    let data = with_f32_data(table.var().as_tensor(), |t| {
-        let mut out = Vec::with_capacity(rows.len() * w);
-        for &r in rows {
-            out.extend_from_slice(&t[r as usize * w..(r as usize + 1) * w]);
-        }
-        out
-    })?;
-    Ok(Var::from_tensor(&Tensor::from_vec(
-        data,
-        (rows.len(), w),
-        &Device::Cpu,
-    )?)?)
-}
-
 impl Fit for Run<'_> {
     type Error = RankingError;
     type Snapshot = HashMap<String, Tensor>;
@@ -251,8 +234,8 @@ impl Fit for Run<'_> {
             .iter()
             .map(|&k| self.train.values[k] - self.model.mean)
             .collect();
-        let pu = gather_rows(&self.model.users, &users)?;
-        let qi = gather_rows(&self.model.items, &items)?;
+        let pu = self.model.users.gather(&users)?;
+        let qi = self.model.items.gather(&items)?;
         let (p, q) = (pu.as_tensor(), qi.as_tensor());
         let dot = (p.narrow(1, 0, d)? * q.narrow(1, 0, d)?)?.sum(1)?;
         let pred = ((dot + p.narrow(1, d, 1)?.squeeze(1)?)? + q.narrow(1, d, 1)?.squeeze(1)?)?;
@@ -272,18 +255,10 @@ impl Fit for Run<'_> {
         .into_iter()
         .enumerate()
         {
-            let g = store
-                .get(var.as_tensor())
-                .ok_or_else(|| {
-                    RankingError::InvalidConfig("no gradient reached the factors".into())
-                })?
-                .contiguous()?;
-            let w = grads.width();
-            with_f32_data(&g, |g| {
-                for (row, &id) in g.chunks(w).zip(ids.iter()) {
-                    grads.add(id, 1.0, row);
-                }
+            let g = store.get(var.as_tensor()).ok_or_else(|| {
+                RankingError::InvalidConfig("no gradient reached the factors".into())
             })?;
+            grads.add_rows(ids, g)?;
             let (rows, gv) = grads.take_sorted();
             self.optimizer.step_rows(table, &rows, &gv)?;
         }

@@ -411,19 +411,11 @@ impl Fit for MfRun<'_> {
     }
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
-        let d = self.model.config.dim;
         let batch = self.batches.batch(step);
         let examples: Vec<_> = batch.iter().map(|&i| self.data.examples[i]).collect();
         let targets: Vec<u32> = examples.iter().map(|e| self.data.target(e)).collect();
-        let rows = with_f32_data(self.model.users.var().as_tensor(), |p| {
-            let mut out = Vec::with_capacity(examples.len() * d);
-            for e in &examples {
-                let u = e.user as usize;
-                out.extend_from_slice(&p[u * d..(u + 1) * d]);
-            }
-            out
-        })?;
-        let leaf = Var::from_tensor(&Tensor::from_vec(rows, (examples.len(), d), &Device::Cpu)?)?;
+        let users: Vec<u32> = examples.iter().map(|e| e.user).collect();
+        let leaf = self.model.users.gather(&users)?;
         let (loss, sampled) =
             self.softmax
                 .loss(leaf.as_tensor(), &self.model.items, &targets, &mut self.rng)?;
@@ -434,13 +426,8 @@ impl Fit for MfRun<'_> {
         self.optimizer.step_dense(&store)?;
         let g = store
             .get(leaf.as_tensor())
-            .ok_or_else(|| invalid("no gradient reached the user embeddings"))?
-            .contiguous()?;
-        with_f32_data(&g, |g| {
-            for (row, e) in g.chunks(d).zip(&examples) {
-                self.user_grads.add(e.user, 1.0, row);
-            }
-        })?;
+            .ok_or_else(|| invalid("no gradient reached the user embeddings"))?;
+        self.user_grads.add_rows(&users, g)?;
         let (rows, gv) = self.user_grads.take_sorted();
         self.optimizer.step_rows(0, &rows, &gv)?;
         if !self.softmax.is_full() {

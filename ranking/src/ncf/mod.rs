@@ -19,7 +19,6 @@
 
 use candle_core::{Device, Module, Tensor, Var};
 use candle_nn::{Linear, VarMap};
-use nn::bag::with_f32_data;
 use nn::init::SeededVarMap;
 use nn::layers::EmbeddingTable;
 use nn::rating::{RatingModel, Ratings};
@@ -355,23 +354,6 @@ impl Ncf {
     }
 }
 
-/// Copies the listed rows of `table` into a leaf variable.
-fn gather_rows(table: &EmbeddingTable, rows: &[u32]) -> Result<Var> {
-    let w = table.width();
-    let data = with_f32_data(table.var().as_tensor(), |t| {
-        let mut out = Vec::with_capacity(rows.len() * w);
-        for &r in rows {
-            out.extend_from_slice(&t[r as usize * w..(r as usize + 1) * w]);
-        }
-        out
-    })?;
-    Ok(Var::from_tensor(&Tensor::from_vec(
-        data,
-        (rows.len(), w),
-        &Device::Cpu,
-    )?)?)
-}
-
 impl RatingModel for Ncf {
     type Error = RankingError;
 
@@ -390,8 +372,8 @@ impl RatingModel for Ncf {
         }
         let mut out = Vec::with_capacity(users.len());
         for (u, i) in users.chunks(4096).zip(items.chunks(4096)) {
-            let p = gather_rows(&self.users, u)?;
-            let q = gather_rows(&self.items, i)?;
+            let p = self.users.gather(u)?;
+            let q = self.items.gather(i)?;
             out.extend(
                 self.forward(p.as_tensor(), q.as_tensor())?
                     .to_vec1::<f32>()?,

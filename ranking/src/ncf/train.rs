@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
-use nn::bag::{with_f32_data, RowGrads};
+use nn::bag::RowGrads;
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rating::{RatingModel, Ratings};
 use nn::rng::Rng;
@@ -12,7 +12,7 @@ use nn::trainer::{
     self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
 };
 
-use super::{gather_rows, Ncf};
+use super::Ncf;
 use crate::error::{RankingError, Result};
 
 /// Trains `model` from its current weights, keeping the epoch with the lowest validation RMSE.
@@ -95,8 +95,8 @@ impl Fit for Run<'_> {
         let users: Vec<u32> = batch.iter().map(|&k| self.train.users[k]).collect();
         let items: Vec<u32> = batch.iter().map(|&k| self.train.items[k]).collect();
         let targets: Vec<f32> = batch.iter().map(|&k| self.train.values[k]).collect();
-        let pu = gather_rows(&self.model.users, &users)?;
-        let qi = gather_rows(&self.model.items, &items)?;
+        let pu = self.model.users.gather(&users)?;
+        let qi = self.model.items.gather(&items)?;
         let pred = self.model.forward(pu.as_tensor(), qi.as_tensor())?;
         let target = Tensor::from_vec(targets, batch.len(), &Device::Cpu)?;
         let sq = (pred - target)?.sqr()?;
@@ -119,12 +119,7 @@ impl Fit for Run<'_> {
             let Some(g) = store.get(var.as_tensor()) else {
                 continue;
             };
-            let w = grads.width();
-            with_f32_data(&g.contiguous()?, |g| {
-                for (row, &id) in g.chunks(w).zip(ids.iter()) {
-                    grads.add(id, 1.0, row);
-                }
-            })?;
+            grads.add_rows(ids, g)?;
             let (rows, gv) = grads.take_sorted();
             self.optimizer.step_rows(table, &rows, &gv)?;
         }

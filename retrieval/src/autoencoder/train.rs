@@ -213,11 +213,7 @@ impl Updater {
         }
         if let (Some(leaf), Some(grads)) = (&forward.node_leaf, self.node_grads.as_mut()) {
             if let Some(g) = store.get(leaf.as_tensor()) {
-                with_f32_data(&g.contiguous()?, |g| {
-                    for (row, &u) in g.chunks(width).zip(users) {
-                        grads.add(u, 1.0, row);
-                    }
-                })?;
+                grads.add_rows(users, g)?;
                 let (rows, gv) = grads.take_sorted();
                 self.optimizer.step_rows(1, &rows, &gv)?;
             }
