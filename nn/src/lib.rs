@@ -36,6 +36,6 @@ pub use error::{NnError, Result};
 pub use metrics::{target_rank, RankMetrics};
 pub use optim::{AdamWParams, InPlaceAdamW};
 pub use ranker::Ranker;
-pub use rating::{RatingModel, Ratings};
+pub use rating::{LabelledPairs, RatingModel, Ratings, SideFeatures};
 pub use retriever::Retriever;
 pub use trainer::{Better, EpochReport, Fit, Schedule, StepLoss, TrainReport};

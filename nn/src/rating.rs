@@ -48,6 +48,112 @@ impl Ratings {
     }
 }
 
+/// Side features a rating model may read beside the ids: each user's and each item's tokens
+/// (user categorical values such as gender or occupation, item categories such as genres), as
+/// indices into one user-token and one item-token vocabulary. A user or item without any has an
+/// empty list.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SideFeatures {
+    /// Tokens of user `u` at position `u` (one list per training user).
+    pub user_tokens: Vec<Vec<u32>>,
+    /// Size of the user-token vocabulary.
+    pub user_vocab: usize,
+    /// Tokens of item `i` at position `i` (one list per training item).
+    pub item_tokens: Vec<Vec<u32>>,
+    /// Size of the item-token vocabulary.
+    pub item_vocab: usize,
+}
+
+impl SideFeatures {
+    /// Checks there is one list per user and per item and every token is inside its vocabulary.
+    pub fn validate(&self, num_users: usize, num_items: usize) -> Result<()> {
+        if self.user_tokens.len() != num_users || self.item_tokens.len() != num_items {
+            return Err(invalid(format!(
+                "side features: {} user and {} item token lists for {num_users} users and {num_items} items",
+                self.user_tokens.len(),
+                self.item_tokens.len()
+            )));
+        }
+        let outside =
+            |lists: &[Vec<u32>], vocab: usize| lists.iter().flatten().any(|&t| t as usize >= vocab);
+        if outside(&self.user_tokens, self.user_vocab)
+            || outside(&self.item_tokens, self.item_vocab)
+        {
+            return Err(invalid("side features: a token is outside its vocabulary"));
+        }
+        Ok(())
+    }
+}
+
+/// Labelled (user, item) pairs with weights: a ranker's impressions for the watch-time-weighted
+/// logistic loss of Covington et al. 2016, section 4.2 (label 1 = watched, weight = its watch
+/// time; label 0 = shown and not watched, weight 1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelledPairs {
+    /// User index of each pair.
+    pub users: Vec<u32>,
+    /// Item index of each pair.
+    pub items: Vec<u32>,
+    /// 1 for a positive, 0 for a negative.
+    pub labels: Vec<f32>,
+    /// The weight of each pair in the loss.
+    pub weights: Vec<f32>,
+}
+
+impl LabelledPairs {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Checks lengths, labels in {0, 1}, finite non-negative weights and indices below
+    /// `num_users` / `num_items`.
+    pub fn validate(&self, num_users: usize, num_items: usize) -> Result<()> {
+        let n = self.labels.len();
+        if self.users.len() != n || self.items.len() != n || self.weights.len() != n {
+            return Err(invalid(
+                "labelled pairs: users, items, labels and weights differ in length",
+            ));
+        }
+        if self.users.iter().any(|&u| u as usize >= num_users)
+            || self.items.iter().any(|&i| i as usize >= num_items)
+        {
+            return Err(invalid(
+                "labelled pairs: an index is outside the users or items",
+            ));
+        }
+        if self.labels.iter().any(|&l| l != 0.0 && l != 1.0) {
+            return Err(invalid("labelled pairs: a label is not 0 or 1"));
+        }
+        if self.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(invalid(
+                "labelled pairs: a weight is negative or not finite",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The weighted mean log loss of `logits` on these pairs (`sum w l / sum w`; 0 when all
+    /// weights are 0): the validation figure of rankers trained on them.
+    pub fn weighted_log_loss(&self, logits: &[f32]) -> f64 {
+        let (mut sum, mut weight) = (0f64, 0f64);
+        for ((&z, &y), &w) in logits.iter().zip(&self.labels).zip(&self.weights) {
+            sum += f64::from(w) * crate::loss::logistic_loss(f64::from(z), f64::from(y));
+            weight += f64::from(w);
+        }
+        if weight > 0.0 {
+            sum / weight
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Root mean squared error of `predicted` against `actual`.
 pub fn rmse(predicted: &[f32], actual: &[f32]) -> f64 {
     let n = actual.len().max(1) as f64;

@@ -240,7 +240,8 @@ pub struct EvaluateArgs {
     /// 90/10 split of the ratings, RMSE beside the training mean).
     #[arg(long, value_enum, default_value_t = Task::Retrieval)]
     pub task: Task,
-    /// Model to evaluate (overrides `[retrieval] model` or `[rating] model`).
+    /// Model to evaluate (overrides `[retrieval] model`, `[rating] model`, or with `--ranking`
+    /// `[ranking] model`).
     #[arg(long)]
     pub model: Option<String>,
     /// Also measure the retriever by the NCF protocol (EVAL.md section 5: the test item among

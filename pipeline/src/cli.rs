@@ -139,7 +139,11 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     use crate::stages::retrieval::{train_retrieval, RetrievalMetrics};
     let data = crate::dataset::Dataset::load(&a.data)?;
     if a.ranking {
-        let (_, _, figures) = crate::stages::ranking::train_and_evaluate(&data, config, true)?;
+        let mut config = config.clone();
+        if let Some(m) = &a.model {
+            config.ranking.model = m.clone();
+        }
+        let (_, _, figures) = crate::stages::ranking::train_and_evaluate(&data, &config, true)?;
         print!("{}", figures.table());
         if let Some(path) = &a.json {
             let json = serde_json::json!({ "data": a.data, "ranking": figures });
@@ -169,6 +173,9 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
         Some(m) => config.retrieval.with_model(m),
         None => config.retrieval.clone(),
     };
+    if retrieval::PAIR_MODELS.contains(&settings.model.as_str()) {
+        return run_evaluate_pair(a, config, &data, &settings);
+    }
     let t = Instant::now();
     let trained = train_retrieval(&data, &settings, &config.examples, None)?;
     let secs = t.elapsed().as_secs_f64();
@@ -187,22 +194,24 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
     let ncf = match a.protocol {
         Some(Protocol::Ncf) => {
             let inputs = &trained.inputs;
-            let f = crate::eval::ncf::evaluate_ncf(
+            let scores = crate::eval::ncf::retriever_scores(
                 trained.model.as_ref(),
-                &inputs.test,
                 inputs.features.as_ref(),
-            )?;
-            println!(
-                "NCF protocol (EVAL.md section 5, test item among 99 sampled unseen): {} users, HR@10 {:.4}, NDCG@10 {:.4}",
-                f.users, f.hr10, f.ndcg10
             );
-            Some(f)
+            let n = inputs.catalog.num_items;
+            let f = crate::eval::ncf::evaluate_ncf(&scores, n, &inputs.test)?;
+            let popular = crate::eval::ncf::popularity_scores(&inputs.histories, n);
+            let p = crate::eval::ncf::evaluate_ncf(&popular, n, &inputs.test)?;
+            print_ncf(&f, &p);
+            Some((f, p))
         }
         None => None,
     };
+    let (ncf, ncf_popular) = ncf.unzip();
     if let Some(path) = &a.json {
         let json = serde_json::json!({
             "ncf_protocol": ncf,
+            "ncf_protocol_most_popular": ncf_popular,
             "data": a.data,
             "model": settings.model,
             "retrieval": {
@@ -211,6 +220,60 @@ fn run_evaluate(a: &EvaluateArgs, config: &Config) -> Result<()> {
                 "best_epoch": trained.report.best_epoch,
                 "epochs": trained.report.epochs.len(),
                 "train_seconds": secs,
+            },
+        });
+        crate::output::write_json(path, &json)?;
+    }
+    Ok(())
+}
+
+fn print_ncf(f: &crate::eval::ncf::NcfFigures, popular: &crate::eval::ncf::NcfFigures) {
+    println!(
+        "NCF protocol (EVAL.md section 5, test item among 99 sampled unseen): {} users, HR@10 {:.4}, NDCG@10 {:.4} (most popular: HR@10 {:.4}, NDCG@10 {:.4})",
+        f.users, f.hr10, f.ndcg10, popular.hr10, popular.ndcg10
+    );
+}
+
+/// `evaluate --model mlp|neumf`: NCF's pair models, trained on the retrieval inputs and
+/// measured on the full catalogue (their scores are not dot products, so no index serves them).
+fn run_evaluate_pair(
+    a: &EvaluateArgs,
+    config: &Config,
+    data: &crate::dataset::Dataset,
+    settings: &retrieval::RetrievalSettings,
+) -> Result<()> {
+    use crate::stages::retrieval::RetrievalMetrics;
+    let protocol = matches!(a.protocol, Some(Protocol::Ncf));
+    let f = crate::eval::ncf::evaluate_pair_model(
+        data,
+        settings,
+        &config.examples,
+        &settings.model,
+        protocol,
+    )?;
+    println!(
+        "{} (pair model, scored over the whole catalogue): best epoch {} of {}, {:.1} s",
+        f.model, f.best_epoch, f.epochs, f.train_seconds
+    );
+    println!("{}", RetrievalMetrics::header());
+    println!("{}", f.validation.row("validation (exact)"));
+    println!("{}", f.test.row("test (exact)"));
+    if let (Some(n), Some(p)) = (&f.ncf_protocol, &f.ncf_protocol_most_popular) {
+        print_ncf(n, p);
+    }
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({
+            "ncf_protocol": f.ncf_protocol,
+            "ncf_protocol_most_popular": f.ncf_protocol_most_popular,
+            "data": a.data,
+            "model": f.model,
+            "config": settings.chosen_config(),
+            "retrieval": {
+                "validation_exact": f.validation,
+                "test_exact": f.test,
+                "best_epoch": f.best_epoch,
+                "epochs": f.epochs,
+                "train_seconds": f.train_seconds,
             },
         });
         crate::output::write_json(path, &json)?;

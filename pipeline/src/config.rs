@@ -7,6 +7,8 @@ use crate::generate::WorldConfig;
 use crate::ranking_features::FeatureConfig;
 use crate::server::ServeConfig;
 use index::HnswConfig;
+use ranking::deep_mf::DeepMfConfig;
+use ranking::ncf::NcfConfig;
 use ranking::{RankerConfig, RankerSettings, RatingSettings};
 use retrieval::RetrievalSettings;
 use serde::{Deserialize, Serialize};
@@ -126,6 +128,11 @@ pub struct RankingConfig {
     /// error, as everywhere else).
     #[serde(deserialize_with = "strict_ranker_config")]
     pub youtube: RankerConfig,
+    /// `[ranking.neumf]`: NeuMF as a ranker (learning rate and lambda default as on implicit
+    /// feedback).
+    pub neumf: NcfConfig,
+    /// `[ranking.deep_mf]`: deep MF as a ranker.
+    pub deep_mf: DeepMfConfig,
 }
 
 impl RankingConfig {
@@ -134,6 +141,8 @@ impl RankingConfig {
         RankerSettings {
             model: self.model.clone(),
             youtube: self.youtube.clone(),
+            neumf: self.neumf.clone(),
+            deep_mf: self.deep_mf.clone(),
         }
     }
 }
@@ -171,6 +180,8 @@ impl Default for RankingConfig {
             candidates_per_page: 50,
             model: ranking::KIND.to_string(),
             youtube: RankerConfig::default(),
+            neumf: NcfConfig::default(),
+            deep_mf: DeepMfConfig::default(),
         }
     }
 }

@@ -118,6 +118,10 @@ pub struct RankingVocab {
     pub features: FeatureConfig,
     /// The item vocabulary (rows of the item embedding); other items get the zero embedding.
     pub items: IdMap,
+    /// The user vocabulary: every user of the fitted impressions, by id (the CF rankers' user
+    /// rows; empty in vocabularies saved before it).
+    #[serde(default)]
+    pub user_ids: IdMap,
     /// The token (category, tag) vocabulary.
     pub tokens: Vec<String>,
     /// User categorical fields and their values (only the categorical part is used).
@@ -138,7 +142,9 @@ impl RankingVocab {
         features: FeatureConfig,
     ) -> Self {
         let mut counts: HashMap<i64, (u64, u64)> = HashMap::new();
+        let mut user_ids = Vec::new();
         for i in (0..events.len()).filter(|&i| fit(i)) {
+            user_ids.push(events.user_id[i]);
             let c = counts.entry(events.item_id[i]).or_default();
             c.0 += u64::from(events.watched[i]);
             c.1 += 1;
@@ -152,8 +158,11 @@ impl RankingVocab {
         tokens.dedup();
         let mut encoder = UserFeatureEncoder::fit(users);
         encoder.numeric.clear();
+        user_ids.sort_unstable();
+        user_ids.dedup();
         RankingVocab {
             features,
+            user_ids: IdMap::new(user_ids),
             items: IdMap::new(ranked.into_iter().map(|(id, _)| id)),
             tokens,
             users: encoder,
@@ -163,11 +172,13 @@ impl RankingVocab {
     /// Rebuilds lookups after deserialising.
     pub fn reindex(&mut self) {
         self.items.reindex();
+        self.user_ids.reindex();
     }
 
     /// The feature schema of examples built with these vocabularies.
     pub fn schema(&self) -> FeatureSchema {
         FeatureSchema {
+            n_users: self.user_ids.len(),
             n_items: self.items.len(),
             n_tokens: self.tokens.len(),
             user_cardinalities: self
@@ -197,6 +208,7 @@ pub struct SideInfo {
     published: HashMap<i64, i64>,
     user_categorical: HashMap<i64, Vec<Option<u32>>>,
     item_index: HashMap<i64, u32>,
+    user_index: HashMap<i64, u32>,
     n_user_fields: usize,
 }
 
@@ -212,6 +224,13 @@ impl SideInfo {
         let mut side = SideInfo {
             item_index: vocab
                 .items
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| (id, i as u32))
+                .collect(),
+            user_index: vocab
+                .user_ids
                 .ids
                 .iter()
                 .enumerate()
@@ -513,6 +532,7 @@ impl FeatureState {
             (user.watches + a * user_prior) / (user.impressions + a),
         ];
         RankingExample {
+            user: side.user_index.get(&user_id).copied(),
             item: side.item_index.get(&item_id).copied(),
             recent_watches: user
                 .recent

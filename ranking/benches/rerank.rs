@@ -35,6 +35,7 @@ impl Lcg {
 
 fn schema() -> FeatureSchema {
     FeatureSchema {
+        n_users: 0,
         n_items: N_ITEMS as usize,
         n_tokens: N_TOKENS as usize,
         user_cardinalities: vec![10, 10, 50, 200, 1000],
@@ -74,6 +75,7 @@ fn examples(rng: &mut Lcg, users: usize, per_user: usize) -> Vec<RankingExample>
         };
         for rank in 0..per_user {
             out.push(RankingExample {
+                user: None,
                 item: Some(rng.below(N_ITEMS)),
                 item_tokens: (0..2).map(|_| rng.below(N_TOKENS)).collect(),
                 continuous: vec![

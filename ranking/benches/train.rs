@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ((state >> 33) % u64::from(m)) as u32
         };
         let schema = FeatureSchema {
+            n_users: 0,
             n_items: n_items as usize,
             n_tokens: 100,
             user_cardinalities: vec![10],
@@ -28,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let examples: Vec<RankingExample> = (0..EXAMPLES)
             .map(|_| RankingExample {
+                user: None,
                 item: Some(next(n_items)),
                 recent_watches: (0..20).map(|_| next(n_items)).collect(),
                 item_tokens: vec![next(100)],

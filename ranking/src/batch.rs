@@ -178,6 +178,7 @@ mod tests {
     #[test]
     fn consecutive_examples_share_a_context_row() {
         let schema = FeatureSchema {
+            n_users: 0,
             n_items: 10,
             n_tokens: 4,
             user_cardinalities: vec![3, 2],
@@ -194,14 +195,17 @@ mod tests {
         };
         let examples = [
             RankingExample {
+                user: None,
                 item: Some(4),
                 ..user.clone()
             },
             RankingExample {
+                user: None,
                 item: None,
                 ..user.clone()
             },
             RankingExample {
+                user: None,
                 item: Some(5),
                 ..other
             },

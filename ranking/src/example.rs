@@ -12,6 +12,11 @@ use crate::error::{RankingError, Result};
 /// out-of-vocabulary values are expressed with `None` (or left out of the lists) instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RankingExample {
+    /// The user's index in the user vocabulary (the users of the training impressions);
+    /// `None` for a user outside it. Read by the collaborative-filtering rankers (NeuMF, deep
+    /// MF), which learn an embedding per user.
+    #[serde(default)]
+    pub user: Option<u32>,
     /// The candidate's index in the item vocabulary; `None` for an item outside it, which gets
     /// the zero embedding.
     pub item: Option<u32>,
@@ -37,6 +42,9 @@ pub struct RankingExample {
 /// Vocabulary sizes and feature names: what the network's input layer is built for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FeatureSchema {
+    /// Size of the user vocabulary ([`RankingExample::user`]; 0 in rankers saved before it).
+    #[serde(default)]
+    pub n_users: usize,
     /// Size of the item vocabulary (candidates and recent watches).
     pub n_items: usize,
     /// Size of the token vocabulary (categories, tags).
@@ -52,6 +60,12 @@ impl FeatureSchema {
     /// Checks that `example` fits this schema; `index` is only used in the error.
     pub fn check(&self, index: usize, example: &RankingExample) -> Result<()> {
         let bad = |reason: String| Err(RankingError::InvalidExample { index, reason });
+        if let Some(user) = example.user.filter(|&u| u as usize >= self.n_users) {
+            return bad(format!(
+                "user {user} outside the user vocabulary ({})",
+                self.n_users
+            ));
+        }
         if let Some(item) = example.item {
             if item as usize >= self.n_items {
                 return bad(format!(
@@ -135,6 +149,9 @@ impl FeatureSchema {
                 "{what} has {n} entries, more than u32 ids can index"
             )))
         };
+        if self.n_users > u32::MAX as usize {
+            return too_big("user vocabulary", self.n_users);
+        }
         if self.n_items > u32::MAX as usize {
             return too_big("item vocabulary", self.n_items);
         }

@@ -19,10 +19,11 @@
 
 pub mod autorec;
 mod batch;
+pub mod cf_ranker;
 mod config;
+pub mod deep_mf;
 mod error;
 mod example;
-pub mod mf_rating;
 mod model;
 pub mod ncf;
 mod quantiles;
@@ -39,7 +40,6 @@ pub use autorec::{AutoRec, AutoRecConfig};
 pub use config::RankerConfig;
 pub use error::{RankingError, Result};
 pub use example::{FeatureSchema, RankingExample};
-pub use mf_rating::{MfRating, MfRatingConfig};
 pub use quantiles::{ContinuousEncoder, Quantiles, INPUTS_PER_CONTINUOUS};
 pub use registry::{
     load, DynRanker, DynRatingModel, RankerSettings, RankingModel, RatingSettings, MODELS,

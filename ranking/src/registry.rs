@@ -4,21 +4,22 @@
 
 use std::path::Path;
 
-use nn::Ratings;
+use nn::{Ratings, SideFeatures};
 use serde::{Deserialize, Serialize};
 
 use crate::autorec::{self, AutoRec, AutoRecConfig, Side};
+use crate::cf_ranker::{CfRanker, CfSettings};
 use crate::config::RankerConfig;
+use crate::deep_mf::{self, DeepMf, DeepMfConfig};
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::mf_rating::{self, MfRating, MfRatingConfig};
 use crate::ncf::{self, Ncf, NcfConfig, NcfKind};
 use crate::rbm::{self, Rbm, RbmConfig};
 use crate::train::{EpochReport, TrainReport};
 use crate::youtube::{self, YoutubeRanker};
 
 /// Registry names of the rankers this build can train and load.
-pub const MODELS: &[&str] = &[youtube::KIND];
+pub const MODELS: &[&str] = &[youtube::KIND, ncf::KIND_NEUMF, deep_mf::KIND];
 
 /// What the pipeline needs of any ranker beyond [`nn::Ranker`].
 pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
@@ -38,6 +39,10 @@ pub struct RankerSettings {
     pub model: String,
     /// `[ranking.youtube]`.
     pub youtube: RankerConfig,
+    /// `[ranking.neumf]`.
+    pub neumf: NcfConfig,
+    /// `[ranking.deep_mf]`.
+    pub deep_mf: DeepMfConfig,
 }
 
 fn unknown(name: &str) -> RankingError {
@@ -52,11 +57,14 @@ impl RankerSettings {
     pub fn validate(&self) -> Result<()> {
         match self.model.as_str() {
             youtube::KIND => self.youtube.validate(),
+            ncf::KIND_NEUMF => self.neumf.validate(ncf::KIND_NEUMF),
+            deep_mf::KIND => self.deep_mf.validate(),
             other => Err(unknown(other)),
         }
     }
 
-    /// Whether the chosen model trains with unit weights (the paper's ablation).
+    /// Whether the chosen model trains with unit weights (the paper's ablation; the switch is
+    /// `[ranking.youtube] unit_weights` or `--unit-weights`, for every ranker).
     pub fn unit_weights(&self) -> bool {
         self.youtube.unit_weights
     }
@@ -70,7 +78,11 @@ impl RankerSettings {
 
     /// Maximum epochs of the chosen model (for progress display).
     pub fn epochs(&self) -> usize {
-        self.youtube.epochs
+        match self.model.as_str() {
+            ncf::KIND_NEUMF => self.neumf.epochs,
+            deep_mf::KIND => self.deep_mf.epochs,
+            _ => self.youtube.epochs,
+        }
     }
 
     /// Trains the chosen model on `train`, stopping early on `valid`.
@@ -85,6 +97,15 @@ impl RankerSettings {
             youtube::KIND => {
                 let (r, report) =
                     YoutubeRanker::train(schema, self.youtube.clone(), train, valid, progress)?;
+                Ok((Box::new(r), report))
+            }
+            ncf::KIND_NEUMF | deep_mf::KIND => {
+                let cf = match self.model.as_str() {
+                    ncf::KIND_NEUMF => CfSettings::NeuMf(&self.neumf),
+                    _ => CfSettings::DeepMf(&self.deep_mf),
+                };
+                let (r, report) =
+                    CfRanker::train(cf, schema, self.unit_weights(), train, valid, progress)?;
                 Ok((Box::new(r), report))
             }
             other => Err(unknown(other)),
@@ -109,19 +130,21 @@ fn kind_of(dir: &Path) -> Result<String> {
 pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
     match kind_of(dir)?.as_str() {
         youtube::KIND => Ok(Box::new(YoutubeRanker::load(dir)?)),
+        ncf::KIND_NEUMF | deep_mf::KIND => Ok(Box::new(CfRanker::load(dir)?)),
         other => Err(unknown(other)),
     }
 }
 
 /// Registry names of the rating models this build can train (EVAL.md section 4).
 pub const RATING_MODELS: &[&str] = &[
-    mf_rating::KIND,
+    ncf::KIND_MF,
     autorec::KIND_ITEM,
     autorec::KIND_USER,
     rbm::KIND,
     ncf::KIND_GMF,
     ncf::KIND_MLP,
     ncf::KIND_NEUMF,
+    deep_mf::KIND,
 ];
 
 /// A trained rating model of any kind.
@@ -133,8 +156,8 @@ pub type DynRatingModel = dyn nn::RatingModel<Error = RankingError>;
 pub struct RatingSettings {
     /// Registry name of the model (one of [`RATING_MODELS`]).
     pub model: String,
-    /// `[rating.mf]`.
-    pub mf: MfRatingConfig,
+    /// `[rating.mf]` (biased MF: GMF with h fixed to ones; the NCF-only keys are unused).
+    pub mf: NcfConfig,
     /// `[rating.autorec_i]`.
     pub autorec_i: AutoRecConfig,
     /// `[rating.autorec_u]`.
@@ -147,19 +170,22 @@ pub struct RatingSettings {
     pub mlp: NcfConfig,
     /// `[rating.neumf]`.
     pub neumf: NcfConfig,
+    /// `[rating.deep_mf]`.
+    pub deep_mf: DeepMfConfig,
 }
 
 impl Default for RatingSettings {
     fn default() -> Self {
         Self {
-            model: mf_rating::KIND.to_string(),
-            mf: MfRatingConfig::default(),
+            model: ncf::KIND_MF.to_string(),
+            mf: NcfConfig::default(),
             autorec_i: AutoRecConfig::default(),
             autorec_u: AutoRecConfig::default(),
             rbm: RbmConfig::default(),
             gmf: NcfConfig::default(),
             mlp: NcfConfig::default(),
             neumf: NcfConfig::default(),
+            deep_mf: DeepMfConfig::default(),
         }
     }
 }
@@ -183,13 +209,14 @@ impl RatingSettings {
     /// Checks that the model is known and its settings can train.
     pub fn validate(&self) -> Result<()> {
         match self.model.as_str() {
-            mf_rating::KIND => self.mf.validate(),
+            ncf::KIND_MF => self.mf.validate(ncf::KIND_MF),
             autorec::KIND_ITEM => self.autorec_i.validate(autorec::KIND_ITEM),
             autorec::KIND_USER => self.autorec_u.validate(autorec::KIND_USER),
             rbm::KIND => self.rbm.validate(),
             ncf::KIND_GMF => self.gmf.validate(ncf::KIND_GMF),
             ncf::KIND_MLP => self.mlp.validate(ncf::KIND_MLP),
             ncf::KIND_NEUMF => self.neumf.validate(ncf::KIND_NEUMF),
+            deep_mf::KIND => self.deep_mf.validate(),
             other => Err(unknown_rating(other)),
         }
     }
@@ -203,6 +230,7 @@ impl RatingSettings {
             ncf::KIND_GMF => serde_json::to_value(&self.gmf),
             ncf::KIND_MLP => serde_json::to_value(&self.mlp),
             ncf::KIND_NEUMF => serde_json::to_value(&self.neumf),
+            deep_mf::KIND => serde_json::to_value(&self.deep_mf),
             _ => serde_json::to_value(&self.mf),
         };
         value.unwrap_or_default()
@@ -217,26 +245,23 @@ impl RatingSettings {
             ncf::KIND_GMF => self.gmf.epochs,
             ncf::KIND_MLP => self.mlp.epochs,
             ncf::KIND_NEUMF => self.neumf.epochs,
+            deep_mf::KIND => self.deep_mf.epochs,
             _ => self.mf.epochs,
         }
     }
 
     /// Trains the chosen model on `train` (dense indices below `num_users` / `num_items`),
-    /// selecting the epoch by RMSE on `valid`.
+    /// selecting the epoch by RMSE on `valid`; models that read side features get `features`.
     pub fn train(
         &self,
         num_users: usize,
         num_items: usize,
+        features: Option<&SideFeatures>,
         train: &Ratings,
         valid: &Ratings,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Box<DynRatingModel>, TrainReport)> {
         match self.model.as_str() {
-            mf_rating::KIND => {
-                let (m, r) =
-                    MfRating::train(&self.mf, num_users, num_items, train, valid, progress)?;
-                Ok((Box::new(m), r))
-            }
             autorec::KIND_ITEM | autorec::KIND_USER => {
                 let (side, cfg) = match self.model.as_str() {
                     autorec::KIND_ITEM => (Side::Item, &self.autorec_i),
@@ -250,13 +275,26 @@ impl RatingSettings {
                 let (m, r) = Rbm::train(&self.rbm, num_users, num_items, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
-            ncf::KIND_GMF | ncf::KIND_MLP | ncf::KIND_NEUMF => {
+            ncf::KIND_MF | ncf::KIND_GMF | ncf::KIND_MLP | ncf::KIND_NEUMF => {
                 let (kind, cfg) = match self.model.as_str() {
+                    ncf::KIND_MF => (NcfKind::Mf, &self.mf),
                     ncf::KIND_GMF => (NcfKind::Gmf, &self.gmf),
                     ncf::KIND_MLP => (NcfKind::Mlp, &self.mlp),
                     _ => (NcfKind::NeuMf, &self.neumf),
                 };
                 let (m, r) = Ncf::train(kind, cfg, num_users, num_items, train, valid, progress)?;
+                Ok((Box::new(m), r))
+            }
+            deep_mf::KIND => {
+                let (m, r) = DeepMf::train(
+                    &self.deep_mf,
+                    num_users,
+                    num_items,
+                    features,
+                    train,
+                    valid,
+                    progress,
+                )?;
                 Ok((Box::new(m), r))
             }
             other => Err(unknown_rating(other)),

@@ -14,6 +14,7 @@ fn toy_examples(copies: usize) -> Vec<RankingExample> {
     for _ in 0..copies {
         for i in 0..20 {
             examples.push(RankingExample {
+                user: None,
                 item: Some(0),
                 label: i == 0,
                 watch_time: 20.0,
@@ -22,6 +23,7 @@ fn toy_examples(copies: usize) -> Vec<RankingExample> {
         }
         for i in 0..10 {
             examples.push(RankingExample {
+                user: None,
                 item: Some(1),
                 label: i == 0,
                 watch_time: 5.0,
@@ -34,6 +36,7 @@ fn toy_examples(copies: usize) -> Vec<RankingExample> {
 
 fn toy_schema() -> FeatureSchema {
     FeatureSchema {
+        n_users: 0,
         n_items: 2,
         ..Default::default()
     }
@@ -57,6 +60,7 @@ fn toy_config(unit_weights: bool) -> RankerConfig {
 
 fn item_scores(ranker: &YoutubeRanker) -> Vec<f32> {
     let probe = [0, 1].map(|i| RankingExample {
+        user: None,
         item: Some(i),
         ..Default::default()
     });
@@ -126,6 +130,7 @@ fn training_is_reproducible_and_early_stopping_keeps_the_best_epoch() -> Result<
 #[test]
 fn save_and_load_round_trip() -> Result<(), RankingError> {
     let schema = FeatureSchema {
+        n_users: 0,
         n_items: 3,
         n_tokens: 2,
         user_cardinalities: vec![2],
@@ -133,6 +138,7 @@ fn save_and_load_round_trip() -> Result<(), RankingError> {
     };
     let data: Vec<RankingExample> = (0..60)
         .map(|i| RankingExample {
+            user: None,
             item: Some(i % 3),
             recent_watches: vec![(i + 1) % 3],
             item_tokens: vec![i % 2],
@@ -169,6 +175,7 @@ fn save_and_load_round_trip() -> Result<(), RankingError> {
 #[test]
 fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
     let schema = FeatureSchema {
+        n_users: 0,
         n_items: 3,
         n_tokens: 1,
         user_cardinalities: vec![2],
@@ -221,18 +228,21 @@ fn out_of_vocabulary_ids_get_the_zero_embedding() -> Result<(), RankingError> {
     ]);
     let ranker = YoutubeRanker::from_weights(config, schema, Default::default(), weights, &device)?;
     let base = RankingExample {
+        user: None,
         item: Some(0),
         recent_watches: vec![0],
         user_categorical: vec![Some(1)],
         ..Default::default()
     };
     let oov = RankingExample {
+        user: None,
         item: None,
         recent_watches: vec![],
         user_categorical: vec![None],
         ..Default::default()
     };
     let known = RankingExample {
+        user: None,
         item: Some(2),
         ..base.clone()
     };
@@ -255,6 +265,7 @@ fn examples_outside_the_schema_are_errors() -> Result<(), RankingError> {
         &mut |_| {},
     )?;
     let bad_item = RankingExample {
+        user: None,
         item: Some(2),
         ..Default::default()
     };
@@ -281,6 +292,7 @@ fn examples_outside_the_schema_are_errors() -> Result<(), RankingError> {
 #[test]
 fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
     let schema = FeatureSchema {
+        n_users: 0,
         n_items: 50,
         n_tokens: 7,
         user_cardinalities: vec![3, 5],
@@ -303,6 +315,7 @@ fn scoring_path_matches_the_training_network() -> Result<(), RankingError> {
         };
         for _ in 0..1 + user % 5 {
             examples.push(RankingExample {
+                user: None,
                 item: (next(10) != 0).then(|| next(50)),
                 item_tokens: (0..next(3)).map(|_| next(7)).collect(),
                 continuous: vec![

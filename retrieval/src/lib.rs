@@ -6,7 +6,10 @@
 //! - the user-row autoencoders on [`autoencoder`]: [`mult_vae`] and [`mult_dae`] (Liang et
 //!   al. 2018), [`cdae`] (Wu et al. 2016) and U-AutoRec on implicit rows, [`autorec`]
 //!   (Sedhain et al. 2015); [`cfgan`]'s generator (Chae et al. 2018), trained against a
-//!   discriminator.
+//!   discriminator;
+//! - [`gmf`]: NCF's generalised MF (He et al. 2017) trained with the log loss on sampled
+//!   negatives; NCF's MLP and NeuMF train beside it ([`RetrievalSettings::train_pair_model`])
+//!   but score pairs, so only the NCF protocol measures them.
 //!
 //! Every model implements [`nn::Retriever`]: a user vector `u` for any history, item vectors
 //! `v_j` and biases `b_j`, score = `u . v_j + b_j`, so that an inner-product index serves it.
@@ -22,6 +25,8 @@ pub mod cdae;
 pub mod cfgan;
 pub mod error;
 pub mod files;
+pub mod fold_in;
+pub mod gmf;
 pub mod mf;
 pub mod mult_dae;
 pub mod mult_vae;
@@ -36,6 +41,6 @@ pub use nn::{
     target_rank, Catalog, EpochReport, Example, RankMetrics, Retriever, TrainReport, TrainingSet,
     UserFeatures, UserQuery, ValidationCase, WatchHistories,
 };
-pub use registry::{load, DynRetriever, RetrievalSettings, MODELS};
+pub use registry::{load, DynRetriever, RetrievalSettings, MODELS, PAIR_MODELS};
 pub use warm::WarmStart;
 pub use youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};

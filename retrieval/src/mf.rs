@@ -8,10 +8,9 @@
 //! logQ correction above). It is the baseline every later retriever is compared with.
 //!
 //! Users the model did not train on (new users, or any history given without a user index)
-//! get a folded-in vector: after training, a ridge regression fitted on the training users
+//! get a folded-in vector ([`crate::fold_in`]): a ridge regression fitted on the training users
 //! maps the mean item vector of a user's history (plus a constant) to their learned embedding,
-//! p ~ W^T [mean_{j in H} v_j, 1]. It is closed-form, deterministic, one d x (d + 1) matrix,
-//! and learns the scale and direction the softmax gave the trained users.
+//! learning the scale and direction the softmax gave the trained users.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result, RetrievalError};
 use crate::files;
+use crate::fold_in;
 use crate::warm::WarmStart;
 
 /// Registry name.
@@ -213,33 +213,10 @@ impl Mf {
         Ok((model, report))
     }
 
-    /// The fold-in input of a history: `[mean item vector, 1]` (zeros and 1 when empty).
-    fn fold_in_input(&self, items: &[f32], history: &[u32], out: &mut Vec<f32>) {
-        let d = self.config.dim;
-        let w = d + 1;
-        let start = out.len();
-        out.resize(start + w, 0.0);
-        let row = &mut out[start..];
-        for &j in history {
-            let v = &items[j as usize * w..j as usize * w + d];
-            row[..d].iter_mut().zip(v).for_each(|(r, x)| *r += x);
-        }
-        let n = history.len().max(1) as f32;
-        row[..d].iter_mut().for_each(|r| *r /= n);
-        row[d] = 1.0;
-    }
-
-    /// Fits the fold-in map by ridge regression from the training users' histories to their
-    /// learned embeddings.
+    /// Fits the fold-in map from the training users' histories to their learned embeddings.
     fn fit_fold_in(&self, data: &TrainingSet) -> Result<()> {
         let d = self.config.dim;
         let users = data.histories.num_users();
-        let mut x = Vec::with_capacity(users * (d + 1));
-        with_f32_data(self.items.var().as_tensor(), |items| {
-            for u in 0..users {
-                self.fold_in_input(items, data.histories.user_items(u), &mut x);
-            }
-        })?;
         let y = self
             .users
             .var()
@@ -247,8 +224,9 @@ impl Mf {
             .narrow(0, 0, users)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let w = nn::linalg::ridge(&x, d + 1, &y, d, self.config.fold_in_l2)?;
-        let w: Vec<f32> = w.into_iter().map(|v| v as f32).collect();
+        let w = with_f32_data(self.items.var().as_tensor(), |items| {
+            fold_in::fit(items, d + 1, d, data.histories, &y, self.config.fold_in_l2)
+        })??;
         self.fold_in
             .set(&Tensor::from_vec(w, (d + 1, d), &Device::Cpu)?)?;
         Ok(())
@@ -299,23 +277,10 @@ impl Retriever for Mf {
         let out = with_f32_data(self.users.var().as_tensor(), |p| {
             with_f32_data(self.items.var().as_tensor(), |items| {
                 let mut out = Vec::with_capacity(queries.len() * d);
-                let mut x = Vec::with_capacity(d + 1);
                 for q in queries {
                     match q.user.filter(|&u| (u as usize) < known) {
                         Some(u) => out.extend_from_slice(&p[u as usize * d..(u as usize + 1) * d]),
-                        None => {
-                            x.clear();
-                            self.fold_in_input(items, q.history, &mut x);
-                            let start = out.len();
-                            out.resize(start + d, 0.0);
-                            for (i, &xi) in x.iter().enumerate() {
-                                let row = &fold[i * d..(i + 1) * d];
-                                out[start..]
-                                    .iter_mut()
-                                    .zip(row)
-                                    .for_each(|(o, w)| *o += xi * w);
-                            }
-                        }
+                        None => fold_in::apply(&fold, items, d + 1, d, q.history, &mut out),
                     }
                 }
                 out

@@ -13,12 +13,14 @@ use crate::cdae::CdaeConfig;
 use crate::cfgan::CfganConfig;
 use crate::error::{Result, RetrievalError};
 use crate::files;
+use crate::gmf::Gmf;
 use crate::mf::{Mf, MfConfig};
 use crate::mult_dae::MultDaeConfig;
 use crate::mult_vae::MultVaeConfig;
 use crate::warm::WarmStart;
 use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
-use crate::{autorec, cdae, cfgan, mf, mult_dae, mult_vae, youtube_dnn};
+use crate::{autorec, cdae, cfgan, gmf, mf, mult_dae, mult_vae, youtube_dnn};
+use ranking::ncf::{self, Ncf, NcfConfig, NcfKind};
 
 /// A trained retriever of any kind.
 pub type DynRetriever = dyn Retriever<Error = RetrievalError>;
@@ -32,7 +34,13 @@ pub const MODELS: &[&str] = &[
     cdae::KIND,
     autorec::KIND,
     cfgan::KIND,
+    gmf::KIND,
 ];
+
+/// NCF's pair scorers (He et al. 2017): trained on the same implicit feedback, but their score
+/// is a network over the pair, not a dot product, so the index cannot serve them; `recpipe
+/// evaluate --protocol ncf` measures them.
+pub const PAIR_MODELS: &[&str] = &[ncf::KIND_MLP, ncf::KIND_NEUMF];
 
 /// The `[retrieval]` section: which model, and each model's own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +62,12 @@ pub struct RetrievalSettings {
     pub autorec_u: AutoRecConfig,
     /// `[retrieval.cfgan]`.
     pub cfgan: CfganConfig,
+    /// `[retrieval.gmf]`.
+    pub gmf: NcfConfig,
+    /// `[retrieval.mlp]` (a pair model, see [`PAIR_MODELS`]).
+    pub mlp: NcfConfig,
+    /// `[retrieval.neumf]` (a pair model, see [`PAIR_MODELS`]).
+    pub neumf: NcfConfig,
 }
 
 impl Default for RetrievalSettings {
@@ -67,8 +81,15 @@ impl Default for RetrievalSettings {
             cdae: CdaeConfig::default(),
             autorec_u: AutoRecConfig::default(),
             cfgan: CfganConfig::default(),
+            gmf: NcfConfig::default(),
+            mlp: NcfConfig::default(),
+            neumf: NcfConfig::default(),
         }
     }
+}
+
+fn ranking_err(e: ranking::RankingError) -> RetrievalError {
+    RetrievalError::InvalidConfig(e.to_string())
 }
 
 fn unknown(name: &str) -> RetrievalError {
@@ -97,8 +118,30 @@ impl RetrievalSettings {
             cdae::KIND => self.cdae.validate(),
             autorec::KIND => self.autorec_u.validate(),
             cfgan::KIND => self.cfgan.validate(),
+            gmf::KIND => self.gmf.validate(gmf::KIND).map_err(ranking_err),
+            pair if PAIR_MODELS.contains(&pair) => Err(RetrievalError::InvalidConfig(format!(
+                "'{pair}' scores (user, item) pairs through a network, which the index cannot \
+                 serve; measure it with `recpipe evaluate --protocol ncf --model {pair}`"
+            ))),
             other => Err(unknown(other)),
         }
+    }
+
+    /// Trains one of NCF's models (GMF, MLP, NeuMF) on `data`'s interactions with its
+    /// `[retrieval.<kind>]` settings, as a pair scorer (for EVAL.md section 5).
+    pub fn train_pair_model(
+        &self,
+        kind: &str,
+        data: &TrainingSet,
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<(Ncf, TrainReport)> {
+        let (k, cfg) = match kind {
+            ncf::KIND_GMF => (NcfKind::Gmf, &self.gmf),
+            ncf::KIND_MLP => (NcfKind::Mlp, &self.mlp),
+            ncf::KIND_NEUMF => (NcfKind::NeuMf, &self.neumf),
+            other => return Err(unknown(other)),
+        };
+        gmf::train_ncf(k, cfg, data, None, progress)
     }
 
     /// Maximum epochs of the chosen model (for progress display).
@@ -110,6 +153,9 @@ impl RetrievalSettings {
             cdae::KIND => self.cdae.epochs,
             autorec::KIND => self.autorec_u.epochs,
             cfgan::KIND => self.cfgan.epochs,
+            gmf::KIND => self.gmf.epochs,
+            ncf::KIND_MLP => self.mlp.epochs,
+            ncf::KIND_NEUMF => self.neumf.epochs,
             _ => self.youtube_dnn.epochs,
         }
     }
@@ -123,6 +169,9 @@ impl RetrievalSettings {
             cdae::KIND => serde_json::to_value(&self.cdae),
             autorec::KIND => serde_json::to_value(&self.autorec_u),
             cfgan::KIND => serde_json::to_value(&self.cfgan),
+            gmf::KIND => serde_json::to_value(&self.gmf),
+            ncf::KIND_MLP => serde_json::to_value(&self.mlp),
+            ncf::KIND_NEUMF => serde_json::to_value(&self.neumf),
             _ => serde_json::to_value(&self.youtube_dnn),
         };
         value.unwrap_or_default()
@@ -149,6 +198,10 @@ impl RetrievalSettings {
             cdae::KIND => boxed(self.cdae.train(data, warm, progress)?),
             autorec::KIND => boxed(self.autorec_u.train(data, warm, progress)?),
             cfgan::KIND => boxed(self.cfgan.train(data, warm, progress)?),
+            gmf::KIND => {
+                let (m, r) = Gmf::train(&self.gmf, data, warm, progress)?;
+                (Box::new(m), r)
+            }
             other => return Err(unknown(other)),
         })
     }
@@ -168,6 +221,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
         cdae::KIND => Box::new(CdaeConfig::load(dir)?),
         autorec::KIND => Box::new(AutoRecConfig::load(dir)?),
         cfgan::KIND => Box::new(CfganConfig::load(dir)?),
+        gmf::KIND => Box::new(Gmf::load(dir)?),
         other => return Err(unknown(other)),
     })
 }

@@ -1,12 +1,13 @@
 //! Serving equals exact scoring for the autoencoders: the top-10 an HNSW index returns for
 //! u = the model's user vector (seen items excluded) is the top-10 of the model's own output
-//! layer (softmax, sigmoid or identity over the whole catalogue): same items, same order.
+//! layer (softmax, sigmoid or identity over the whole catalogue): same items, same order. The
+//! same holds for GMF against its own pair logits b_u + b_i + h^T (p_u . q_i).
 
 use index::{HnswConfig, Index, ItemVectors};
 use nn::Retriever;
 use retrieval::autoencoder::{Autoencoder, AutoencoderSettings};
 use retrieval::{
-    autorec, cdae, cfgan, mult_dae, mult_vae, Catalog, Example, TrainingSet, UserQuery,
+    autorec, cdae, cfgan, gmf, mult_dae, mult_vae, Catalog, Example, TrainingSet, UserQuery,
     ValidationCase, WatchHistories,
 };
 
@@ -150,4 +151,62 @@ fn index_top_10_equals_each_autoencoders_own_output() {
         assert!(hr > 0.08, "{}: validation HR@10 {hr}", model.spec().kind);
         check(&model, &histories);
     }
+}
+
+#[test]
+fn index_top_10_equals_gmfs_own_pair_logits() {
+    let (catalog, histories, examples, validation) = world();
+    let data = TrainingSet {
+        catalog: &catalog,
+        histories: &histories,
+        examples: &examples,
+        user_features: None,
+        validation: &validation,
+    };
+    let config = ranking::ncf::NcfConfig {
+        dim: 16,
+        epochs: 10,
+        learning_rate: Some(1e-2),
+        ..Default::default()
+    };
+    let (model, report) = gmf::Gmf::train(&config, &data, None, |_| {}).unwrap();
+    let hr = report.best_validation.unwrap();
+    assert!(hr > 0.08, "GMF validation HR@10 {hr}");
+    let (v, b) = model.item_vectors().unwrap();
+    let n = model.num_items();
+    let vectors = ItemVectors::new((0..n as i64).collect(), model.dim(), v, b).unwrap();
+    let config = HnswConfig {
+        exact_below: 0,
+        ..HnswConfig::default()
+    };
+    let index = Index::build(vectors, &config, &|_, _| {}).unwrap();
+    for user in 0..40u32 {
+        let history = histories.user_items(user as usize);
+        let query = UserQuery {
+            user: Some(user),
+            ..UserQuery::from_history(history)
+        };
+        let u = model.user_vectors(&[query]).unwrap();
+        let served: Vec<u32> = index
+            .search(&u, 10, 200, history)
+            .unwrap()
+            .iter()
+            .map(|h| h.index)
+            .collect();
+        let logits = model.network().score_catalogue(&[user]).unwrap();
+        let mut exact: Vec<u32> = (0..n as u32).filter(|i| !history.contains(i)).collect();
+        exact.sort_by(|&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        exact.truncate(10);
+        assert_eq!(served, exact, "gmf user {user}");
+    }
+    // A new user (no index) is folded in from the history: still a ranking of unseen items.
+    let u = model
+        .user_vectors(&[UserQuery::from_history(histories.user_items(0))])
+        .unwrap();
+    assert_eq!(u.len(), model.dim());
+    assert!(u.iter().all(|x| x.is_finite()));
 }

@@ -4,6 +4,7 @@ pub mod leaderboard;
 pub mod ncf;
 pub mod ranking;
 pub mod rating;
+pub mod side_features;
 
 /// Resets the process's peak resident set size (Linux: `clear_refs` 5), so that the next
 /// reading is the next model's. Returns whether it could.

@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use nn::rating::{rmse, Ratings};
+use nn::rating::{rmse, Ratings, SideFeatures};
 use nn::rng::Rng;
 use ranking::RatingSettings;
 use serde::Serialize;
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::eval::side_features::side_features;
 use crate::progress::bar;
 
 /// Seed of the split (fixed by EVAL.md's "fixed seed").
@@ -114,6 +115,7 @@ pub struct RatingSplit {
     test_unseen: Vec<f32>,
     num_users: usize,
     num_items: usize,
+    features: Option<SideFeatures>,
 }
 
 impl RatingSplit {
@@ -165,7 +167,16 @@ impl RatingSplit {
         };
         let (valid, _) = known(valid_rows);
         let (test, test_unseen) = known(test_rows);
+        let features = side_features(
+            &data.users,
+            &data.items,
+            |id| users.get(id),
+            |id| items.get(id),
+            users.0.len(),
+            items.0.len(),
+        );
         Ok(Self {
+            features,
             num_users: users.0.len(),
             num_items: items.0.len(),
             fit,
@@ -222,6 +233,7 @@ impl RatingSplit {
             .train(
                 self.num_users,
                 self.num_items,
+                self.features.as_ref(),
                 &self.fit,
                 &self.valid,
                 |e| {

@@ -99,7 +99,10 @@ impl RankingFigures {
             } else {
                 "watch-time weighted"
             };
-            format!("ranker, {what} (epoch {}/{})", f.best_epoch, f.epochs)
+            format!(
+                "{} ranker, {what} (epoch {}/{})",
+                f.model, f.best_epoch, f.epochs
+            )
         };
         row(&mut s, &name(&self.model), m);
         if let Some(u) = &self.unit_weights {
