@@ -227,6 +227,11 @@ fn warm_start_keeps_known_items_vectors_cdae() {
     warm_start_keeps_known_items_vectors_of("cdae");
 }
 
+#[test]
+fn warm_start_keeps_known_items_vectors_gmf() {
+    warm_start_keeps_known_items_vectors_of("gmf");
+}
+
 fn warm_start_keeps_known_items_vectors_of(model: &str) {
     let w = World::with_model(&format!("e2e-warm-{model}"), 6, model);
     w.build(&[]);

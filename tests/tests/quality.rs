@@ -230,7 +230,7 @@ fn ml_100k_rating_models_and_the_masked_loss_ablation() {
         "--data",
         s(&data),
         "--models",
-        "autorec_i,autorec_u,rbm,mf,gmf,mlp,neumf",
+        "autorec_i,autorec_u,rbm,mf,gmf,mlp,neumf,deep_mf",
         "--json",
         s(&json),
     ]);
@@ -257,6 +257,7 @@ fn ml_100k_rating_models_and_the_masked_loss_ablation() {
         ("gmf", 0.94),
         ("mlp", 0.955),
         ("neumf", 0.94),
+        ("deep_mf", 0.945),
     ] {
         let got = rmse(model);
         eprintln!("ml-100k {model}: test RMSE {got:.4} (mean {mean:.4})");
@@ -309,7 +310,12 @@ fn ml_100k_ncf_protocol_is_seeded_and_far_easier_than_the_full_catalogue() {
     let full = v["retrieval"]["test_exact"]["hr"][0]
         .as_f64()
         .expect("hr10");
-    // Measured: HR@10 0.6585, NDCG@10 0.3720 among 100 items; 0.1304 over all 1,682.
+    let popular = v["ncf_protocol_most_popular"]["hr10"]
+        .as_f64()
+        .expect("most popular");
+    // Measured: HR@10 0.6585, NDCG@10 0.3720 among 100 items; 0.1304 over all 1,682; most
+    // popular 0.4104 among 100.
+    assert!(hr10 > popular + 0.15, "{hr10} vs most popular {popular}");
     assert_eq!(users, 943);
     assert!(
         hr10 > 0.62 && ndcg10 > 0.34,
@@ -319,5 +325,43 @@ fn ml_100k_ncf_protocol_is_seeded_and_far_easier_than_the_full_catalogue() {
         hr10 > 4.0 * full,
         "NCF protocol {hr10} vs full catalogue {full}"
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn ml_100k_neumf_ranks_pairs_above_most_popular_under_the_ncf_protocol() {
+    let root = temp_dir("quality-neumf-ml-100k");
+    let Some(data) = import_shared("movielens", "ml-100k", &root.join("data")) else {
+        return;
+    };
+    let json = root.join("eval.json");
+    let out = recpipe_ok(&[
+        "evaluate",
+        "--data",
+        s(&data),
+        "--model",
+        "neumf",
+        "--protocol",
+        "ncf",
+        "--json",
+        s(&json),
+    ]);
+    assert!(out.contains("pair model"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
+    let hr = |key: &str| v[key]["hr10"].as_f64().expect(key);
+    let (neumf, popular) = (hr("ncf_protocol"), hr("ncf_protocol_most_popular"));
+    let full = v["retrieval"]["test_exact"]["hr"][0]
+        .as_f64()
+        .expect("hr10");
+    // Measured: NeuMF (pre-trained GMF and MLP, log loss with 4 negatives) 0.6278 among 100
+    // items and 0.1188 over the whole catalogue; most popular 0.4104 among 100.
+    assert_eq!(v["ncf_protocol"]["users"], 943);
+    assert!(neumf > 0.58, "NeuMF HR@10 {neumf}");
+    assert!(
+        neumf > popular + 0.15,
+        "NeuMF {neumf} vs most popular {popular}"
+    );
+    assert!(full > 0.09, "NeuMF full-catalogue HR@10 {full}");
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -471,6 +471,67 @@ fn a_version_built_on_impressions_serves_reranked_lists() {
     assert!(rows.windows(2).all(|p| (p[0].0, p[0].3) < (p[1].0, p[1].3)));
 }
 
+#[test]
+fn cf_rankers_build_into_a_version_and_serve_reranked_lists() {
+    for (model, section) in [
+        (
+            "neumf",
+            "[ranking.neumf]\nepochs = 3\ndim = 8\nmlp_layers = [16, 8]\n",
+        ),
+        (
+            "deep_mf",
+            "[ranking.deep_mf]\nepochs = 3\ndim = 8\nlayers = [16]\n",
+        ),
+    ] {
+        let w = World::new(&format!("rank-version-{model}"), 6);
+        let cfg = w.root.join("cf.toml");
+        let base = std::fs::read_to_string(&w.cfg).expect("cfg");
+        std::fs::write(
+            &cfg,
+            format!("{base}\n[ranking]\nmodel = \"{model}\"\n\n{section}"),
+        )
+        .expect("write");
+        let out = w.build_with(&cfg, &[]);
+        assert!(out.contains(&format!("{model} ranker")), "{out}");
+        let v = current(&w.art).expect("CURRENT");
+        let ranking = &w.manifest(&v)["metrics"]["ranking"];
+        assert_eq!(ranking["model"]["model"], model, "{ranking}");
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(w.art.join("versions").join(&v).join("ranker.json")).expect("meta"),
+        )
+        .expect("ranker.json");
+        assert_eq!(meta["model"], model);
+        // The served list is re-ranked by the CF ranker's expected watch time.
+        let q = run_ok(
+            "query --artifacts {} --user 7 -k 10 --rerank --json",
+            &[&w.art],
+        );
+        let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
+        let times: Vec<f64> = rec["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["expected_watch_time"].as_f64().expect("score"))
+            .collect();
+        assert_eq!(times.len(), 10, "{model}");
+        assert!(times.windows(2).all(|p| p[0] >= p[1]), "{model}: {times:?}");
+        let cand = w.root.join("cand.parquet");
+        run_ok(
+            "candidates --artifacts {} --all -k 20 --out {}",
+            &[&w.art, &cand],
+        );
+        let ranked = w.root.join("ranked.parquet");
+        run_ok(
+            "rerank --input {} --out {} --artifacts {}",
+            &[&cand, &ranked, &w.art],
+        );
+        let rows = read_ranked(&ranked);
+        assert!(!rows.is_empty(), "{model}");
+        assert!(rows.windows(2).all(|p| (p[0].0, p[0].3) < (p[1].0, p[1].3)));
+        let _ = std::fs::remove_dir_all(&w.root);
+    }
+}
+
 fn write_columns(path: &Path, cols: Vec<(&str, ArrayRef)>) {
     let fields: Vec<Field> = cols
         .iter()
