@@ -113,12 +113,13 @@ mod tests {
             )],
             numeric: vec![("age".into(), (0..n).map(|u| Some(u as f64)).collect())],
         };
-        let mut items = Items::default();
-        items.item_id = vec![7, 8];
-        items.categories = vec![vec!["Drama".into(), "Drama".into()], vec![]];
-        items.duration = vec![None; 2];
-        items.published = vec![None; 2];
-        items.title = vec![None; 2];
+        let items = Items {
+            item_id: vec![7, 8],
+            categories: vec![vec!["Drama".into(), "Drama".into()], vec![]],
+            duration: vec![None; 2],
+            published: vec![None; 2],
+            title: vec![None; 2],
+        };
         // Users 0..10 are rated (dense index = id); item 8 is, item 7 is index 0.
         let f = side_features(
             &users,
