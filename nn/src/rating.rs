@@ -138,6 +138,24 @@ impl LabelledPairs {
         Ok(())
     }
 
+    /// The prior log-odds `ln(sum of positive weights / sum of negative weights)` (0 when either
+    /// sum is 0): the constant logit that minimises the weighted log loss, where rankers start.
+    pub fn prior_log_odds(&self) -> f32 {
+        let (mut positive, mut negative) = (0f64, 0f64);
+        for (&y, &w) in self.labels.iter().zip(&self.weights) {
+            *(if y > 0.5 {
+                &mut positive
+            } else {
+                &mut negative
+            }) += f64::from(w);
+        }
+        if positive > 0.0 && negative > 0.0 {
+            (positive / negative).ln() as f32
+        } else {
+            0.0
+        }
+    }
+
     /// The weighted mean log loss of `logits` on these pairs (`sum w l / sum w`; 0 when all
     /// weights are 0): the validation figure of rankers trained on them.
     pub fn weighted_log_loss(&self, logits: &[f32]) -> f64 {

@@ -412,13 +412,7 @@ mod tests {
             // The constant prior's weighted log loss on the validation pairs.
             let held = pairs(&schema, &valid, false);
             let logits = ranker.logits(&valid).unwrap();
-            let prior = {
-                let (mut pos, mut neg) = (0f64, 0f64);
-                for (&y, &w) in held.labels.iter().zip(&held.weights) {
-                    *(if y > 0.5 { &mut pos } else { &mut neg }) += f64::from(w);
-                }
-                held.weighted_log_loss(&vec![(pos / neg).ln() as f32; held.len()])
-            };
+            let prior = held.weighted_log_loss(&vec![held.prior_log_odds(); held.len()]);
             let fitted = report.best_validation.unwrap();
             eprintln!("{kind}: weighted log loss {fitted:.4}, prior {prior:.4}");
             // The Bayes optimum of this world is about 0.70 x the prior's loss.

@@ -295,7 +295,7 @@ impl DeepMf {
             num_users,
             num_items,
             features,
-            train::prior_log_odds(train),
+            train.prior_log_odds(),
         )?;
         train::fit(model, train::Data::Labelled(train, valid), progress)
     }

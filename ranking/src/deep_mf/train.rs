@@ -37,24 +37,6 @@ impl Data<'_> {
     }
 }
 
-/// `ln(sum of positive weights / sum of negative weights)` of `pairs`, 0 when either is 0: the
-/// logit of the weighted base rate.
-pub(super) fn prior_log_odds(pairs: &LabelledPairs) -> f32 {
-    let (mut positive, mut negative) = (0f64, 0f64);
-    for (&y, &w) in pairs.labels.iter().zip(&pairs.weights) {
-        *(if y > 0.5 {
-            &mut positive
-        } else {
-            &mut negative
-        }) += f64::from(w);
-    }
-    if positive > 0.0 && negative > 0.0 {
-        (positive / negative).ln() as f32
-    } else {
-        0.0
-    }
-}
-
 /// Trains `model` from its current weights, keeping the epoch with the lowest validation
 /// figure (RMSE on ratings, weighted log loss on labelled pairs).
 pub(super) fn fit(
