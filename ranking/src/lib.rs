@@ -34,6 +34,8 @@ mod train;
 mod youtube;
 
 #[cfg(test)]
+mod testdata;
+#[cfg(test)]
 mod tests;
 
 pub use autorec::{AutoRec, AutoRecConfig};

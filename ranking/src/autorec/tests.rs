@@ -77,36 +77,9 @@ fn the_network_gets_no_gradient_through_a_user_nobody_rated() {
     assert!(gb[0] != 0.0 && gw[0].iter().any(|&x| x != 0.0));
 }
 
-/// Low-rank ratings: r = 3 + x_u . y_i, half observed.
-fn synthetic(users: usize, items: usize) -> (Ratings, Ratings) {
-    let mut rng = Rng::new(5);
-    let x: Vec<[f32; 2]> = (0..users)
-        .map(|_| [rng.normal() as f32, rng.normal() as f32])
-        .collect();
-    let y: Vec<[f32; 2]> = (0..items)
-        .map(|_| [rng.normal() as f32, rng.normal() as f32])
-        .collect();
-    let (mut train, mut valid) = (Ratings::default(), Ratings::default());
-    for (u, xu) in x.iter().enumerate() {
-        for (i, yi) in y.iter().enumerate() {
-            if rng.uniform() < 0.5 {
-                let part = if rng.uniform() < 0.8 {
-                    &mut train
-                } else {
-                    &mut valid
-                };
-                part.users.push(u as u32);
-                part.items.push(i as u32);
-                part.values.push(3.0 + xu[0] * yi[0] + xu[1] * yi[1]);
-            }
-        }
-    }
-    (train, valid)
-}
-
 #[test]
 fn i_autorec_learns_ratings_below_the_mean_and_the_mask_matters() {
-    let (train, valid) = synthetic(80, 60);
+    let (train, valid) = crate::testdata::low_rank_ratings(80, 60, 0.0, 5);
     let cfg = AutoRecConfig {
         hidden: 20,
         l2: 0.01,

@@ -3,41 +3,6 @@
 use super::*;
 use nn::rating::rmse;
 
-/// Ratings from hidden rank-2 tastes plus biases: r = 3 + a_u + c_i + x_u . y_i, half
-/// observed, 80/20 split.
-fn synthetic(users: usize, items: usize) -> (Ratings, Ratings) {
-    let mut rng = Rng::new(11);
-    let mut draw = |n: usize| -> Vec<[f32; 3]> {
-        (0..n)
-            .map(|_| {
-                [
-                    0.5 * rng.normal() as f32,
-                    rng.normal() as f32,
-                    rng.normal() as f32,
-                ]
-            })
-            .collect()
-    };
-    let (x, y) = (draw(users), draw(items));
-    let (mut train, mut valid) = (Ratings::default(), Ratings::default());
-    for (u, xu) in x.iter().enumerate() {
-        for (i, yi) in y.iter().enumerate() {
-            if rng.uniform() < 0.5 {
-                let part = if rng.uniform() < 0.8 {
-                    &mut train
-                } else {
-                    &mut valid
-                };
-                part.users.push(u as u32);
-                part.items.push(i as u32);
-                part.values
-                    .push(3.0 + xu[0] + yi[0] + xu[1] * yi[1] + xu[2] * yi[2]);
-            }
-        }
-    }
-    (train, valid)
-}
-
 /// Ratings that depend on side features only: each user has a gender token (0 or 1) and an
 /// age token (2..6, noise), each item one to three genres of 0..6; r = 3 + 1 when the user
 /// has gender 0 and the item genre 0, 3 - 1 when gender 1 and genre 0, 3 otherwise, plus
@@ -115,7 +80,7 @@ fn a_fresh_model_predicts_the_bias_baseline() {
 
 #[test]
 fn learns_low_rank_ratings_far_below_the_mean() {
-    let (train, valid) = synthetic(60, 50);
+    let (train, valid) = crate::testdata::low_rank_ratings(60, 50, 0.5, 11);
     let mean = mean_rmse(&train, &valid);
     let (model, report) = DeepMf::train(&small(), 60, 50, None, &train, &valid, |_| {}).unwrap();
     let fitted = report.best_validation.unwrap();
