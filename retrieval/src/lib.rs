@@ -9,7 +9,10 @@
 //!   discriminator;
 //! - [`gmf`]: NCF's generalised MF (He et al. 2017) trained with the log loss on sampled
 //!   negatives; NCF's MLP and NeuMF train beside it ([`RetrievalSettings::train_pair_model`])
-//!   but score pairs, so only the NCF protocol measures them.
+//!   but score pairs, so only the NCF protocol measures them;
+//! - [`sasrec`]: SASRec, causal self-attention over the watch sequence (Kang and McAuley,
+//!   "Self-Attentive Sequential Recommendation", ICDM 2018), the user vector being the last
+//!   position's output.
 //!
 //! Every model implements [`nn::Retriever`]: a user vector `u` for any history, item vectors
 //! `v_j` and biases `b_j`, score = `u . v_j + b_j`, so that an inner-product index serves it.
@@ -31,6 +34,7 @@ pub mod mf;
 pub mod mult_dae;
 pub mod mult_vae;
 pub mod registry;
+pub mod sasrec;
 pub mod warm;
 pub mod youtube_dnn;
 

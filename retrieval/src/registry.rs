@@ -17,9 +17,10 @@ use crate::gmf::Gmf;
 use crate::mf::{Mf, MfConfig};
 use crate::mult_dae::MultDaeConfig;
 use crate::mult_vae::MultVaeConfig;
+use crate::sasrec::{SasRec, SasRecConfig};
 use crate::warm::WarmStart;
 use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
-use crate::{autorec, cdae, cfgan, gmf, mf, mult_dae, mult_vae, youtube_dnn};
+use crate::{autorec, cdae, cfgan, gmf, mf, mult_dae, mult_vae, sasrec, youtube_dnn};
 use ranking::ncf::{self, Ncf, NcfConfig, NcfKind};
 
 /// A trained retriever of any kind.
@@ -35,6 +36,7 @@ pub const MODELS: &[&str] = &[
     autorec::KIND,
     cfgan::KIND,
     gmf::KIND,
+    sasrec::KIND,
 ];
 
 /// NCF's pair scorers (He et al. 2017): trained on the same implicit feedback, but their score
@@ -64,6 +66,8 @@ pub struct RetrievalSettings {
     pub cfgan: CfganConfig,
     /// `[retrieval.gmf]`.
     pub gmf: NcfConfig,
+    /// `[retrieval.sasrec]`.
+    pub sasrec: SasRecConfig,
     /// `[retrieval.mlp]` (a pair model, see [`PAIR_MODELS`]).
     pub mlp: NcfConfig,
     /// `[retrieval.neumf]` (a pair model, see [`PAIR_MODELS`]).
@@ -82,6 +86,7 @@ impl Default for RetrievalSettings {
             autorec_u: AutoRecConfig::default(),
             cfgan: CfganConfig::default(),
             gmf: NcfConfig::default(),
+            sasrec: SasRecConfig::default(),
             mlp: NcfConfig::default(),
             neumf: NcfConfig::default(),
         }
@@ -119,6 +124,7 @@ impl RetrievalSettings {
             autorec::KIND => self.autorec_u.validate(),
             cfgan::KIND => self.cfgan.validate(),
             gmf::KIND => self.gmf.validate(gmf::KIND).map_err(ranking_err),
+            sasrec::KIND => self.sasrec.validate(),
             pair if PAIR_MODELS.contains(&pair) => Err(RetrievalError::InvalidConfig(format!(
                 "'{pair}' scores (user, item) pairs through a network, which the index cannot \
                  serve; measure it with `recpipe evaluate --protocol ncf --model {pair}`"
@@ -154,6 +160,7 @@ impl RetrievalSettings {
             autorec::KIND => self.autorec_u.epochs,
             cfgan::KIND => self.cfgan.epochs,
             gmf::KIND => self.gmf.epochs,
+            sasrec::KIND => self.sasrec.epochs,
             ncf::KIND_MLP => self.mlp.epochs,
             ncf::KIND_NEUMF => self.neumf.epochs,
             _ => self.youtube_dnn.epochs,
@@ -170,6 +177,7 @@ impl RetrievalSettings {
             autorec::KIND => serde_json::to_value(&self.autorec_u),
             cfgan::KIND => serde_json::to_value(&self.cfgan),
             gmf::KIND => serde_json::to_value(&self.gmf),
+            sasrec::KIND => serde_json::to_value(&self.sasrec),
             ncf::KIND_MLP => serde_json::to_value(&self.mlp),
             ncf::KIND_NEUMF => serde_json::to_value(&self.neumf),
             _ => serde_json::to_value(&self.youtube_dnn),
@@ -202,6 +210,10 @@ impl RetrievalSettings {
                 let (m, r) = Gmf::train(&self.gmf, data, warm, progress)?;
                 (Box::new(m), r)
             }
+            sasrec::KIND => {
+                let (m, r) = SasRec::train(&self.sasrec, data, warm, progress)?;
+                (Box::new(m), r)
+            }
             other => return Err(unknown(other)),
         })
     }
@@ -222,6 +234,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
         autorec::KIND => Box::new(AutoRecConfig::load(dir)?),
         cfgan::KIND => Box::new(CfganConfig::load(dir)?),
         gmf::KIND => Box::new(Gmf::load(dir)?),
+        sasrec::KIND => Box::new(SasRec::load(dir)?),
         other => return Err(unknown(other)),
     })
 }
