@@ -57,8 +57,8 @@ impl RankerSettings {
     pub fn validate(&self) -> Result<()> {
         match self.model.as_str() {
             youtube::KIND => self.youtube.validate(),
-            ncf::KIND_NEUMF => self.neumf.validate(ncf::KIND_NEUMF),
-            deep_mf::KIND => self.deep_mf.validate(),
+            ncf::KIND_NEUMF => self.neumf.validate("ranking.neumf"),
+            deep_mf::KIND => self.deep_mf.validate("ranking.deep_mf"),
             other => Err(unknown(other)),
         }
     }
@@ -209,14 +209,14 @@ impl RatingSettings {
     /// Checks that the model is known and its settings can train.
     pub fn validate(&self) -> Result<()> {
         match self.model.as_str() {
-            ncf::KIND_MF => self.mf.validate(ncf::KIND_MF),
+            ncf::KIND_MF => self.mf.validate("rating.mf"),
             autorec::KIND_ITEM => self.autorec_i.validate(autorec::KIND_ITEM),
             autorec::KIND_USER => self.autorec_u.validate(autorec::KIND_USER),
             rbm::KIND => self.rbm.validate(),
-            ncf::KIND_GMF => self.gmf.validate(ncf::KIND_GMF),
-            ncf::KIND_MLP => self.mlp.validate(ncf::KIND_MLP),
-            ncf::KIND_NEUMF => self.neumf.validate(ncf::KIND_NEUMF),
-            deep_mf::KIND => self.deep_mf.validate(),
+            ncf::KIND_GMF => self.gmf.validate("rating.gmf"),
+            ncf::KIND_MLP => self.mlp.validate("rating.mlp"),
+            ncf::KIND_NEUMF => self.neumf.validate("rating.neumf"),
+            deep_mf::KIND => self.deep_mf.validate("rating.deep_mf"),
             other => Err(unknown_rating(other)),
         }
     }

@@ -107,9 +107,10 @@ impl Default for DeepMfConfig {
 }
 
 impl DeepMfConfig {
-    /// Rejects settings that cannot train.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(RankingError::InvalidConfig(format!("[rating.{KIND}] {m}")));
+    /// Rejects settings that cannot train; `section` (`rating.deep_mf`, `ranking.deep_mf`)
+    /// names the settings in the error.
+    pub fn validate(&self, section: &str) -> Result<()> {
+        let bad = |m: &str| Err(RankingError::InvalidConfig(format!("[{section}] {m}")));
         if self.dim == 0 || self.feature_dim == 0 || self.batch_size == 0 {
             return bad("dim, feature_dim and batch_size must be positive");
         }
@@ -235,7 +236,7 @@ impl DeepMf {
         num_items: usize,
         features: Option<&SideFeatures>,
     ) -> Result<()> {
-        config.validate()?;
+        config.validate(KIND)?;
         if config.use_features {
             if let Some(f) = features {
                 f.validate(num_users, num_items)?;

@@ -182,7 +182,7 @@ fn refuses_bad_ids_features_and_settings() {
         },
     ] {
         let err = train_with(&features, &bad).unwrap_err().to_string();
-        assert!(err.contains("[rating.deep_mf]"), "{err}");
+        assert!(err.contains("[deep_mf]"), "{err}");
     }
     let empty = Ratings::default();
     assert!(DeepMf::train(&cfg, 20, 10, None, &empty, &valid, |_| {}).is_err());

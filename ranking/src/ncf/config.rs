@@ -113,9 +113,10 @@ impl Default for NcfConfig {
 }
 
 impl NcfConfig {
-    /// Rejects settings that cannot train; `kind` names the section.
-    pub fn validate(&self, kind: &str) -> Result<()> {
-        let bad = |m: &str| Err(RankingError::InvalidConfig(format!("[rating.{kind}] {m}")));
+    /// Rejects settings that cannot train; `section` (`rating.gmf`, `ranking.neumf`, ...) names
+    /// the settings in the error.
+    pub fn validate(&self, section: &str) -> Result<()> {
+        let bad = |m: &str| Err(RankingError::InvalidConfig(format!("[{section}] {m}")));
         if self.dim == 0 || self.batch_size == 0 {
             return bad("dim and batch_size must be positive");
         }
