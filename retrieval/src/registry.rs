@@ -123,7 +123,7 @@ impl RetrievalSettings {
             cdae::KIND => self.cdae.validate(),
             autorec::KIND => self.autorec_u.validate(),
             cfgan::KIND => self.cfgan.validate(),
-            gmf::KIND => self.gmf.validate(gmf::KIND).map_err(ranking_err),
+            gmf::KIND => self.gmf.validate("retrieval.gmf").map_err(ranking_err),
             sasrec::KIND => self.sasrec.validate(),
             pair if PAIR_MODELS.contains(&pair) => Err(RetrievalError::InvalidConfig(format!(
                 "'{pair}' scores (user, item) pairs through a network, which the index cannot \
