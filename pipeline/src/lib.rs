@@ -18,6 +18,7 @@ pub mod generate;
 pub mod import;
 pub mod output;
 pub mod parquet_io;
+pub mod parquet_types;
 pub mod progress;
 pub mod ranking_features;
 pub mod report;

@@ -3,14 +3,16 @@
 
 use crate::error::{Error, Result};
 use crate::output::AtomicFile;
+use crate::parquet_types::{convert, convertible, Meaning};
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Rows per row group: bounds the writer's memory whatever the file size.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -64,10 +66,13 @@ impl ParquetOut {
 pub struct ColumnSpec {
     /// Column name.
     pub name: String,
-    /// The Arrow type it must have (compared with [`type_matches`]).
+    /// The Arrow type it is read as (compared with [`type_matches`]; the types
+    /// [`parquet_types::convertible`] accepts are converted on read).
     pub data_type: DataType,
     /// Whether the file may lack it.
     pub optional: bool,
+    /// What its values mean (a time also accepts `Timestamp` and `Date32`).
+    pub meaning: Meaning,
 }
 
 impl ColumnSpec {
@@ -77,7 +82,14 @@ impl ColumnSpec {
             name: name.to_string(),
             data_type,
             optional: false,
+            meaning: Meaning::Value,
         }
+    }
+
+    /// The same column holding a time in Unix seconds.
+    pub fn unix_seconds(mut self) -> Self {
+        self.meaning = Meaning::UnixSeconds;
+        self
     }
 
     /// A column that may be absent.
@@ -86,6 +98,7 @@ impl ColumnSpec {
             name: name.to_string(),
             data_type,
             optional: true,
+            meaning: Meaning::Value,
         }
     }
 }
@@ -105,6 +118,19 @@ pub fn type_matches(actual: &DataType, expected: &DataType) -> bool {
     }
 }
 
+/// The types a column read as `expected` accepts, for errors.
+fn accepted(expected: &DataType, meaning: Meaning) -> String {
+    match (expected, meaning) {
+        (DataType::Int64, Meaning::UnixSeconds) => {
+            "Int64 Unix seconds (or another integer type, a Timestamp or a Date32)".into()
+        }
+        (DataType::Int64, _) => "Int64 (or another integer type)".into(),
+        (DataType::Float32, _) => "Float32 (or Float16, Float64 or an integer type)".into(),
+        (DataType::Boolean, _) => "Boolean (or 0/1 integers)".into(),
+        (other, _) => other.to_string(),
+    }
+}
+
 /// A validated stream of record batches from a Parquet file, holding the projected columns in
 /// the order of the specs given to [`ParquetIn::open`] (absent optional columns are `None`).
 pub struct ParquetIn {
@@ -116,6 +142,8 @@ pub struct ParquetIn {
     pub num_rows: usize,
     schema: SchemaRef,
     next_row: usize,
+    /// Projected columns read in another type: (position, name, canonical type).
+    conversions: Vec<(usize, String, DataType)>,
 }
 
 impl ParquetIn {
@@ -138,18 +166,30 @@ impl ParquetIn {
         })?;
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
+        let mut converted = Vec::new();
         for spec in specs {
             match schema.index_of(&spec.name) {
                 Ok(i) => {
                     let actual = schema.field(i).data_type();
                     if !type_matches(actual, &spec.data_type) {
-                        return Err(Error::input(
-                            path,
-                            format!(
-                                "column '{}' has type {actual}, expected {}",
-                                spec.name, spec.data_type
-                            ),
-                        ));
+                        if !convertible(actual, &spec.data_type, spec.meaning) {
+                            return Err(Error::input(
+                                path,
+                                format!(
+                                    "column '{}' has type {actual}, expected {}",
+                                    spec.name,
+                                    accepted(&spec.data_type, spec.meaning)
+                                ),
+                            ));
+                        }
+                        tracing::info!(
+                            file = %path.display(),
+                            column = %spec.name,
+                            from = %actual,
+                            to = %spec.data_type,
+                            "converting on read"
+                        );
+                        converted.push((i, spec.name.clone(), spec.data_type.clone()));
                     }
                     roots.push(Some(i));
                 }
@@ -169,6 +209,10 @@ impl ParquetIn {
             .iter()
             .map(|r| r.and_then(|i| sorted.binary_search(&i).ok()))
             .collect();
+        let conversions = converted
+            .into_iter()
+            .filter_map(|(i, name, t)| sorted.binary_search(&i).ok().map(|p| (p, name, t)))
+            .collect();
         let num_rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
         let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
         let reader = builder
@@ -183,6 +227,7 @@ impl ParquetIn {
             num_rows,
             schema,
             next_row: 0,
+            conversions,
         })
     }
 
@@ -216,9 +261,35 @@ impl ParquetIn {
             Some(Ok(batch)) => {
                 let first = self.next_row + 1;
                 self.next_row += batch.num_rows();
-                Ok(Some((first, batch)))
+                Ok(Some((first, self.converted(batch, first)?)))
             }
         }
+    }
+
+    /// `batch` with the columns of other types converted to their canonical types (`first` is
+    /// the 1-based row number of its first row, for errors).
+    fn converted(&self, batch: RecordBatch, first: usize) -> Result<RecordBatch> {
+        if self.conversions.is_empty() {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for (p, name, to) in &self.conversions {
+            columns[*p] = convert(columns[*p].as_ref(), to).map_err(|(row, why)| {
+                Error::input(
+                    &self.path,
+                    format!("column '{name}', row {}: {why}", first + row),
+                )
+            })?;
+            fields[*p] = Field::new(name, to.clone(), true);
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| Error::input(&self.path, format!("cannot convert columns: {e}")))
     }
 
     /// Column number `spec` (the index into the specs given to `open`) of `batch`, or `None` when

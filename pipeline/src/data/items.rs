@@ -114,7 +114,7 @@ pub fn read_items(path: &Path) -> Result<Items> {
     let specs = vec![
         ColumnSpec::required("item_id", DataType::Int64),
         ColumnSpec::optional("duration", DataType::Float32),
-        ColumnSpec::optional("published", DataType::Int64),
+        ColumnSpec::optional("published", DataType::Int64).unix_seconds(),
         ColumnSpec::optional("categories", categories_type()),
         ColumnSpec::optional("title", DataType::Utf8),
     ];
