@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RetrievalError};
 
-/// SASRec's settings (`[retrieval.sasrec]`).
+/// SASRec's settings (`[retrieval.sasrec]`). The defaults are the paper's architecture (d = 64,
+/// two blocks, one head, n = 50) with dropout 0.5 (the paper's choice for sparse data) and
+/// learning rate 2e-3, chosen on ml-100k's validation HR@10.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SasRecConfig {
@@ -49,14 +51,14 @@ impl Default for SasRecConfig {
             blocks: 2,
             heads: 1,
             max_len: 50,
-            dropout: 0.2,
+            dropout: 0.5,
             full_softmax_max_items: 20_000,
             num_negatives: 2048,
             sampling_power: 0.75,
             batch_size: 128,
             epochs: 100,
-            patience: 5,
-            learning_rate: 1e-3,
+            patience: 8,
+            learning_rate: 2e-3,
             final_lr_fraction: 1.0,
             weight_decay: 0.0,
             init_std: 0.05,
@@ -68,7 +70,11 @@ impl Default for SasRecConfig {
 impl SasRecConfig {
     /// Rejects configurations that cannot train.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(RetrievalError::InvalidConfig(format!("[retrieval.sasrec] {m}")));
+        let bad = |m: &str| {
+            Err(RetrievalError::InvalidConfig(format!(
+                "[retrieval.sasrec] {m}"
+            )))
+        };
         if self.dim == 0
             || self.heads == 0
             || self.max_len == 0
@@ -91,11 +97,17 @@ impl SasRecConfig {
             return bad("learning_rate and init_std must be finite and positive");
         }
         let finite_nonneg = |x: f64| x.is_finite() && x >= 0.0;
-        if ![self.weight_decay, self.final_lr_fraction, self.sampling_power]
-            .into_iter()
-            .all(finite_nonneg)
+        if ![
+            self.weight_decay,
+            self.final_lr_fraction,
+            self.sampling_power,
+        ]
+        .into_iter()
+        .all(finite_nonneg)
         {
-            return bad("weight_decay, final_lr_fraction and sampling_power must be finite and >= 0");
+            return bad(
+                "weight_decay, final_lr_fraction and sampling_power must be finite and >= 0",
+            );
         }
         Ok(())
     }

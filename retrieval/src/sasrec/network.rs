@@ -194,7 +194,9 @@ impl Network {
         let attention_mask = Tensor::from_vec(w.attention_mask(), (w.rows, 1, l, l), device)?;
         let (h, dh) = (self.heads, d / self.heads);
         let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((w.rows, l, h, dh))?.transpose(1, 2)?.contiguous()?)
+            Ok(t.reshape((w.rows, l, h, dh))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         for block in &self.blocks {
             // Eq. 3-4: S = softmax(Q K^T / sqrt(d/h)) V with a causal, padding-aware mask.

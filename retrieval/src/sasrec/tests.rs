@@ -49,7 +49,10 @@ fn outputs_never_see_the_future() {
     );
     // And the outputs do depend on the history (the check is not vacuous).
     let other = user_vector(&model, &[3, 7, 2, 9]);
-    assert!(outputs[3].iter().zip(&other).any(|(x, y)| (x - y).abs() > 1e-3));
+    assert!(outputs[3]
+        .iter()
+        .zip(&other)
+        .any(|(x, y)| (x - y).abs() > 1e-3));
 }
 
 #[test]
@@ -77,9 +80,7 @@ fn padding_never_changes_an_output() {
     let table = model.network.items.var();
     let mut w = table.as_tensor().to_vec2::<f32>().unwrap();
     w[0].iter_mut().for_each(|x| *x = 100.0);
-    table
-        .set(&Tensor::new(w, &Device::Cpu).unwrap())
-        .unwrap();
+    table.set(&Tensor::new(w, &Device::Cpu).unwrap()).unwrap();
     assert_close(&alone, &user_vector(&model, &history), "item 0 changed");
 }
 
@@ -126,7 +127,10 @@ fn validate_refuses_heads_that_do_not_divide_dim() {
         ..SasRecConfig::default()
     };
     let err = cfg.validate().unwrap_err().to_string();
-    assert!(err.contains("[retrieval.sasrec]") && err.contains("heads"), "{err}");
+    assert!(
+        err.contains("[retrieval.sasrec]") && err.contains("heads"),
+        "{err}"
+    );
     assert!(SasRecConfig::default().validate().is_ok());
     let bad_dropout = SasRecConfig {
         dropout: 1.0,

@@ -218,9 +218,7 @@ impl Fit for Run<'_> {
                     .map(|i| unique.binary_search(i).unwrap_or(0) as u32)
                     .collect();
                 let local = Tensor::from_vec(local, windows.ids.len(), leaf.device())?;
-                leaf.as_tensor()
-                    .index_select(&local, 0)?
-                    .narrow(1, 0, d)?
+                leaf.as_tensor().index_select(&local, 0)?.narrow(1, 0, d)?
             }
         };
         let p = self.model.config.dropout;
@@ -228,9 +226,7 @@ impl Fit for Run<'_> {
         let f = net.forward(&embeddings, &windows, dropout)?;
         let slots = Tensor::from_vec(slots, targets.len(), f.device())?;
         let u = f.index_select(&slots, 0)?;
-        let (loss, sampled) = self
-            .softmax
-            .loss(&u, &net.items, &targets, &mut self.rng)?;
+        let (loss, sampled) = self.softmax.loss(&u, &net.items, &targets, &mut self.rng)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let store = loss.backward()?;
         self.optimizer.set_learning_rate(lr);
