@@ -2,7 +2,9 @@
 //! order-free MF on the same data), the HNSW index serves its scores exactly, and a saved
 //! model loads with identical user vectors.
 
-use index::{HnswConfig, Index, ItemVectors};
+mod common;
+
+use common::check;
 use nn::Retriever;
 use retrieval::sasrec::{SasRec, SasRecConfig};
 use retrieval::{
@@ -129,30 +131,9 @@ fn sasrec_learns_order_and_the_index_serves_it_exactly() {
     assert!(hr > 2.0 * mf_hr, "SASRec {hr} vs MF {mf_hr}");
 
     // Serving equals exact: the index's top 10 is the model's own full-catalogue top 10.
-    let (v, b) = model.item_vectors().unwrap();
-    let n = model.num_items();
-    let vectors = ItemVectors::new((0..n as i64).collect(), model.dim(), v, b).unwrap();
-    let config = HnswConfig {
-        exact_below: 0,
-        ..HnswConfig::default()
-    };
-    let index = Index::build(vectors, &config, &|_, _| {}).unwrap();
-    for user in 0..40u32 {
-        let history = histories.user_items(user as usize);
-        let query = UserQuery::from_history(history);
-        let u = model.user_vectors(&[query]).unwrap();
-        let served: Vec<u32> = index
-            .search(&u, 10, 200, history)
-            .unwrap()
-            .iter()
-            .map(|h| h.index)
-            .collect();
-        let own = model.score_all(&[query]).unwrap();
-        let mut exact: Vec<u32> = (0..n as u32).filter(|i| !history.contains(i)).collect();
-        exact.sort_by(|&a, &b| own[b as usize].total_cmp(&own[a as usize]).then(a.cmp(&b)));
-        exact.truncate(10);
-        assert_eq!(served, exact, "user {user}");
-    }
+    check(&model, &histories, "sasrec", |q, _| {
+        model.score_all(&[q]).unwrap()
+    });
 
     // Save and load through the registry: identical user vectors and item table.
     let dir = std::env::temp_dir().join(format!("sasrec-it-{}", std::process::id()));

@@ -3,7 +3,9 @@
 //! layer (softmax, sigmoid or identity over the whole catalogue): same items, same order. The
 //! same holds for GMF against its own pair logits b_u + b_i + h^T (p_u . q_i).
 
-use index::{HnswConfig, Index, ItemVectors};
+mod common;
+
+use common::check;
 use nn::Retriever;
 use retrieval::autoencoder::AutoencoderSettings;
 use retrieval::{
@@ -58,46 +60,6 @@ fn world() -> (Catalog, WatchHistories, Vec<Example>, Vec<ValidationCase>) {
         examples,
         validation,
     )
-}
-
-/// Asserts, for the first 40 users, that the index's top 10 for the model's user vector is the
-/// top 10 of `own(query, user)`, the model's own full-catalogue output (seen items excluded).
-fn check<R: Retriever>(
-    model: &R,
-    histories: &WatchHistories,
-    label: &str,
-    own: impl Fn(UserQuery, u32) -> Vec<f32>,
-) where
-    R::Error: std::fmt::Debug,
-{
-    let (v, b) = model.item_vectors().unwrap();
-    let n = model.num_items();
-    let ids: Vec<i64> = (0..n as i64).collect();
-    let vectors = ItemVectors::new(ids, model.dim(), v, b).unwrap();
-    let config = HnswConfig {
-        exact_below: 0,
-        ..HnswConfig::default()
-    };
-    let index = Index::build(vectors, &config, &|_, _| {}).unwrap();
-    for user in 0..40u32 {
-        let history = histories.user_items(user as usize);
-        let query = UserQuery {
-            user: Some(user),
-            ..UserQuery::from_history(history)
-        };
-        let u = model.user_vectors(&[query]).unwrap();
-        let served: Vec<u32> = index
-            .search(&u, 10, 200, history)
-            .unwrap()
-            .iter()
-            .map(|h| h.index)
-            .collect();
-        let out = own(query, user);
-        let mut exact: Vec<u32> = (0..n as u32).filter(|i| !history.contains(i)).collect();
-        exact.sort_by(|&a, &b| out[b as usize].total_cmp(&out[a as usize]).then(a.cmp(&b)));
-        exact.truncate(10);
-        assert_eq!(served, exact, "{label} user {user}");
-    }
 }
 
 #[test]
