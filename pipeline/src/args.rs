@@ -330,6 +330,9 @@ pub enum ImportCommand {
     Movielens(ImportArgs),
     /// KuaiRand: log_*.csv impressions, video and user features.
     Kuairand(ImportArgs),
+    /// Any event log with a header (CSV or TSV, plain or gzip; one file or a folder of parts)
+    /// into events.parquet.
+    Csv(CsvImportArgs),
 }
 
 /// Input and output folders of an import.
@@ -341,4 +344,41 @@ pub struct ImportArgs {
     /// Output folder for events.parquet, items.parquet, users.parquet.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `recpipe import csv`.
+#[derive(Debug, Args)]
+pub struct CsvImportArgs {
+    /// A CSV/TSV file (plain or gzip), or a folder whose *.csv, *.csv.gz, *.tsv and *.tsv.gz
+    /// files are read in name order as one log (all with the same header).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output folder for events.parquet.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The user id column (integers, or any strings).
+    #[arg(long)]
+    pub user: String,
+    /// The item id column (integers, or any strings).
+    #[arg(long)]
+    pub item: String,
+    /// The time column.
+    #[arg(long)]
+    pub time: String,
+    /// How the times are written: unix (seconds, decimals floored), unix_ms, rfc3339 (any
+    /// offset), or a strftime pattern read as UTC such as '%Y-%m-%d %H:%M:%S' or '%Y-%m-%d'.
+    #[arg(long, default_value = "unix")]
+    pub time_format: String,
+    /// A watched flag column (true/false, 1/0, yes/no); without it every row is a watch.
+    #[arg(long)]
+    pub watched: Option<String>,
+    /// A watch time column (seconds; empty = unknown; only on watched rows).
+    #[arg(long)]
+    pub watch_time: Option<String>,
+    /// A rating column (empty = none).
+    #[arg(long)]
+    pub rating: Option<String>,
+    /// The field delimiter: one character, or 'tab' (default: tab for .tsv files, else ',').
+    #[arg(long)]
+    pub delimiter: Option<String>,
 }

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Import(ImportCommand::Movielens(a)) => run_import(&a, movielens::read),
         Command::Import(ImportCommand::Kuairand(a)) => run_import(&a, kuairand::read),
+        Command::Import(ImportCommand::Csv(a)) => run_import_csv(&a),
         Command::Check(a) => run_check(&a.data),
         Command::Bench(BenchCommand::Index(a)) => {
             let cfg = index::bench::BenchConfig {
@@ -106,6 +107,20 @@ fn run_import(a: &ImportArgs, read: Reader) -> Result<()> {
         a.out.display(),
         secs,
         summary.events as f64 / secs
+    );
+    Ok(())
+}
+
+fn run_import_csv(a: &CsvImportArgs) -> Result<()> {
+    let t = Instant::now();
+    let opts = crate::import::csv::CsvImport::from_args(a)?;
+    let summary = crate::import::csv::import_csv(&opts, &a.out)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{summary}\nwrote {} in {:.2} s ({:.0} rows/s)",
+        a.out.join("events.parquet").display(),
+        secs,
+        summary.summary.events as f64 / secs
     );
     Ok(())
 }

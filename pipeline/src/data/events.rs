@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::output::AtomicFile;
 use crate::parquet_io::{ColumnSpec, ParquetIn, ParquetOut};
-use arrow_array::builder::{BooleanBuilder, Float32Builder, Int64Builder};
+use arrow_array::builder::{BooleanBuilder, Float32Builder, Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -97,9 +97,43 @@ impl Events {
 
 /// The Arrow schema of `events.parquet`, with extra `Int64` columns appended.
 pub fn events_schema(extra: &[&str]) -> SchemaRef {
+    events_schema_with_ids(IdType::Int64, IdType::Int64, extra)
+}
+
+/// How an id column of `events.parquet` is stored: the canonical `Int64`, or `Utf8` for ids that
+/// are arbitrary strings (e.g. imported from a CSV log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdType {
+    /// `Int64` ids.
+    Int64,
+    /// `Utf8` ids, kept as the source spelled them.
+    Utf8,
+}
+
+impl IdType {
+    fn data_type(self) -> DataType {
+        match self {
+            IdType::Int64 => DataType::Int64,
+            IdType::Utf8 => DataType::Utf8,
+        }
+    }
+}
+
+/// One id value for [`EventsWriter::push_row`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Id<'a> {
+    /// An integer id (written as its decimal text into a `Utf8` column).
+    Int(i64),
+    /// A string id (only a `Utf8` column takes it).
+    Text(&'a str),
+}
+
+/// The Arrow schema of `events.parquet` with the given id column types and extra `Int64`
+/// columns appended.
+pub fn events_schema_with_ids(user: IdType, item: IdType, extra: &[&str]) -> SchemaRef {
     let mut fields = vec![
-        Field::new("user_id", DataType::Int64, false),
-        Field::new("item_id", DataType::Int64, false),
+        Field::new("user_id", user.data_type(), false),
+        Field::new("item_id", item.data_type(), false),
         Field::new("timestamp", DataType::Int64, false),
         Field::new("watched", DataType::Boolean, false),
         Field::new("watch_time", DataType::Float32, true),
@@ -113,8 +147,8 @@ pub fn events_schema(extra: &[&str]) -> SchemaRef {
 pub struct EventsWriter {
     out: ParquetOut,
     schema: SchemaRef,
-    user: Int64Builder,
-    item: Int64Builder,
+    user: IdBuilder,
+    item: IdBuilder,
     ts: Int64Builder,
     watched: BooleanBuilder,
     watch_time: Float32Builder,
@@ -127,15 +161,61 @@ pub struct EventsWriter {
 
 const FLUSH_ROWS: usize = 64 * 1024;
 
+/// The builder of an id column.
+enum IdBuilder {
+    Int64(Int64Builder),
+    Utf8(StringBuilder),
+}
+
+impl IdBuilder {
+    fn new(t: IdType) -> Self {
+        match t {
+            IdType::Int64 => IdBuilder::Int64(Int64Builder::new()),
+            IdType::Utf8 => IdBuilder::Utf8(StringBuilder::new()),
+        }
+    }
+
+    fn append(&mut self, id: Id<'_>) -> Result<()> {
+        match (self, id) {
+            (IdBuilder::Int64(b), Id::Int(v)) => b.append_value(v),
+            (IdBuilder::Utf8(b), Id::Text(s)) => b.append_value(s),
+            (IdBuilder::Utf8(b), Id::Int(v)) => b.append_value(v.to_string()),
+            (IdBuilder::Int64(_), Id::Text(s)) => {
+                return Err(Error::Other(format!(
+                    "events writer: string id '{s}' for an Int64 id column"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            IdBuilder::Int64(b) => Arc::new(b.finish()),
+            IdBuilder::Utf8(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
 impl EventsWriter {
     /// Starts writing `dest` with the given extra `Int64` columns.
     pub fn create(dest: &Path, extra: &[&str]) -> Result<Self> {
-        let schema = events_schema(extra);
+        Self::create_with_ids(dest, IdType::Int64, IdType::Int64, extra)
+    }
+
+    /// Starts writing `dest` with the given id column types and extra `Int64` columns.
+    pub fn create_with_ids(
+        dest: &Path,
+        user: IdType,
+        item: IdType,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let schema = events_schema_with_ids(user, item, extra);
         Ok(EventsWriter {
             out: ParquetOut::create(dest, schema.clone())?,
             schema,
-            user: Int64Builder::new(),
-            item: Int64Builder::new(),
+            user: IdBuilder::new(user),
+            item: IdBuilder::new(item),
             ts: Int64Builder::new(),
             watched: BooleanBuilder::new(),
             watch_time: Float32Builder::new(),
@@ -148,15 +228,44 @@ impl EventsWriter {
 
     /// Appends one event with its extra values (one per extra column, in order).
     pub fn push(&mut self, e: &Event, extra: &[i64]) -> Result<()> {
-        self.user.append_value(e.user_id);
-        self.item.append_value(e.item_id);
-        self.ts.append_value(e.timestamp);
-        self.watched.append_value(e.watched);
-        self.watch_time.append_option(e.watch_time);
-        self.rating.append_option(e.rating);
+        self.user.append(Id::Int(e.user_id))?;
+        self.item.append(Id::Int(e.item_id))?;
         for (b, v) in self.extra.iter_mut().zip(extra) {
             b.append_value(*v);
         }
+        self.push_rest(e.timestamp, e.watched, e.watch_time, e.rating)
+    }
+
+    /// Appends one event given its ids as [`Id`]s (a string id needs a `Utf8` id column); extra
+    /// columns, if any, get nulls.
+    pub fn push_row(
+        &mut self,
+        user: Id<'_>,
+        item: Id<'_>,
+        timestamp: i64,
+        watched: bool,
+        watch_time: Option<f32>,
+        rating: Option<f32>,
+    ) -> Result<()> {
+        self.user.append(user)?;
+        self.item.append(item)?;
+        for b in &mut self.extra {
+            b.append_null();
+        }
+        self.push_rest(timestamp, watched, watch_time, rating)
+    }
+
+    fn push_rest(
+        &mut self,
+        timestamp: i64,
+        watched: bool,
+        watch_time: Option<f32>,
+        rating: Option<f32>,
+    ) -> Result<()> {
+        self.ts.append_value(timestamp);
+        self.watched.append_value(watched);
+        self.watch_time.append_option(watch_time);
+        self.rating.append_option(rating);
         self.pending += 1;
         self.rows += 1;
         if self.pending >= FLUSH_ROWS {
@@ -170,8 +279,8 @@ impl EventsWriter {
             return Ok(());
         }
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(self.user.finish()),
-            Arc::new(self.item.finish()),
+            self.user.finish(),
+            self.item.finish(),
             Arc::new(self.ts.finish()),
             Arc::new(self.watched.finish()),
             Arc::new(self.watch_time.finish()),

@@ -8,7 +8,7 @@ pub mod users;
 pub mod vectors;
 
 pub use candidates::{Candidate, CandidatesReader, CandidatesWriter};
-pub use events::{read_events, Event, Events, EventsWriter};
+pub use events::{read_events, Event, Events, EventsWriter, Id, IdType};
 pub use items::{read_items, write_items, Items};
 pub use users::{read_users, write_users, Users};
 pub use vectors::{read_vectors, write_vectors, IdVectors};

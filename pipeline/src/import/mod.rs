@@ -1,6 +1,7 @@
 //! `recpipe import`: public data sets turned into validated `events.parquet`, `items.parquet`
 //! and `users.parquet`.
 
+pub mod csv;
 pub mod kuairand;
 pub mod movielens;
 pub mod text;
