@@ -8,9 +8,13 @@
 //! strings unchanged. Bad input is one line naming the file, line and column, and leaves nothing
 //! in the output folder.
 
+mod ids;
 mod records;
+#[cfg(test)]
+mod tests;
 mod time;
 
+pub use ids::canonical_int;
 pub use records::{list_inputs, Records};
 pub use time::TimeFormat;
 
@@ -19,7 +23,7 @@ use crate::data::{EventsWriter, Id, IdType};
 use crate::error::{Error, Result};
 use crate::import::ImportSummary;
 use crate::output::{commit_all, OutputDir};
-use std::collections::HashSet;
+use ids::Distinct;
 use std::path::{Path, PathBuf};
 
 /// A validated `recpipe import csv` command line.
@@ -114,16 +118,6 @@ struct Columns {
     rating: Option<usize>,
 }
 
-/// `s` as an `i64` when it is exactly how that integer is written (so "007", "+7", "-0" and
-/// "1e3" are not).
-pub fn canonical_int(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || digits.starts_with('+') || (digits.starts_with('0') && s != "0") {
-        return None;
-    }
-    s.parse().ok()
-}
-
 impl CsvImport {
     /// Reads every file once, calling `each` with every row; returns the number of rows.
     pub fn scan(&self, mut each: impl FnMut(&Row) -> Result<()>) -> Result<u64> {
@@ -151,9 +145,9 @@ impl CsvImport {
                         path,
                         format!(
                             "line {header_line}: the header ({}) differs from {}'s ({}); the files of a folder must share one header",
-                            names.join(","),
+                            shown(&names.join(",")),
                             p.display(),
-                            h.join(",")
+                            shown(&h.join(","))
                         ),
                     ))
                 }
@@ -193,7 +187,8 @@ impl CsvImport {
                     format!("line {line}: column '{name}' ({option}) appears twice in the header"),
                 )),
                 (None, _) => {
-                    let has: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+                    let has: Vec<String> =
+                        names.iter().map(|n| format!("'{}'", shown(n))).collect();
                     let hint = if names.len() == 1 {
                         "; is --delimiter right?"
                     } else {
@@ -245,7 +240,7 @@ impl CsvImport {
             }
             match s.parse::<f32>() {
                 Ok(x) if x.is_finite() => Ok(Some(x)),
-                _ => Err(bad(col, format!("'{s}' is not a finite number"))),
+                _ => Err(bad(col, format!("'{}' is not a finite number", shown(s)))),
             }
         };
         let timestamp = self
@@ -259,7 +254,10 @@ impl CsvImport {
                     parse_flag(s).ok_or_else(|| {
                         bad(
                             col,
-                            format!("'{s}' is not a watched flag (true/false, 1/0 or yes/no)"),
+                            format!(
+                                "'{}' is not a watched flag (true/false, 1/0 or yes/no)",
+                                shown(s)
+                            ),
                         )
                     })?,
                     s,
@@ -277,7 +275,7 @@ impl CsvImport {
                 }
                 Some(x) if !watched => {
                     let watched_col = self.watched.as_deref().unwrap_or_default();
-                    return Err(bad(col, format!("watch time {x} on a row that is not a watch (column '{watched_col}' is '{flag}')")));
+                    return Err(bad(col, format!("watch time {x} on a row that is not a watch (column '{watched_col}' is '{}')", shown(flag))));
                 }
                 x => x,
             },
@@ -310,6 +308,22 @@ fn next<R: std::io::BufRead>(rec: &mut Records<R>, path: &Path) -> Result<Option
     })
 }
 
+/// `s` for a one-line message: control characters escaped, at most 60 characters.
+pub(crate) fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(60) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().nth(60).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 fn parse_flag(s: &str) -> Option<bool> {
     let is = |words: [&str; 3]| words.iter().any(|w| s.eq_ignore_ascii_case(w));
     if is(["true", "1", "yes"]) {
@@ -318,43 +332,6 @@ fn parse_flag(s: &str) -> Option<bool> {
         Some(false)
     } else {
         None
-    }
-}
-
-/// The distinct values of an id column, and whether all are canonical integers.
-#[derive(Debug, Default)]
-struct Distinct {
-    text: bool,
-    ints: HashSet<i64>,
-    strings: HashSet<Box<str>>,
-}
-
-impl Distinct {
-    fn add(&mut self, s: &str) {
-        if !self.text {
-            if let Some(v) = canonical_int(s) {
-                self.ints.insert(v);
-                return;
-            }
-            self.text = true;
-            self.strings = self.ints.drain().map(|v| v.to_string().into()).collect();
-            self.ints = HashSet::new();
-        }
-        if !self.strings.contains(s) {
-            self.strings.insert(s.into());
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.ints.len() + self.strings.len()
-    }
-
-    fn id_type(&self) -> IdType {
-        if self.text {
-            IdType::Utf8
-        } else {
-            IdType::Int64
-        }
     }
 }
 
@@ -456,133 +433,4 @@ fn changed(path: &Path) -> Error {
         path,
         "changed while it was being imported; run the import again",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    type Owned = (String, String, i64, bool, Option<f32>, Option<f32>);
-
-    fn options(files: Vec<PathBuf>) -> CsvImport {
-        CsvImport {
-            input: files[0].clone(),
-            files,
-            delimiter: b',',
-            time_format: TimeFormat::parse("rfc3339").expect("format"),
-            user: "user".into(),
-            item: "item".into(),
-            time: "when".into(),
-            watched: Some("seen".into()),
-            watch_time: Some("secs".into()),
-            rating: None,
-        }
-    }
-
-    fn rows(opts: &CsvImport) -> Result<Vec<Owned>> {
-        let mut out = Vec::new();
-        opts.scan(|r| {
-            out.push((
-                r.user.to_string(),
-                r.item.to_string(),
-                r.timestamp,
-                r.watched,
-                r.watch_time,
-                r.rating,
-            ));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(bytes).expect("gzip");
-        enc.finish().expect("gzip")
-    }
-
-    const HEADER: &str = "user,item,when,seen,secs\n";
-    const PART1: &str =
-        "u1,10,2024-01-01T00:00:00Z,yes,12.5\n\"u,2\",11,2024-01-01T01:00:00+01:00,NO,\n";
-    const PART2: &str = "u1,007,2024-01-02T00:00:00Z,True,\n";
-
-    #[test]
-    fn gzip_equals_plain_and_a_folder_equals_the_concatenation() {
-        let dir = std::env::temp_dir().join(format!("recpipe-csv-{}", std::process::id()));
-        let parts = dir.join("parts");
-        std::fs::create_dir_all(&parts).expect("temp dir");
-        let whole = format!("{HEADER}{PART1}{PART2}");
-        let plain = dir.join("all.csv");
-        std::fs::write(&plain, &whole).expect("write");
-        let gz = dir.join("all.csv.gz");
-        std::fs::write(&gz, gzip(whole.as_bytes())).expect("write");
-        std::fs::write(
-            parts.join("b.csv.gz"),
-            gzip(format!("{HEADER}{PART2}").as_bytes()),
-        )
-        .expect("write");
-        std::fs::write(parts.join("a.csv"), format!("{HEADER}{PART1}")).expect("write");
-        std::fs::write(parts.join("notes.txt"), "not read").expect("write");
-        let want = rows(&options(vec![plain])).expect("plain");
-        assert_eq!(want.len(), 3);
-        assert_eq!(want[1].0, "u,2");
-        assert_eq!(
-            (want[1].2, want[1].3, want[1].4),
-            (1_704_067_200, false, None)
-        );
-        assert_eq!(want[0].4, Some(12.5));
-        assert_eq!(rows(&options(vec![gz])).expect("gzip"), want);
-        let files = list_inputs(&parts).expect("parts");
-        assert_eq!(files.len(), 2);
-        assert_eq!(rows(&options(files)).expect("folder"), want);
-        // A part with another header is refused.
-        std::fs::write(
-            parts.join("c.csv"),
-            "user,item,when\nu,1,2024-01-01T00:00:00Z\n",
-        )
-        .expect("write");
-        let err = rows(&options(list_inputs(&parts).expect("parts"))).unwrap_err();
-        assert!(err.to_string().contains("differs from"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn canonical_integers() {
-        for s in ["0", "7", "-7", "1704067200", "9223372036854775807"] {
-            assert_eq!(canonical_int(s).map(|v| v.to_string()), Some(s.to_string()));
-        }
-        for s in [
-            "007",
-            "+7",
-            "-0",
-            "-07",
-            "1e3",
-            "7.0",
-            " 7",
-            "",
-            "-",
-            "9223372036854775808",
-        ] {
-            assert_eq!(canonical_int(s), None, "{s}");
-        }
-        let mut d = Distinct::default();
-        for s in ["1", "2", "1"] {
-            d.add(s);
-        }
-        assert_eq!((d.id_type(), d.len()), (IdType::Int64, 2));
-        d.add("007");
-        d.add("2");
-        assert_eq!((d.id_type(), d.len()), (IdType::Utf8, 3));
-    }
-
-    #[test]
-    fn delimiters() {
-        assert_eq!(parse_delimiter(",").ok(), Some(b','));
-        assert_eq!(parse_delimiter("tab").ok(), Some(b'\t'));
-        assert_eq!(parse_delimiter("\\t").ok(), Some(b'\t'));
-        assert_eq!(parse_delimiter(";").ok(), Some(b';'));
-        assert!(parse_delimiter("\"").is_err());
-        assert!(parse_delimiter("ab").is_err());
-    }
 }

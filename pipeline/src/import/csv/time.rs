@@ -62,6 +62,7 @@ impl TimeFormat {
     /// the message).
     pub fn to_unix(&self, raw: &str) -> std::result::Result<i64, String> {
         let s = raw.trim();
+        let raw = super::shown(raw);
         let t = match self {
             TimeFormat::Unix => number(s, 1),
             TimeFormat::UnixMs => number(s, 1000),
