@@ -71,12 +71,12 @@ pub struct QueryArgs {
     /// Artifact folder.
     #[arg(long)]
     pub artifacts: PathBuf,
-    /// The user.
+    /// The user, as the data spells user ids (a number, or a string id).
     #[arg(long, conflicts_with = "history", allow_hyphen_values = true)]
-    pub user: Option<i64>,
+    pub user: Option<String>,
     /// An ad-hoc user's watched item ids, oldest first: `id,id,...`.
-    #[arg(long, value_delimiter = ',')]
-    pub history: Option<Vec<i64>>,
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub history: Option<Vec<String>>,
     /// How many items.
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,

@@ -348,6 +348,10 @@ pub struct IdMaps {
     /// models had per-user rows have none, and their users are served from their histories.
     #[serde(default)]
     pub users: crate::examples::IdMap,
+    /// The items' string ids, in model order, when the data keys items by strings (see
+    /// [`crate::ids`]); empty for integer ids and for versions written before string ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_keys: Vec<String>,
 }
 
 impl IdMaps {

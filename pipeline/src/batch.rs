@@ -11,8 +11,9 @@ use std::path::Path;
 /// Users per block: searched in parallel, then written.
 const BLOCK: usize = 4_096;
 
-/// Reads user ids, one per line (blank lines and `#` comments skipped).
-pub fn read_user_list(path: &Path) -> Result<Vec<i64>> {
+/// Reads user ids, one per line as the data spells them (blank lines and `#` comments
+/// skipped), as `live`'s internal ids.
+pub fn read_user_list(path: &Path, live: &LiveModel) -> Result<Vec<i64>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
     let mut out = Vec::new();
@@ -22,9 +23,10 @@ pub fn read_user_list(path: &Path) -> Result<Vec<i64>> {
             continue;
         }
         out.push(
-            t.parse::<i64>().map_err(|_| {
-                Error::input(path, format!("line {}: '{t}' is not a user id", n + 1))
-            })?,
+            live.spellings()
+                .users
+                .parse(t, "user id")
+                .map_err(|e| Error::input(path, format!("line {}: {e}", n + 1)))?,
         );
     }
     Ok(out)
@@ -38,7 +40,7 @@ pub fn write_candidates(
     ef: Option<usize>,
     out: &Path,
 ) -> Result<usize> {
-    let mut w = CandidatesWriter::create(out, false)?;
+    let mut w = CandidatesWriter::create(out, false, live.spellings().string_ids())?;
     let pb = bar(users.len() as u64, "candidates");
     for block in users.chunks(BLOCK) {
         let lists: Vec<Result<Vec<Candidate>>> = block
@@ -49,7 +51,7 @@ pub fn write_candidates(
                     .iter()
                     .map(|it| Candidate {
                         user_id: u,
-                        item_id: it.item_id,
+                        item_id: it.item,
                         retrieval_score: it.retrieval_score,
                         retrieval_rank: it.retrieval_rank,
                     })
@@ -60,7 +62,8 @@ pub fn write_candidates(
         for l in lists {
             rows.extend(l?);
         }
-        w.write(&rows, &[])?;
+        let ids = live.spellings();
+        w.write(&rows, &[], ids.users.keys(), ids.items.keys())?;
         pb.inc(block.len() as u64);
     }
     pb.finish_and_clear();

@@ -126,29 +126,35 @@ fn run_import_csv(a: &CsvImportArgs) -> Result<()> {
 }
 
 fn run_check(data: &std::path::Path) -> Result<()> {
-    let events = crate::data::read_events(&data.join("events.parquet"), &[])?;
-    let seq = crate::split::WatchSequences::from_events(&events);
+    let d = crate::dataset::Dataset::load(data)?;
+    let seq = crate::split::WatchSequences::from_events(&d.events);
     let split = crate::split::LeaveLastOut::from_sequences(&seq);
+    let spelt = |s: &crate::ids::IdSpelling| {
+        if s.is_strings() {
+            "strings"
+        } else {
+            "integers"
+        }
+    };
     println!(
-        "events.parquet: {} events, {} watched, {} users with watches ({} with >= 3, evaluated)",
-        events.len(),
+        "events: {} events, {} watched, {} users with watches ({} with >= 3, evaluated); user ids \
+         are {}, item ids {}",
+        d.events.len(),
         seq.items.len(),
         seq.num_users(),
-        split.num_users()
+        split.num_users(),
+        spelt(&d.ids.users),
+        spelt(&d.ids.items)
     );
-    let items_path = data.join("items.parquet");
-    if items_path.is_file() {
-        let items = crate::data::read_items(&items_path)?;
-        println!("items.parquet: {} items", items.len());
+    if !d.items.is_empty() {
+        println!("items: {} items", d.items.len());
     }
-    let users_path = data.join("users.parquet");
-    if users_path.is_file() {
-        let users = crate::data::read_users(&users_path)?;
+    if !d.users.is_empty() {
         println!(
-            "users.parquet: {} users, {} categorical and {} numeric features",
-            users.len(),
-            users.categorical.len(),
-            users.numeric.len()
+            "users: {} users, {} categorical and {} numeric features",
+            d.users.len(),
+            d.users.categorical.len(),
+            d.users.numeric.len()
         );
     }
     Ok(())
@@ -179,14 +185,19 @@ fn run_query(a: &QueryArgs) -> Result<()> {
         ));
     }
     let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
-    let extra = a.history.clone().unwrap_or_default();
-    let rec = live.recommend_ranked(a.user, &extra, a.k, a.ef, a.rerank)?;
+    let extra = live.item_ids(a.history.as_deref().unwrap_or_default())?;
+    let user = a.user.as_deref().map(|u| live.user_id(u)).transpose()?;
+    let rec = live.recommend_ranked(user, &extra, a.k, a.ef, a.rerank)?;
     if a.json {
         let s =
             serde_json::to_string_pretty(&rec).map_err(|e| crate::Error::Other(e.to_string()))?;
         println!("{s}");
     } else {
-        print!("{}", crate::report::recommendation_table(&rec, a.user));
+        let who = user.map(|u| live.external_user(u));
+        print!(
+            "{}",
+            crate::report::recommendation_table(&rec, who.as_ref())
+        );
     }
     Ok(())
 }
@@ -195,7 +206,7 @@ fn run_candidates(a: &CandidatesArgs) -> Result<()> {
     check_k(a.k)?;
     let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
     let users: Vec<i64> = match (&a.users, a.all) {
-        (Some(path), _) => crate::batch::read_user_list(path)?,
+        (Some(path), _) => crate::batch::read_user_list(path, &live)?,
         (None, true) => live.users(),
         (None, false) => {
             return Err(crate::Error::Input(
@@ -294,7 +305,7 @@ fn run_quickstart(a: &QuickstartArgs, config: &Config) -> Result<()> {
     };
     let data = a.dir.join("data");
     let art = a.dir.join("artifacts");
-    if data.join("events.parquet").is_file() {
+    if crate::dataset::table_path(&data, "events").is_some() {
         println!("using the world already in {}", data.display());
     } else {
         run_generate(&world, &data)?;
@@ -309,7 +320,8 @@ fn run_quickstart(a: &QuickstartArgs, config: &Config) -> Result<()> {
         let rerank = live.has_ranker();
         let rec = live.recommend_ranked(Some(user), &[], 5, None, rerank)?;
         println!();
-        print!("{}", crate::report::recommendation_table(&rec, Some(user)));
+        let who = live.external_user(user);
+        print!("{}", crate::report::recommendation_table(&rec, Some(&who)));
     }
     println!(
         "\nquickstart done in {:.1} s; artifacts in {}; try: recpipe query --artifacts {} --user 4",

@@ -397,6 +397,7 @@ mod tests {
             user_id: vec![1, 2, 3],
             categorical: vec![("g".into(), vec![Some("M".into()), Some("F".into()), None])],
             numeric: vec![("age".into(), vec![Some(20.0), Some(40.0), None])],
+            ..Default::default()
         };
         let enc = UserFeatureEncoder::fit(&users);
         assert_eq!(enc.cardinalities(), vec![3]);

@@ -2,9 +2,11 @@
 //! temporary name and read back as a stream of record batches, after checking the schema.
 
 use crate::error::{Error, Result};
+use crate::ids::IdKeys;
 use crate::output::AtomicFile;
-use crate::parquet_types::{convert, convertible, Meaning};
-use arrow_array::{Array, RecordBatch};
+use crate::parquet_parts::{part_files, partition_column};
+use crate::parquet_types::{convert, convertible, is_string, strings_to_ids, Meaning};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -92,6 +94,12 @@ impl ColumnSpec {
         self
     }
 
+    /// The same column holding user or item ids (strings are also read, see [`crate::ids`]).
+    pub fn id(mut self) -> Self {
+        self.meaning = Meaning::Id;
+        self
+    }
+
     /// A column that may be absent.
     pub fn optional(name: &str, data_type: DataType) -> Self {
         ColumnSpec {
@@ -119,11 +127,12 @@ pub fn type_matches(actual: &DataType, expected: &DataType) -> bool {
 }
 
 /// The types a column read as `expected` accepts, for errors.
-fn accepted(expected: &DataType, meaning: Meaning) -> String {
+pub(crate) fn accepted(expected: &DataType, meaning: Meaning) -> String {
     match (expected, meaning) {
         (DataType::Int64, Meaning::UnixSeconds) => {
             "Int64 Unix seconds (or another integer type, a Timestamp or a Date32)".into()
         }
+        (DataType::Int64, Meaning::Id) => "Int64 (or another integer type, or strings)".into(),
         (DataType::Int64, _) => "Int64 (or another integer type)".into(),
         (DataType::Float32, _) => "Float32 (or Float16, Float64 or an integer type)".into(),
         (DataType::Boolean, _) => "Boolean (or 0/1 integers)".into(),
@@ -131,174 +140,326 @@ fn accepted(expected: &DataType, meaning: Meaning) -> String {
     }
 }
 
-/// A validated stream of record batches from a Parquet file, holding the projected columns in
-/// the order of the specs given to [`ParquetIn::open`] (absent optional columns are `None`).
+/// A validated stream of record batches from a Parquet file, or from a folder of part files
+/// (`part-0.parquet`, ..., also Hive-style partitions such as `date=2024-01-01/part-0.parquet`,
+/// whose partition values are read as columns). Batches hold the columns of the specs given to
+/// [`ParquetIn::open`] that are present, in the canonical types the specs ask for.
 pub struct ParquetIn {
     path: PathBuf,
-    reader: ParquetRecordBatchReader,
-    /// For each spec, the column's position within the projected batches.
-    positions: Vec<Option<usize>>,
-    /// Rows in the file.
+    specs: Vec<ColumnSpec>,
+    parts: Vec<Part>,
+    next_part: usize,
+    current: Option<(ParquetRecordBatchReader, usize)>,
+    /// Per spec: whether batches hold it.
+    present: Vec<bool>,
+    /// Rows in the file (all parts).
     pub num_rows: usize,
     schema: SchemaRef,
     next_row: usize,
-    /// Projected columns read in another type: (position, name, canonical type).
-    conversions: Vec<(usize, String, DataType)>,
+    /// Per spec: the strings of a string id column read so far.
+    keys: Vec<Option<IdKeys>>,
+}
+
+/// One Parquet file of the input and how its columns become the output's.
+struct Part {
+    path: PathBuf,
+    /// Per spec: where its values come from in this file (`None`: not in the output).
+    sources: Vec<Option<Source>>,
+    /// The file's root columns read, sorted.
+    roots: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// Root column `root` of the file, of type `actual`.
+    Column { root: usize, actual: DataType },
+    /// The value of a Hive partition (`None`: the null partition).
+    Partition(Option<String>),
+    /// An optional column this part lacks: nulls.
+    Nulls,
+}
+
+/// Opens a Parquet file for reading its metadata (errors name the file).
+fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|e| Error::input(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?
+        .len();
+    if len == 0 {
+        return Err(Error::input(path, "the file is empty (0 bytes)"));
+    }
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        Error::input(
+            path,
+            format!("not a readable Parquet file (truncated or another format?): {e}"),
+        )
+    })
 }
 
 impl ParquetIn {
-    /// Opens `path`, checks it is a non-empty Parquet file whose schema has every required column
-    /// with its type, and projects to the columns in `specs`.
+    /// Opens `path` (a Parquet file, or a folder of part files), checks that every part is a
+    /// readable Parquet file whose schema has every required column (from the file or its
+    /// partition path) in a type that reads as the spec's, and projects to the columns in
+    /// `specs`. An optional column is present when the first part has it.
     pub fn open(path: &Path, specs: &[ColumnSpec]) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::input(path, format!("cannot open: {e}")))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::input(path, format!("cannot read: {e}")))?
-            .len();
-        if len == 0 {
-            return Err(Error::input(path, "the file is empty (0 bytes)"));
-        }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-            Error::input(
-                path,
-                format!("not a readable Parquet file (truncated or another format?): {e}"),
-            )
-        })?;
-        let schema = builder.schema().clone();
-        let mut roots = Vec::new();
-        let mut converted = Vec::new();
-        for spec in specs {
-            match schema.index_of(&spec.name) {
-                Ok(i) => {
-                    let actual = schema.field(i).data_type();
-                    if !type_matches(actual, &spec.data_type) {
-                        if !convertible(actual, &spec.data_type, spec.meaning) {
-                            return Err(Error::input(
-                                path,
-                                format!(
-                                    "column '{}' has type {actual}, expected {}",
-                                    spec.name,
-                                    accepted(&spec.data_type, spec.meaning)
-                                ),
-                            ));
+        let files = part_files(path)?;
+        let mut parts = Vec::with_capacity(files.len());
+        let mut num_rows = 0usize;
+        let mut present: Vec<bool> = Vec::new();
+        let mut schema: Option<SchemaRef> = None;
+        let mut string_ids: Vec<Option<(bool, PathBuf)>> = vec![None; specs.len()];
+        for (file, partition) in files {
+            let builder = open_builder(&file)?;
+            let file_schema = builder.schema().clone();
+            num_rows += builder.metadata().file_metadata().num_rows().max(0) as usize;
+            let mut sources = Vec::with_capacity(specs.len());
+            for (k, spec) in specs.iter().enumerate() {
+                let source = match file_schema.index_of(&spec.name) {
+                    Ok(i) => {
+                        let actual = file_schema.field(i).data_type().clone();
+                        if !type_matches(&actual, &spec.data_type) {
+                            if !convertible(&actual, &spec.data_type, spec.meaning) {
+                                return Err(Error::input(
+                                    &file,
+                                    format!(
+                                        "column '{}' has type {actual}, expected {}",
+                                        spec.name,
+                                        accepted(&spec.data_type, spec.meaning)
+                                    ),
+                                ));
+                            }
+                            tracing::info!(
+                                file = %file.display(),
+                                column = %spec.name,
+                                from = %actual,
+                                to = %spec.data_type,
+                                "converting on read"
+                            );
                         }
-                        tracing::info!(
-                            file = %path.display(),
-                            column = %spec.name,
-                            from = %actual,
-                            to = %spec.data_type,
-                            "converting on read"
-                        );
-                        converted.push((i, spec.name.clone(), spec.data_type.clone()));
+                        if spec.meaning == Meaning::Id {
+                            let strings = is_string(&actual);
+                            match &string_ids[k] {
+                                Some((s, first)) if *s != strings => {
+                                    return Err(Error::input(
+                                        &file,
+                                        format!(
+                                            "column '{}' has type {actual}, but {} has {} ids; \
+                                             write every part with the same id type",
+                                            spec.name,
+                                            first.display(),
+                                            if *s { "string" } else { "integer" }
+                                        ),
+                                    ))
+                                }
+                                Some(_) => {}
+                                None => string_ids[k] = Some((strings, file.clone())),
+                            }
+                        }
+                        Some(Source::Column { root: i, actual })
                     }
-                    roots.push(Some(i));
+                    Err(_) => match partition.iter().find(|(key, _)| key == &spec.name) {
+                        Some((_, v)) => Some(Source::Partition(v.clone())),
+                        None if spec.optional => None,
+                        None => {
+                            return Err(Error::input(
+                                &file,
+                                format!("missing required column '{}'", spec.name),
+                            ))
+                        }
+                    },
+                };
+                sources.push(source);
+            }
+            if parts.is_empty() {
+                present = sources.iter().map(Option::is_some).collect();
+                let mut fields: Vec<Field> = file_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                for (key, _) in &partition {
+                    if file_schema.index_of(key).is_err() {
+                        fields.push(Field::new(key, DataType::Utf8, true));
+                    }
                 }
-                Err(_) if spec.optional => roots.push(None),
-                Err(_) => {
-                    return Err(Error::input(
-                        path,
-                        format!("missing required column '{}'", spec.name),
-                    ))
+                schema = Some(Arc::new(Schema::new(fields)));
+            }
+            for (s, &p) in sources.iter_mut().zip(&present) {
+                if !p {
+                    *s = None;
+                } else if s.is_none() {
+                    *s = Some(Source::Nulls);
                 }
             }
+            let mut roots: Vec<usize> = sources
+                .iter()
+                .filter_map(|s| match s {
+                    Some(Source::Column { root, .. }) => Some(*root),
+                    _ => None,
+                })
+                .collect();
+            roots.sort_unstable();
+            roots.dedup();
+            parts.push(Part {
+                path: file,
+                sources,
+                roots,
+            });
         }
-        let mut sorted: Vec<usize> = roots.iter().flatten().copied().collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let positions = roots
-            .iter()
-            .map(|r| r.and_then(|i| sorted.binary_search(&i).ok()))
-            .collect();
-        let conversions = converted
-            .into_iter()
-            .filter_map(|(i, name, t)| sorted.binary_search(&i).ok().map(|p| (p, name, t)))
-            .collect();
-        let num_rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(READ_BATCH_ROWS)
-            .build()
-            .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
         Ok(ParquetIn {
             path: path.to_path_buf(),
-            reader,
-            positions,
+            specs: specs.to_vec(),
+            parts,
+            next_part: 0,
+            current: None,
+            present,
             num_rows,
-            schema,
+            schema: schema.unwrap_or_else(|| Arc::new(Schema::empty())),
             next_row: 0,
-            conversions,
+            keys: vec![None; specs.len()],
         })
     }
 
-    /// The file being read.
+    /// The file being read: the current part of a folder (for errors that name a row).
     pub fn path(&self) -> &Path {
-        &self.path
+        match self.current {
+            Some((_, p)) => &self.parts[p].path,
+            None => &self.path,
+        }
     }
 
-    /// The whole file's Arrow schema.
+    /// The first part's Arrow schema, with its partition columns as `Utf8`.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    /// Whether the column of spec number `spec` is in the file.
+    /// Whether the column of spec number `spec` is in the batches.
     pub fn has(&self, spec: usize) -> bool {
-        matches!(self.positions.get(spec), Some(Some(_)))
+        self.present.get(spec).copied().unwrap_or(false)
     }
 
-    /// The next batch with the 1-based row number of its first row, or `None` at the end.
-    /// Columns are fetched from it with [`ParquetIn::column`].
+    /// Whether spec number `spec` is an id column that the files hold as strings.
+    pub fn is_string_id(&self, spec: usize) -> bool {
+        self.specs
+            .get(spec)
+            .is_some_and(|s| s.meaning == Meaning::Id)
+            && self
+                .parts
+                .first()
+                .is_some_and(|p| match p.sources.get(spec) {
+                    Some(Some(Source::Column { actual, .. })) => is_string(actual),
+                    Some(Some(Source::Partition(Some(v)))) => v.parse::<i64>().is_err(),
+                    _ => false,
+                })
+    }
+
+    /// The strings of spec number `spec`'s column read so far, when it is a string id column
+    /// (see [`crate::ids`]); `None` when it holds integers.
+    pub fn keys(&self, spec: usize) -> Option<&IdKeys> {
+        self.keys.get(spec).and_then(Option::as_ref)
+    }
+
+    /// The next batch with the 1-based row number of its first row within its file
+    /// ([`ParquetIn::path`]), or `None` at the end. Columns are fetched from it with
+    /// [`ParquetIn::column`].
     pub fn next_batch(&mut self) -> Result<Option<(usize, RecordBatch)>> {
-        match self.reader.next() {
-            None => Ok(None),
-            Some(Err(e)) => Err(Error::input(
-                &self.path,
-                format!(
-                    "corrupt data after row {} (truncated file?): {e}",
-                    self.next_row
-                ),
-            )),
-            Some(Ok(batch)) => {
-                let first = self.next_row + 1;
-                self.next_row += batch.num_rows();
-                Ok(Some((first, self.converted(batch, first)?)))
+        loop {
+            if self.current.is_none() {
+                if self.next_part == self.parts.len() {
+                    return Ok(None);
+                }
+                let p = self.next_part;
+                self.next_part += 1;
+                let part = &self.parts[p];
+                let builder = open_builder(&part.path)?;
+                let mask = ProjectionMask::roots(builder.parquet_schema(), part.roots.clone());
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(READ_BATCH_ROWS)
+                    .build()
+                    .map_err(|e| Error::input(&part.path, format!("cannot read: {e}")))?;
+                self.current = Some((reader, p));
+                self.next_row = 0;
+            }
+            let Some((reader, p)) = self.current.as_mut() else {
+                continue;
+            };
+            let p = *p;
+            match reader.next() {
+                None => self.current = None,
+                Some(Err(e)) => {
+                    return Err(Error::input(
+                        &self.parts[p].path,
+                        format!(
+                            "corrupt data after row {} (truncated file?): {e}",
+                            self.next_row
+                        ),
+                    ))
+                }
+                Some(Ok(batch)) => {
+                    let first = self.next_row + 1;
+                    self.next_row += batch.num_rows();
+                    return Ok(Some((first, self.output(p, batch, first)?)));
+                }
             }
         }
     }
 
-    /// `batch` with the columns of other types converted to their canonical types (`first` is
-    /// the 1-based row number of its first row, for errors).
-    fn converted(&self, batch: RecordBatch, first: usize) -> Result<RecordBatch> {
-        if self.conversions.is_empty() {
-            return Ok(batch);
-        }
-        let mut columns = batch.columns().to_vec();
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        for (p, name, to) in &self.conversions {
-            columns[*p] = convert(columns[*p].as_ref(), to).map_err(|(row, why)| {
+    /// The output batch of part `p`'s projected `batch`: one column per present spec, in the
+    /// spec's canonical type (`first` is the 1-based row number of its first row, for errors).
+    fn output(&mut self, p: usize, batch: RecordBatch, first: usize) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let part = &self.parts[p];
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
+        for (k, spec) in self.specs.iter().enumerate() {
+            let Some(source) = &part.sources[k] else {
+                continue;
+            };
+            let at_row = |(row, why): (usize, String)| {
                 Error::input(
-                    &self.path,
-                    format!("column '{name}', row {}: {why}", first + row),
+                    &part.path,
+                    format!("column '{}', row {}: {why}", spec.name, first + row),
                 )
-            })?;
-            fields[*p] = Field::new(name, to.clone(), true);
+            };
+            let raw: ArrayRef = match source {
+                Source::Column { root, .. } => {
+                    let pos = part.roots.binary_search(root).map_err(|_| {
+                        Error::Other(format!("{}: column not projected", part.path.display()))
+                    })?;
+                    batch.column(pos).clone()
+                }
+                Source::Partition(v) => partition_column(v.as_deref(), spec, n)
+                    .map_err(|why| Error::input(&part.path, why))?,
+                Source::Nulls => arrow_array::new_null_array(&spec.data_type, n),
+            };
+            let column = if type_matches(raw.data_type(), &spec.data_type) {
+                raw
+            } else if spec.meaning == Meaning::Id && is_string(raw.data_type()) {
+                let keys = self.keys[k].get_or_insert_with(IdKeys::default);
+                strings_to_ids(raw.as_ref(), keys).map_err(at_row)?
+            } else {
+                convert(raw.as_ref(), &spec.data_type).map_err(at_row)?
+            };
+            fields.push(Field::new(&spec.name, column.data_type().clone(), true));
+            columns.push(column);
         }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| Error::input(&self.path, format!("cannot convert columns: {e}")))
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(n)),
+        )
+        .map_err(|e| Error::input(&part.path, format!("cannot convert columns: {e}")))
     }
 
     /// Column number `spec` (the index into the specs given to `open`) of `batch`, or `None` when
-    /// that optional column is absent from the file.
+    /// that optional column is absent.
     pub fn column<'b>(&self, batch: &'b RecordBatch, spec: usize) -> Option<&'b dyn Array> {
-        self.positions
-            .get(spec)
-            .copied()
-            .flatten()
-            .map(|p| batch.column(p).as_ref())
+        if !self.has(spec) {
+            return None;
+        }
+        let pos = self.present[..spec].iter().filter(|&&p| p).count();
+        Some(batch.column(pos).as_ref())
     }
 }

@@ -16,6 +16,8 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, BooleanArray, Float32Array, Int64Array};
 use arrow_schema::{DataType, TimeUnit};
 
+use crate::ids::IdKeys;
+
 /// How a column's values are read when its type is not the canonical one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Meaning {
@@ -23,6 +25,86 @@ pub enum Meaning {
     Value,
     /// A time as Unix seconds: also a `Timestamp` (any unit, any time zone) or a `Date32`.
     UnixSeconds,
+    /// A user or item id: also strings (`Utf8`, `LargeUtf8`, `Utf8View` or a dictionary of
+    /// them), read as surrogate ids by [`strings_to_ids`].
+    Id,
+}
+
+/// Whether `t` is a string type, or a dictionary of strings.
+pub fn is_string(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_string(v),
+        _ => false,
+    }
+}
+
+/// The string ids of `a` as surrogate `Int64` ids ([`crate::ids::surrogate`]), their strings
+/// added to `keys`; an error names the first row (0-based within the batch) that is null or
+/// collides.
+pub fn strings_to_ids(
+    a: &dyn Array,
+    keys: &mut IdKeys,
+) -> std::result::Result<ArrayRef, (usize, String)> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut push = |r: usize, s: Option<&str>| -> std::result::Result<(), (usize, String)> {
+        out.push(match s {
+            Some(s) => Some(keys.insert(s).map_err(|e| (r, e))?),
+            None => None,
+        });
+        Ok(())
+    };
+    match a.data_type() {
+        DataType::Utf8 => {
+            for (r, s) in a.as_string::<i32>().iter().enumerate() {
+                push(r, s)?;
+            }
+        }
+        DataType::LargeUtf8 => {
+            for (r, s) in a.as_string::<i64>().iter().enumerate() {
+                push(r, s)?;
+            }
+        }
+        DataType::Utf8View => {
+            for (r, s) in a.as_string_view().iter().enumerate() {
+                push(r, s)?;
+            }
+        }
+        DataType::Dictionary(_, _) => {
+            let dict = a
+                .as_any_dictionary_opt()
+                .ok_or((0, format!("cannot read {} as strings", a.data_type())))?;
+            let values = dict.values();
+            let codes = dict.normalized_keys();
+            let mut value_ids = Vec::with_capacity(values.len());
+            {
+                let mut one = |s: Option<&str>| -> std::result::Result<(), (usize, String)> {
+                    value_ids.push(match s {
+                        Some(s) => Some(keys.insert(s).map_err(|e| (0, e))?),
+                        None => None,
+                    });
+                    Ok(())
+                };
+                match values.data_type() {
+                    DataType::Utf8 => values.as_string::<i32>().iter().try_for_each(&mut one)?,
+                    DataType::LargeUtf8 => {
+                        values.as_string::<i64>().iter().try_for_each(&mut one)?
+                    }
+                    DataType::Utf8View => values.as_string_view().iter().try_for_each(&mut one)?,
+                    other => return Err((0, format!("cannot read dictionary of {other} as ids"))),
+                }
+            }
+            for (r, &c) in codes.iter().enumerate() {
+                out.push(if a.is_null(r) {
+                    None
+                } else {
+                    value_ids.get(c).copied().flatten()
+                });
+            }
+        }
+        other => return Err((0, format!("cannot read {other} as string ids"))),
+    }
+    Ok(Arc::new(Int64Array::from(out)))
 }
 
 fn is_integer(t: &DataType) -> bool {
@@ -44,6 +126,7 @@ pub fn convertible(actual: &DataType, expected: &DataType, meaning: Meaning) -> 
     match expected {
         DataType::Int64 => {
             is_integer(actual)
+                || (meaning == Meaning::Id && is_string(actual))
                 || (meaning == Meaning::UnixSeconds
                     && matches!(actual, DataType::Timestamp(_, _) | DataType::Date32))
         }
@@ -220,5 +303,39 @@ mod tests {
         );
         let err = convert(&Int64Array::from(vec![1, 2]), &DataType::Boolean).unwrap_err();
         assert_eq!(err, (1, "2 is not 0 or 1".to_string()));
+    }
+
+    #[test]
+    fn string_ids_of_every_string_layout_read_as_the_same_surrogates() {
+        use arrow_array::{DictionaryArray, LargeStringArray, StringArray, StringViewArray};
+        let want: Vec<Option<i64>> = vec![
+            Some(crate::ids::surrogate("alice")),
+            Some(42),
+            None,
+            Some(crate::ids::surrogate("alice")),
+        ];
+        let values = vec![Some("alice"), Some("42"), None, Some("alice")];
+        let dict: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        let layouts: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(values.clone())),
+            Arc::new(LargeStringArray::from(values.clone())),
+            Arc::new(StringViewArray::from(values.clone())),
+            Arc::new(dict),
+        ];
+        for a in layouts {
+            assert!(is_string(a.data_type()));
+            assert!(convertible(a.data_type(), &DataType::Int64, Meaning::Id));
+            assert!(!convertible(
+                a.data_type(),
+                &DataType::Int64,
+                Meaning::Value
+            ));
+            let mut keys = IdKeys::default();
+            let got = strings_to_ids(a.as_ref(), &mut keys).unwrap();
+            let got: Vec<Option<i64>> = got.as_primitive::<Int64Type>().iter().collect();
+            assert_eq!(got, want, "{}", a.data_type());
+            assert_eq!(keys.key(42), Some("42"));
+            assert_eq!(keys.len(), 2);
+        }
     }
 }

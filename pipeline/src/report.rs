@@ -72,7 +72,7 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
 }
 
 /// A recommendation as a table.
-pub fn recommendation_table(r: &Recommendation, user: Option<i64>) -> String {
+pub fn recommendation_table(r: &Recommendation, user: Option<&crate::ids::ExternalId>) -> String {
     let mut s = String::new();
     let who = user.map_or("ad-hoc history".to_string(), |u| format!("user {u}"));
     let how = match r.source {

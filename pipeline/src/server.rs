@@ -170,11 +170,28 @@ struct CandidatesQuery {
 #[serde(deny_unknown_fields)]
 struct RecommendBody {
     #[serde(default)]
-    history: Vec<i64>,
-    user_id: Option<i64>,
+    history: Vec<JsonId>,
+    user_id: Option<JsonId>,
     k: Option<usize>,
     #[serde(default)]
     rerank: bool,
+}
+
+/// An id in a JSON body: a number, or a string id.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum JsonId {
+    Int(i64),
+    Text(String),
+}
+
+impl JsonId {
+    fn text(&self) -> String {
+        match self {
+            JsonId::Int(n) => n.to_string(),
+            JsonId::Text(s) => s.clone(),
+        }
+    }
 }
 
 fn parse_k(raw: Option<&str>, cfg: &ServeConfig) -> std::result::Result<usize, String> {
@@ -230,11 +247,9 @@ async fn candidates(
 ) -> Response {
     let t = Instant::now();
     let resp = async {
-        let Ok(user) = id.parse::<i64>() else {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!("user id '{id}' is not an integer"),
-            );
+        let user = match state.live().user_id(&id) {
+            Ok(u) => u,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
         };
         let q = match query {
             Ok(Query(q)) => q,
@@ -273,7 +288,17 @@ async fn recommend(State(state): State<Arc<AppState>>, body: Bytes) -> Response 
         if req.history.len() > 10_000 {
             return json_error(StatusCode::BAD_REQUEST, "history has more than 10000 items");
         }
-        answer(state.clone(), req.user_id, req.history, k, req.rerank).await
+        let live = state.live();
+        let user = match req.user_id.map(|u| live.user_id(&u.text())).transpose() {
+            Ok(u) => u,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let texts: Vec<String> = req.history.iter().map(JsonId::text).collect();
+        let history = match live.item_ids(&texts) {
+            Ok(h) => h,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        answer(state.clone(), user, history, k, req.rerank).await
     }
     .await;
     state

@@ -1,7 +1,10 @@
 //! Bad input: each case gets a one-line error naming the file, column and row, exit code 2, and
 //! no output left behind.
 
-use arrow_array::{ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use recpipe_tests::{recpipe, temp_dir};
@@ -14,6 +17,10 @@ enum Col {
     F32(Vec<Option<f32>>),
     Bool(Vec<bool>),
     Str(Vec<&'static str>),
+    /// Unsigned 64-bit ids, as some writers produce.
+    U64(Vec<u64>),
+    /// pandas' datetime: microseconds since 1970 in UTC.
+    Micros(Vec<i64>),
 }
 
 fn write(path: &Path, cols: Vec<(&str, Col)>) {
@@ -25,6 +32,11 @@ fn write(path: &Path, cols: Vec<(&str, Col)>) {
             Col::F32(v) => (DataType::Float32, Arc::new(Float32Array::from(v))),
             Col::Bool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v))),
             Col::Str(v) => (DataType::Utf8, Arc::new(StringArray::from(v))),
+            Col::U64(v) => (DataType::UInt64, Arc::new(UInt64Array::from(v))),
+            Col::Micros(v) => {
+                let a = TimestampMicrosecondArray::from(v).with_timezone("UTC");
+                (a.data_type().clone(), Arc::new(a))
+            }
         };
         fields.push(Field::new(name, t, true));
         arrays.push(a);
@@ -117,12 +129,55 @@ fn missing_required_column() {
 fn mistyped_column() {
     case(
         "mistyped",
-        with("item_id", Col::Str(vec!["a", "b", "c"])),
+        with("item_id", Col::F32(vec![Some(1.0), Some(2.0), Some(3.0)])),
         &[
             "events.parquet",
             "column 'item_id'",
-            "Utf8",
-            "expected Int64",
+            "Float32",
+            "expected Int64 (or another integer type, or strings)",
+        ],
+    );
+}
+
+#[test]
+fn text_where_a_boolean_belongs() {
+    case(
+        "watched-text",
+        with("watched", Col::Str(vec!["yes", "no", "yes"])),
+        &[
+            "events.parquet",
+            "column 'watched' has type Utf8",
+            "expected Boolean (or 0/1 integers)",
+        ],
+    );
+}
+
+#[test]
+fn unsigned_id_above_the_signed_range() {
+    case(
+        "u64",
+        with("user_id", Col::U64(vec![1, u64::MAX, 2])),
+        &[
+            "events.parquet",
+            "column 'user_id', row 2",
+            "18446744073709551615 does not fit in a signed 64-bit integer",
+        ],
+    );
+}
+
+#[test]
+fn datetime_before_1990() {
+    // 1985-06-01T00:00:00Z as a pandas datetime.
+    case(
+        "ts1985",
+        with(
+            "timestamp",
+            Col::Micros(vec![1_600_000_000_000_000, 486_432_000_000_000, 1]),
+        ),
+        &[
+            "events.parquet",
+            "column 'timestamp', row 2",
+            "486432000 is outside 1990..2100",
         ],
     );
 }

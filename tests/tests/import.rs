@@ -293,6 +293,13 @@ fn csv_with_string_users_round_trips_row_for_row() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["events.parquet"]);
+    // The string ids are read back as such.
+    let check = recpipe_ok(&["check", "--data", s(&out)]);
+    assert!(
+        check.contains("300 events, 200 watched, 17 users")
+            && check.contains("user ids are strings, item ids integers"),
+        "{check}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -326,7 +333,8 @@ fn csv_with_integer_ids_passes_check() {
     assert_events_schema(&out.join("events.parquet"), &[]);
     let check = recpipe_ok(&["check", "--data", s(&out)]);
     assert!(
-        check.contains("events.parquet: 400 events, 400 watched, 20 users"),
+        check.contains("400 events, 400 watched, 20 users")
+            && check.contains("user ids are integers, item ids integers"),
         "{check}"
     );
     let ev = recpipe::data::read_events(&out.join("events.parquet"), &[]).expect("events");

@@ -264,8 +264,8 @@ fn read_ranked(path: &Path) -> Vec<(i64, i64, f32, u32)> {
 }
 
 fn write_candidates(path: &Path, rows: &[Candidate]) {
-    let mut w = CandidatesWriter::create(path, false).expect("writer");
-    w.write(rows, &[]).expect("write");
+    let mut w = CandidatesWriter::create(path, false, Default::default()).expect("writer");
+    w.write(rows, &[], None, None).expect("write");
     w.finish().expect("finish").commit().expect("commit");
 }
 

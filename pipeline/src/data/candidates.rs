@@ -1,12 +1,13 @@
 //! `candidates.parquet` (retrieval's output) and `ranked.parquet` (the ranker's output).
 
 use crate::error::{Error, Result};
+use crate::ids::{key_or_number, IdKeys, StringIds};
 use crate::output::AtomicFile;
 use crate::parquet_io::{ColumnSpec, ParquetIn, ParquetOut};
-use arrow_array::builder::{Float32Builder, Int64Builder, UInt32Builder};
+use arrow_array::builder::{Float32Builder, UInt32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, UInt32Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,11 +25,13 @@ pub struct Candidate {
     pub retrieval_rank: u32,
 }
 
-/// The Arrow schema of `candidates.parquet`, or of `ranked.parquet` when `ranked`.
-pub fn candidates_schema(ranked: bool) -> SchemaRef {
+/// The Arrow schema of `candidates.parquet`, or of `ranked.parquet` when `ranked`; id columns
+/// are `Utf8` where the data's ids are strings.
+pub fn candidates_schema(ranked: bool, strings: StringIds) -> SchemaRef {
+    let id_type = |s: bool| if s { DataType::Utf8 } else { DataType::Int64 };
     let mut f = vec![
-        Field::new("user_id", DataType::Int64, false),
-        Field::new("item_id", DataType::Int64, false),
+        Field::new("user_id", id_type(strings.users), false),
+        Field::new("item_id", id_type(strings.items), false),
         Field::new("retrieval_score", DataType::Float32, false),
         Field::new("retrieval_rank", DataType::UInt32, false),
     ];
@@ -44,40 +47,55 @@ pub struct CandidatesWriter {
     out: ParquetOut,
     schema: SchemaRef,
     ranked: bool,
+    strings: StringIds,
     /// Rows written.
     pub rows: usize,
 }
 
 impl CandidatesWriter {
-    /// Starts `candidates.parquet` (or `ranked.parquet` when `ranked`) at `dest`.
-    pub fn create(dest: &Path, ranked: bool) -> Result<Self> {
-        let schema = candidates_schema(ranked);
+    /// Starts `candidates.parquet` (or `ranked.parquet` when `ranked`) at `dest`, with string
+    /// id columns where `strings` says.
+    pub fn create(dest: &Path, ranked: bool, strings: StringIds) -> Result<Self> {
+        let schema = candidates_schema(ranked, strings);
         Ok(CandidatesWriter {
             out: ParquetOut::create(dest, schema.clone())?,
             schema,
             ranked,
+            strings,
             rows: 0,
         })
     }
 
     /// Appends rows; `ranking` holds (expected watch time, rank) per row when the file is ranked.
-    pub fn write(&mut self, rows: &[Candidate], ranking: &[(f32, u32)]) -> Result<()> {
+    /// String id columns are written from `users` and `items`, the strings of the surrogates.
+    pub fn write(
+        &mut self,
+        rows: &[Candidate],
+        ranking: &[(f32, u32)],
+        users: Option<&IdKeys>,
+        items: Option<&IdKeys>,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut u = Int64Builder::with_capacity(rows.len());
-        let mut i = Int64Builder::with_capacity(rows.len());
+        let ids = |string: bool, keys: Option<&IdKeys>, id: &dyn Fn(&Candidate) -> i64| {
+            if string {
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|c| key_or_number(keys, id(c))),
+                )) as ArrayRef
+            } else {
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(id))) as ArrayRef
+            }
+        };
         let mut s = Float32Builder::with_capacity(rows.len());
         let mut r = UInt32Builder::with_capacity(rows.len());
         for c in rows {
-            u.append_value(c.user_id);
-            i.append_value(c.item_id);
             s.append_value(c.retrieval_score);
             r.append_value(c.retrieval_rank);
         }
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(u.finish()),
-            Arc::new(i.finish()),
+            ids(self.strings.users, users, &|c| c.user_id),
+            ids(self.strings.items, items, &|c| c.item_id),
             Arc::new(s.finish()),
             Arc::new(r.finish()),
         ];
@@ -112,8 +130,8 @@ impl CandidatesReader {
     /// Opens `path` and checks its schema.
     pub fn open(path: &Path) -> Result<Self> {
         let specs = vec![
-            ColumnSpec::required("user_id", DataType::Int64),
-            ColumnSpec::required("item_id", DataType::Int64),
+            ColumnSpec::required("user_id", DataType::Int64).id(),
+            ColumnSpec::required("item_id", DataType::Int64).id(),
             ColumnSpec::optional("retrieval_score", DataType::Float32),
             ColumnSpec::optional("retrieval_rank", DataType::UInt32),
         ];
@@ -125,6 +143,24 @@ impl CandidatesReader {
     /// Rows in the file.
     pub fn num_rows(&self) -> usize {
         self.input.num_rows
+    }
+
+    /// Which id columns hold strings.
+    pub fn string_ids(&self) -> StringIds {
+        StringIds {
+            users: self.input.is_string_id(0),
+            items: self.input.is_string_id(1),
+        }
+    }
+
+    /// The strings of the string user ids read so far.
+    pub fn user_keys(&self) -> Option<&IdKeys> {
+        self.input.keys(0)
+    }
+
+    /// The strings of the string item ids read so far.
+    pub fn item_keys(&self) -> Option<&IdKeys> {
+        self.input.keys(1)
     }
 
     /// The next batch of candidates, or `None` at the end. A missing score is NaN and a missing

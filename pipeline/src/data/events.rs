@@ -2,6 +2,7 @@
 //! reader.
 
 use crate::error::{Error, Result};
+use crate::ids::{IdSpelling, IdSpellings};
 use crate::output::AtomicFile;
 use crate::parquet_io::{ColumnSpec, ParquetIn, ParquetOut};
 use arrow_array::builder::{BooleanBuilder, Float32Builder, Int64Builder, StringBuilder};
@@ -51,6 +52,8 @@ pub struct Events {
     pub rating: Vec<Option<f32>>,
     /// Extra `Int64` columns that were asked for and present, by name.
     pub extra: Vec<(String, Vec<i64>)>,
+    /// How the file spelt its user and item ids (string ids are held as surrogates).
+    pub ids: IdSpellings,
 }
 
 impl Events {
@@ -328,8 +331,8 @@ const RATING: usize = 5;
 
 fn specs() -> Vec<ColumnSpec> {
     vec![
-        ColumnSpec::required("user_id", DataType::Int64),
-        ColumnSpec::required("item_id", DataType::Int64),
+        ColumnSpec::required("user_id", DataType::Int64).id(),
+        ColumnSpec::required("item_id", DataType::Int64).id(),
         ColumnSpec::required("timestamp", DataType::Int64).unix_seconds(),
         ColumnSpec::required("watched", DataType::Boolean),
         ColumnSpec::required("watch_time", DataType::Float32),
@@ -366,6 +369,7 @@ pub fn read_events(path: &Path, extra: &[&str]) -> Result<Events> {
     ev.watch_time.reserve(reserve);
     ev.rating.reserve(reserve);
     while let Some((first, batch)) = input.next_batch()? {
+        let at = input.path().to_path_buf();
         let col = |i: usize| input.column(&batch, i).expect("required column projected");
         let user = col(USER).as_primitive::<Int64Type>();
         let item = col(ITEM).as_primitive::<Int64Type>();
@@ -375,7 +379,7 @@ pub fn read_events(path: &Path, extra: &[&str]) -> Result<Events> {
         let rating = col(RATING).as_primitive::<Float32Type>();
         let bad = |name: &str, r: usize, what: String| {
             Err(Error::input(
-                path,
+                &at,
                 format!("column '{name}', row {}: {what}", first + r),
             ))
         };
@@ -452,6 +456,10 @@ pub fn read_events(path: &Path, extra: &[&str]) -> Result<Events> {
     if ev.is_empty() {
         return Err(Error::input(path, "the file holds no events (0 rows)"));
     }
+    ev.ids = IdSpellings {
+        users: IdSpelling::from_keys(input.keys(USER).cloned()),
+        items: IdSpelling::from_keys(input.keys(ITEM).cloned()),
+    };
     Ok(ev)
 }
 
@@ -494,6 +502,7 @@ mod tests {
             watch_time: vec![Some(12.5), None, Some(3.0)],
             rating: vec![Some(4.0), None, None],
             extra: Vec::new(),
+            ids: Default::default(),
         };
         let canonical_path = dir.join("canonical.parquet");
         write_events_file(&canonical_path, &canonical)

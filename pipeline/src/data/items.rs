@@ -1,6 +1,7 @@
 //! `items.parquet`: the catalogue (DESIGN.md), its writer and its validating reader.
 
 use crate::error::{Error, Result};
+use crate::ids::IdSpelling;
 use crate::output::AtomicFile;
 use crate::parquet_io::{ColumnSpec, ParquetIn, ParquetOut};
 use arrow_array::builder::{Float32Builder, Int64Builder, ListBuilder, StringBuilder};
@@ -25,6 +26,8 @@ pub struct Items {
     pub categories: Vec<Vec<String>>,
     /// Title, when known.
     pub title: Vec<Option<String>>,
+    /// How the file spelt its item ids (string ids are held as surrogates).
+    pub ids: IdSpelling,
 }
 
 impl Items {
@@ -112,7 +115,7 @@ pub fn write_items(dest: &Path, items: &Items) -> Result<AtomicFile> {
 /// DESIGN.md columns are optional and checked for type.
 pub fn read_items(path: &Path) -> Result<Items> {
     let specs = vec![
-        ColumnSpec::required("item_id", DataType::Int64),
+        ColumnSpec::required("item_id", DataType::Int64).id(),
         ColumnSpec::optional("duration", DataType::Float32),
         ColumnSpec::optional("published", DataType::Int64).unix_seconds(),
         ColumnSpec::optional("categories", categories_type()),
@@ -122,6 +125,8 @@ pub fn read_items(path: &Path) -> Result<Items> {
     let mut items = Items::default();
     let mut seen = HashSet::new();
     while let Some((first, batch)) = input.next_batch()? {
+        let path = input.path().to_path_buf();
+        let path = path.as_path();
         let n = batch.num_rows();
         let ids = input
             .column(&batch, 0)
@@ -195,6 +200,7 @@ pub fn read_items(path: &Path) -> Result<Items> {
             None => items.title.extend(std::iter::repeat_n(None, n)),
         }
     }
+    items.ids = IdSpelling::from_keys(input.keys(0).cloned());
     Ok(items)
 }
 

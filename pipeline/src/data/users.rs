@@ -2,6 +2,7 @@
 
 use crate::data::items::string_at;
 use crate::error::{Error, Result};
+use crate::ids::IdSpelling;
 use crate::output::AtomicFile;
 use crate::parquet_io::{ColumnSpec, ParquetIn, ParquetOut};
 use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
@@ -22,6 +23,8 @@ pub struct Users {
     pub categorical: Vec<(String, Vec<Option<String>>)>,
     /// Numeric columns: name and one value per user.
     pub numeric: Vec<(String, Vec<Option<f64>>)>,
+    /// How the file spelt its user ids (string ids are held as surrogates).
+    pub ids: IdSpelling,
 }
 
 impl Users {
@@ -88,7 +91,10 @@ pub fn write_users(dest: &Path, users: &Users) -> Result<AtomicFile> {
 /// ignored.
 pub fn read_users(path: &Path) -> Result<Users> {
     // Learn the schema first, then project to the usable columns.
-    let probe = ParquetIn::open(path, &[ColumnSpec::required("user_id", DataType::Int64)])?;
+    let probe = ParquetIn::open(
+        path,
+        &[ColumnSpec::required("user_id", DataType::Int64).id()],
+    )?;
     let schema = probe.schema();
     drop(probe);
     let mut cat_names = Vec::new();
@@ -107,7 +113,7 @@ pub fn read_users(path: &Path) -> Result<Users> {
             _ => {}
         }
     }
-    let mut specs = vec![ColumnSpec::required("user_id", DataType::Int64)];
+    let mut specs = vec![ColumnSpec::required("user_id", DataType::Int64).id()];
     for n in &cat_names {
         let t = schema
             .field_with_name(n)
@@ -129,6 +135,8 @@ pub fn read_users(path: &Path) -> Result<Users> {
     };
     let mut seen = HashSet::new();
     while let Some((first, batch)) = input.next_batch()? {
+        let path = input.path().to_path_buf();
+        let path = path.as_path();
         let n = batch.num_rows();
         let ids = input
             .column(&batch, 0)
@@ -165,6 +173,7 @@ pub fn read_users(path: &Path) -> Result<Users> {
             }
         }
     }
+    users.ids = IdSpelling::from_keys(input.keys(0).cloned());
     Ok(users)
 }
 

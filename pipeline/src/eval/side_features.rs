@@ -112,6 +112,7 @@ mod tests {
                     .collect(),
             )],
             numeric: vec![("age".into(), (0..n).map(|u| Some(u as f64)).collect())],
+            ..Default::default()
         };
         let items = Items {
             item_id: vec![7, 8],
@@ -119,6 +120,7 @@ mod tests {
             duration: vec![None; 2],
             published: vec![None; 2],
             title: vec![None; 2],
+            ..Default::default()
         };
         // Users 0..10 are rated (dense index = id); item 8 is, item 7 is index 0.
         let f = side_features(

@@ -123,6 +123,7 @@ fn permute(ev: &Events, order: &[u32]) -> Events {
             .iter()
             .map(|(n, v)| (n.clone(), take(v, order)))
             .collect(),
+        ids: ev.ids.clone(),
     }
 }
 

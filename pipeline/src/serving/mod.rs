@@ -10,6 +10,7 @@ use crate::artifacts::{files, IdMaps, Version};
 use crate::data::{Events, Items};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::ids::{ExternalId, IdKeys, IdSpelling, IdSpellings};
 use crate::stages::ranking::has_ranker;
 use index::{Exclude, Index, LoadOptions};
 use retrieval::{DynRetriever, UserQuery};
@@ -31,8 +32,11 @@ pub enum Source {
 /// One recommended item.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommended {
-    /// The item.
-    pub item_id: i64,
+    /// The item as the data spells it (a number, or the user's string id).
+    pub item_id: ExternalId,
+    /// The item's internal id (the surrogate of a string id).
+    #[serde(skip)]
+    pub item: i64,
     /// Its title, when the catalogue has one.
     pub title: Option<String>,
     /// u.v + b (NaN-free; 0 for popularity lists).
@@ -71,6 +75,7 @@ pub struct LiveModel {
     titles: Vec<Option<String>>,
     popular: Vec<u32>,
     ranker: Option<LoadedRanker>,
+    spellings: IdSpellings,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -115,6 +120,30 @@ impl LiveModel {
         } else {
             None
         };
+        let mut spellings = dataset.ids.clone();
+        if !ids.item_keys.is_empty() {
+            // The version's items keep their strings even when the data no longer has them.
+            let mut keys = IdKeys::default();
+            for k in &ids.item_keys {
+                keys.insert(k)
+                    .map_err(|e| Error::input(&v.file(files::IDS), e))?;
+            }
+            spellings.items = spellings
+                .items
+                .combine(
+                    IdSpelling::Strings(keys),
+                    &data_dir.display().to_string(),
+                    &v.dir.display().to_string(),
+                )
+                .map_err(|e| Error::Input(format!("item ids: {e}")))?;
+        } else if spellings.items.is_strings() {
+            return Err(Error::Input(format!(
+                "{} has string item ids but version {} was built from integer ids; rebuild it \
+                 with build-index",
+                data_dir.display(),
+                v.manifest.version
+            )));
+        }
         Ok(LiveModel {
             version: v.manifest.version.clone(),
             data_dir,
@@ -125,7 +154,39 @@ impl LiveModel {
             titles,
             popular,
             ranker,
+            spellings,
         })
+    }
+
+    /// How the data spells user and item ids.
+    pub fn spellings(&self) -> &IdSpellings {
+        &self.spellings
+    }
+
+    /// The internal id of a user id as the user typed it (a number, or a string id).
+    pub fn user_id(&self, text: &str) -> Result<i64> {
+        self.spellings
+            .users
+            .parse(text, "user id")
+            .map_err(Error::Input)
+    }
+
+    /// The internal ids of item ids as the user typed them.
+    pub fn item_ids(&self, texts: &[String]) -> Result<Vec<i64>> {
+        texts
+            .iter()
+            .map(|t| {
+                self.spellings
+                    .items
+                    .parse(t, "item id")
+                    .map_err(Error::Input)
+            })
+            .collect()
+    }
+
+    /// A user's internal id as the data spells it.
+    pub fn external_user(&self, user: i64) -> ExternalId {
+        self.spellings.users.external(user)
     }
 
     /// Whether the version has a ranker.
@@ -203,7 +264,8 @@ impl LiveModel {
                 .iter()
                 .enumerate()
                 .map(|(r, h)| Recommended {
-                    item_id: h.item_id,
+                    item_id: self.spellings.items.external(h.item_id),
+                    item: h.item_id,
                     title: self.titles.get(h.index as usize).cloned().flatten(),
                     retrieval_score: h.score,
                     retrieval_rank: r as u32 + 1,
@@ -232,7 +294,7 @@ impl LiveModel {
             return Err(Error::Input("rerank: this version has no ranker".into()));
         };
         let mut rec = self.recommend(user, extra, k.max(RERANK_CANDIDATES), ef)?;
-        let ids: Vec<i64> = rec.items.iter().map(|it| it.item_id).collect();
+        let ids: Vec<i64> = rec.items.iter().map(|it| it.item).collect();
         let retrieved: Vec<(f32, u32)> = match rec.source {
             Source::PopularFresh => Vec::new(),
             _ => rec
@@ -265,7 +327,11 @@ impl LiveModel {
                 .take(k)
                 .enumerate()
                 .map(|(r, &i)| Recommended {
-                    item_id: self.ids.items.ids[i as usize],
+                    item_id: self
+                        .spellings
+                        .items
+                        .external(self.ids.items.ids[i as usize]),
+                    item: self.ids.items.ids[i as usize],
                     title: self.titles.get(i as usize).cloned().flatten(),
                     retrieval_score: 0.0,
                     retrieval_rank: r as u32 + 1,

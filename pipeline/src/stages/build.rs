@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::data::{write_vectors, IdVectors};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::ids::IdSpelling;
 use crate::progress::bar;
 use crate::stages::retrieval::{
     model_err, train_retrieval, RetrievalMetrics, TrainedRetrieval, CUTOFFS,
@@ -163,6 +164,16 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         user_features: trained.inputs.encoder.clone(),
         item_tokens: trained.inputs.catalog.item_tokens.clone(),
         users: trained.inputs.users.clone(),
+        item_keys: match &data.ids.items {
+            IdSpelling::Integers => Vec::new(),
+            spelling => trained
+                .inputs
+                .items
+                .ids
+                .iter()
+                .map(|&id| spelling.external(id).to_string())
+                .collect(),
+        },
     };
     crate::output::write_json(&dir.join(files::IDS), &ids)?;
     let (vecs, bias) = trained.model.item_vectors().map_err(model_err)?;
@@ -228,6 +239,8 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         "events": data.events.len(),
         "items": data.items.len(),
         "users": data.users.len(),
+        "user_ids": if data.ids.users.is_strings() { "strings" } else { "integers" },
+        "item_ids": if data.ids.items.is_strings() { "strings" } else { "integers" },
         "warm_start_from": previous.as_ref().and(live.as_ref()).map(|v| v.manifest.version.clone()),
     });
     let config_json =

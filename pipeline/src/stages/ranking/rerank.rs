@@ -55,6 +55,7 @@ fn flush(
     ranker: &LoadedRanker,
     groups: &mut Vec<Vec<Candidate>>,
     writer: &mut CandidatesWriter,
+    reader: &CandidatesReader,
     summary: &mut RerankSummary,
 ) -> Result<()> {
     if groups.is_empty() {
@@ -103,7 +104,7 @@ fn flush(
         }
     }
     summary.rows += rows.len();
-    writer.write(&rows, &ranking)
+    writer.write(&rows, &ranking, reader.user_keys(), reader.item_keys())
 }
 
 /// Re-ranks `input` (`candidates.parquet`) into `out` (`ranked.parquet`): each user's
@@ -113,7 +114,7 @@ fn flush(
 pub fn rerank_file(ranker: &LoadedRanker, input: &Path, out: &Path) -> Result<RerankSummary> {
     let t = Instant::now();
     let mut reader = CandidatesReader::open(input)?;
-    let mut writer = CandidatesWriter::create(out, true)?;
+    let mut writer = CandidatesWriter::create(out, true, reader.string_ids())?;
     let pb = bar(reader.num_rows() as u64, "rerank");
     let mut summary = RerankSummary::default();
     let mut finished: HashSet<i64> = HashSet::new();
@@ -135,21 +136,21 @@ pub fn rerank_file(ranker: &LoadedRanker, input: &Path, out: &Path) -> Result<Re
                     input,
                     format!(
                         "row {row}: the candidates of user {} are not contiguous (sort the file by user_id, as `recpipe candidates` writes it)",
-                        c.user_id
+                        crate::ids::key_or_number(reader.user_keys(), c.user_id)
                     ),
                 ));
             }
             current.push(c);
         }
         if gathered >= CHUNK_ROWS {
-            flush(ranker, &mut groups, &mut writer, &mut summary)?;
+            flush(ranker, &mut groups, &mut writer, &reader, &mut summary)?;
             gathered = 0;
         }
     }
     if !current.is_empty() {
         groups.push(current);
     }
-    flush(ranker, &mut groups, &mut writer, &mut summary)?;
+    flush(ranker, &mut groups, &mut writer, &reader, &mut summary)?;
     pb.finish_and_clear();
     writer.finish()?.commit()?;
     summary.seconds = t.elapsed().as_secs_f64();

@@ -108,6 +108,7 @@ pub fn candidate_model_data(data: &Dataset, per_user: usize) -> Dataset {
             .iter()
             .map(|(name, v)| (name.clone(), kept(v, &drop)))
             .collect(),
+        ids: e.ids.clone(),
     };
     Dataset {
         events,
