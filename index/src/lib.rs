@@ -42,6 +42,7 @@ mod quant;
 mod rng;
 mod search;
 mod topk;
+mod tune;
 mod vectors;
 
 pub use error::{IndexError, Result};
@@ -52,6 +53,7 @@ pub use kernel::dot;
 pub use metric::GraphMetric;
 pub use persist::{LoadOptions, Manifest};
 pub use search::{recall_at_k, Exclude, Hit};
+pub use tune::EfChoice;
 pub use vectors::{ItemVectors, MAX_NORM};
 
 /// An exact or HNSW index behind one interface.

@@ -89,6 +89,38 @@ pub struct BuildConfig {
     pub eval_ef: Option<usize>,
     /// Start training from the live version's weights (known ids keep their embeddings).
     pub warm_start: bool,
+    /// The HNSW search beam width is chosen on validation queries as the smallest whose
+    /// recall@100 against exact search reaches this (0: keep `[index] ef_search_default`).
+    pub recall_target: f64,
+    /// The largest beam width tried when choosing it.
+    pub max_search_ef: usize,
+    /// Refuse to publish when the served test HR@10 (through the index) is below this share of
+    /// the exact test HR@10, unless `--force`.
+    pub min_served_ratio: f64,
+}
+
+impl BuildConfig {
+    /// Checks the values are usable (errors name the key).
+    pub fn validate(&self) -> Result<()> {
+        let share = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::Input(format!(
+                    "[build] {name} = {v}: must be within 0..=1"
+                )))
+            }
+        };
+        share("recall_target", self.recall_target)?;
+        share("min_served_ratio", self.min_served_ratio)?;
+        share("max_hr10_drop", self.max_hr10_drop)?;
+        if self.max_search_ef == 0 {
+            return Err(Error::Input(
+                "[build] max_search_ef = 0: must be >= 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for BuildConfig {
@@ -98,6 +130,9 @@ impl Default for BuildConfig {
             max_hr10_drop: 0.1,
             eval_ef: None,
             warm_start: true,
+            recall_target: 0.99,
+            max_search_ef: 2_048,
+            min_served_ratio: 0.99,
         }
     }
 }

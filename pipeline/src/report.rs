@@ -56,6 +56,19 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
         x["index"]["recall_at_100"].as_f64().unwrap_or(f64::NAN),
         x["index"]["build_seconds"].as_f64().unwrap_or(f64::NAN)
     );
+    let choice = &x["index"]["search_ef_choice"];
+    if let (Some(ef), Some(r)) = (choice["ef"].as_u64(), choice["recall"].as_f64()) {
+        let _ = writeln!(
+            s,
+            "index search ef {ef}: validation recall@100 {r:.4} (target {}{})",
+            choice["target"],
+            if choice["reached"].as_bool() == Some(false) {
+                ", not reached at the largest ef tried"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(r) = x.get("ranking") {
         let figures = serde_json::from_value::<RankingFigures>(r.clone());
         match (r["skipped"].as_str(), figures) {

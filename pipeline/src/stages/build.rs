@@ -2,7 +2,9 @@
 //! item and user vectors -> index -> evaluate (exact and through the index) -> quality gate ->
 //! publish a version atomically -> keep the last N versions.
 
-use crate::artifacts::{current_name, files, prune, IdMaps, Manifest, Version, VersionBuilder};
+use crate::artifacts::{
+    current_name, files, prune, BuildLock, IdMaps, Manifest, Version, VersionBuilder,
+};
 use crate::config::Config;
 use crate::data::{write_vectors, IdVectors};
 use crate::dataset::Dataset;
@@ -13,6 +15,7 @@ use crate::stages::retrieval::{
     model_err, train_retrieval, RetrievalMetrics, TrainedRetrieval, CUTOFFS,
 };
 use index::{Exclude, Index, ItemVectors};
+use nn::ValidationCase;
 use retrieval::UserQuery;
 use serde::Serialize;
 use std::path::Path;
@@ -27,6 +30,11 @@ pub struct IndexFigures {
     pub test_served: RetrievalMetrics,
     /// recall@100 of the index against exact top-100 over the test queries (EVAL.md §2).
     pub recall_at_100: f64,
+    /// The search beam width the version serves with (`null` for an exact index).
+    pub search_ef: Option<usize>,
+    /// How it was chosen on validation queries (`null`: not chosen, see `[build]
+    /// recall_target`).
+    pub search_ef_choice: Option<index::EfChoice>,
     /// Build seconds.
     pub build_seconds: f64,
 }
@@ -56,19 +64,16 @@ pub struct BuildFigures {
     pub ranking: serde_json::Value,
 }
 
-/// Measures EVAL.md §1 through `index` on the test cases, and recall@100 against exact search.
-pub fn served_metrics(
+/// User vectors of `cases` (row-major) and what each excludes: the history, never the target
+/// (it may be a re-watch; EVAL.md §1).
+fn case_queries(
     trained: &TrainedRetrieval,
-    index: &Index,
-    ef: Option<usize>,
-) -> Result<(RetrievalMetrics, f64)> {
-    let cases = &trained.inputs.test;
+    cases: &[ValidationCase],
+) -> Result<(Vec<f32>, Vec<Vec<u32>>)> {
     let feats = trained.inputs.features.as_ref();
     let queries: Vec<UserQuery> = cases.iter().map(|c| c.query(feats)).collect();
     let uv = trained.model.user_vectors(&queries).map_err(model_err)?;
-    let k = *CUTOFFS.iter().max().unwrap_or(&100);
-    // EVAL.md §1: the history is excluded, the target never is (it may be a re-watch).
-    let kept: Vec<Vec<u32>> = cases
+    let kept = cases
         .iter()
         .map(|c| {
             c.exclude
@@ -78,6 +83,55 @@ pub fn served_metrics(
                 .collect()
         })
         .collect();
+    Ok((uv, kept))
+}
+
+/// Validation queries the search beam width is chosen on (evenly spread when there are more).
+pub const TUNING_QUERIES: usize = 2_000;
+
+/// Chooses the HNSW search beam width on (up to [`TUNING_QUERIES`]) validation users: the
+/// smallest whose recall@100 against exact search reaches `target` (see
+/// [`index::HnswIndex::choose_ef`]); it becomes the saved index's default, so serving uses it.
+pub fn choose_search_ef(
+    trained: &TrainedRetrieval,
+    index: &mut Index,
+    target: f64,
+    max_ef: usize,
+) -> Result<Option<index::EfChoice>> {
+    let Index::Hnsw(h) = index else {
+        return Ok(None);
+    };
+    let all = &trained.inputs.validation;
+    let step = all.len().div_ceil(TUNING_QUERIES).max(1);
+    let cases: Vec<ValidationCase> = all.iter().step_by(step).cloned().collect();
+    if cases.is_empty() {
+        return Ok(None);
+    }
+    let (uv, kept) = case_queries(trained, &cases)?;
+    let excl: Vec<Exclude> = kept.iter().map(|e| Exclude::Indices(e)).collect();
+    let k = *CUTOFFS.iter().max().unwrap_or(&100);
+    let choice = h
+        .choose_ef(&uv, &excl, k, target, max_ef)
+        .map_err(Error::index("choosing the search ef"))?;
+    if !choice.reached {
+        tracing::warn!(
+            "index: recall@{k} {:.4} at ef {} (the largest tried) is below the target {target}",
+            choice.recall,
+            choice.ef
+        );
+    }
+    Ok(Some(choice))
+}
+
+/// Measures EVAL.md §1 through `index` on the test cases, and recall@100 against exact search.
+pub fn served_metrics(
+    trained: &TrainedRetrieval,
+    index: &Index,
+    ef: Option<usize>,
+) -> Result<(RetrievalMetrics, f64)> {
+    let cases = &trained.inputs.test;
+    let (uv, kept) = case_queries(trained, cases)?;
+    let k = *CUTOFFS.iter().max().unwrap_or(&100);
     let excl: Vec<Exclude> = kept.iter().map(|e| Exclude::Indices(e)).collect();
     let served = index
         .search_batch(&uv, k, ef.unwrap_or(0), &excl)
@@ -113,6 +167,9 @@ pub fn served_metrics(
 /// A failure at any point leaves the live version untouched.
 pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -> Result<Manifest> {
     let t0 = Instant::now();
+    config.build.validate()?;
+    // One build at a time per artifact folder, held until this function returns.
+    let _lock = BuildLock::acquire(root)?;
     crate::progress::stage("load");
     let data = Dataset::load(data_dir)?;
     let t_load = t0.elapsed().as_secs_f64();
@@ -192,16 +249,39 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     let pb = bar(item_vectors.ids.len() as u64, "index");
     let items = ItemVectors::new(item_vectors.ids, dim, item_vectors.data, item_vectors.bias)
         .map_err(Error::index("index input"))?;
-    let index = Index::build(items, &config.index, &|done, _| {
+    let mut index = Index::build(items, &config.index, &|done, _| {
         pb.set_position(done as u64)
     })
     .map_err(Error::index("index build"))?;
     pb.finish_and_clear();
+    let ef_choice = if config.build.recall_target > 0.0 {
+        crate::progress::stage("choose_ef");
+        choose_search_ef(
+            &trained,
+            &mut index,
+            config.build.recall_target,
+            config.build.max_search_ef,
+        )?
+    } else {
+        None
+    };
     let t_index = t2.elapsed().as_secs_f64();
     index
         .save(dir.join(files::INDEX_DIR))
         .map_err(Error::index("index save"))?;
     let (served, recall) = served_metrics(&trained, &index, config.build.eval_ef)?;
+    // The index must serve what the model ranks: refuse a version that loses HR@10 to it.
+    let (exact_hr10, served_hr10) = (trained.test.hr[0], served.hr[0]);
+    if served_hr10 < config.build.min_served_ratio * exact_hr10 && !force {
+        let msg = format!(
+            "quality gate: served test HR@10 {served_hr10:.4} is below {} x the exact HR@10 \
+             {exact_hr10:.4} (index recall@100 {recall:.4}); not published (raise [build] \
+             recall_target or [index] ef_construction / m, or use --force)",
+            config.build.min_served_ratio
+        );
+        tracing::warn!("{msg}");
+        return Err(Error::Other(msg));
+    }
 
     let t3 = Instant::now();
     crate::progress::stage("train_ranker");
@@ -219,6 +299,11 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
             test_served: served,
             recall_at_100: recall,
             build_seconds: t_index,
+            search_ef: match &index {
+                Index::Hnsw(h) => Some(h.config().ef_search_default),
+                Index::Exact(_) => None,
+            },
+            search_ef_choice: ef_choice,
         },
         retrieval_model: trained.model.kind().to_string(),
         retrieval_config: trained.model.config_json(),
