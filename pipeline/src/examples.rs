@@ -20,6 +20,10 @@ pub struct ExamplesConfig {
     pub max_per_user: usize,
     /// Seed of the sampling.
     pub seed: u64,
+    /// Users evaluated (EVAL.md §1, validation during training and the manifest's figures): a
+    /// seeded sample of this many when more users can be evaluated, so that evaluation stays
+    /// affordable on large worlds (0: every user).
+    pub eval_users: usize,
 }
 
 impl Default for ExamplesConfig {
@@ -27,6 +31,7 @@ impl Default for ExamplesConfig {
         ExamplesConfig {
             max_per_user: 2_000,
             seed: 17,
+            eval_users: 10_000,
         }
     }
 }
@@ -217,6 +222,9 @@ pub struct RetrievalInputs {
     pub validation: Vec<ValidationCase>,
     /// Test cases: the validation watch joins the history.
     pub test: Vec<ValidationCase>,
+    /// Users that could be evaluated (at least three watches); `validation` and `test` hold a
+    /// seeded sample of them when there are more than `eval_users`.
+    pub evaluable_users: usize,
 }
 
 /// A string vocabulary (token -> index).
@@ -324,8 +332,18 @@ impl RetrievalInputs {
                 target: item_map.get(target_id).unwrap_or(0),
             }
         };
-        let validation = (0..split.num_users()).map(|k| case(k, false)).collect();
-        let test = (0..split.num_users()).map(|k| case(k, true)).collect();
+        let evaluable_users = split.num_users();
+        let evaluated: Vec<usize> = if cfg.eval_users > 0 && evaluable_users > cfg.eval_users {
+            crate::rng::Rng::stream(cfg.seed, 0xE7A1)
+                .sample_sorted((0..evaluable_users as u32).collect(), cfg.eval_users)
+                .into_iter()
+                .map(|k| k as usize)
+                .collect()
+        } else {
+            (0..evaluable_users).collect()
+        };
+        let validation = evaluated.iter().map(|&k| case(k, false)).collect();
+        let test = evaluated.iter().map(|&k| case(k, true)).collect();
         Ok(RetrievalInputs {
             items: item_map,
             tokens: IdMapStr { tokens },
@@ -337,6 +355,7 @@ impl RetrievalInputs {
             encoder,
             validation,
             test,
+            evaluable_users,
         })
     }
 }
@@ -374,6 +393,7 @@ mod tests {
         let cfg = ExamplesConfig {
             max_per_user: 4,
             seed: 1,
+            ..Default::default()
         };
         let ex = sample_examples(&h, &cfg);
         let of = |u: u32| {

@@ -39,6 +39,14 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
         "retrieval: {} examples, best epoch {} of {}",
         x["train_examples"], x["best_epoch"], x["epochs"]
     );
+    let ev = &m.inputs["evaluation"];
+    if ev["sampled"].as_bool() == Some(true) {
+        let _ = writeln!(
+            s,
+            "evaluation: a seeded sample of {} of {} evaluable users ([examples] eval_users)",
+            ev["users"], ev["evaluable_users"]
+        );
+    }
     let _ = writeln!(s, "{}", RetrievalMetrics::header());
     for (label, key) in [
         ("validation (exact)", &x["validation_exact"]),

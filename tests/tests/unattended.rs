@@ -240,3 +240,41 @@ fn a_full_disk_leaves_the_live_version_serving_and_nothing_half_written() {
     );
     let _ = std::fs::remove_dir_all(&w.root);
 }
+
+#[test]
+fn large_worlds_are_evaluated_on_a_seeded_sample_of_users() {
+    let w = World::new("eval-sample", 15);
+    let cfg = config(&w, "sample.toml", "[examples]\neval_users = 100\n");
+    let out = w.build_with(&cfg, &[]);
+    let v = current(&w.art).expect("published");
+    let m = w.manifest(&v);
+    let ev = &m["inputs"]["evaluation"];
+    let evaluable = ev["evaluable_users"].as_u64().expect("evaluable");
+    assert!(evaluable > 100, "{ev}");
+    assert_eq!(
+        (ev["users"].as_u64(), ev["sampled"].as_bool()),
+        (Some(100), Some(true))
+    );
+    assert_eq!(
+        m["metrics"]["validation_exact"]["users"].as_u64(),
+        Some(100)
+    );
+    assert_eq!(m["metrics"]["test_exact"]["users"].as_u64(), Some(100));
+    assert!(
+        out.contains(&format!(
+            "a seeded sample of 100 of {evaluable} evaluable users"
+        )),
+        "{out}"
+    );
+    // The default evaluates every user of a world this small.
+    let full = World::new("eval-full", 15);
+    full.build(&[]);
+    let m = full.manifest(&current(&full.art).expect("published"));
+    assert_eq!(m["inputs"]["evaluation"]["sampled"], false);
+    assert_eq!(
+        m["inputs"]["evaluation"]["users"],
+        m["inputs"]["evaluation"]["evaluable_users"]
+    );
+    let _ = std::fs::remove_dir_all(&w.root);
+    let _ = std::fs::remove_dir_all(&full.root);
+}

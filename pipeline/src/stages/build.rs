@@ -324,6 +324,11 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         "events": data.events.len(),
         "items": data.items.len(),
         "users": data.users.len(),
+        "evaluation": {
+            "users": trained.inputs.test.len(),
+            "evaluable_users": trained.inputs.evaluable_users,
+            "sampled": trained.inputs.test.len() < trained.inputs.evaluable_users,
+        },
         "user_ids": if data.ids.users.is_strings() { "strings" } else { "integers" },
         "item_ids": if data.ids.items.is_strings() { "strings" } else { "integers" },
         "warm_start_from": previous.as_ref().and(live.as_ref()).map(|v| v.manifest.version.clone()),
