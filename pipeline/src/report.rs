@@ -77,6 +77,20 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
             }
         );
     }
+    if let Ok(stages) =
+        serde_json::from_value::<Vec<crate::progress::StageFigures>>(x["stages"].clone())
+    {
+        let parts: Vec<String> = stages
+            .iter()
+            .map(|st| match st.peak_rss_mib {
+                Some(m) => format!("{} {:.1} s / {:.0} MiB", st.name, st.seconds, m),
+                None => format!("{} {:.1} s", st.name, st.seconds),
+            })
+            .collect();
+        if !parts.is_empty() {
+            let _ = writeln!(s, "stages (wall time / peak RSS): {}", parts.join(", "));
+        }
+    }
     if let Some(r) = x.get("ranking") {
         let figures = serde_json::from_value::<RankingFigures>(r.clone());
         match (r["skipped"].as_str(), figures) {

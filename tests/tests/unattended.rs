@@ -115,6 +115,29 @@ fn the_search_width_is_chosen_for_the_recall_target_and_served() {
         .expect("served");
     let exact = m["metrics"]["test_exact"]["hr"][0].as_f64().expect("exact");
     assert!(served >= 0.99 * exact, "served {served} exact {exact}");
+    // Every stage's wall time and peak memory, in the manifest and the summary.
+    let stages = m["metrics"]["stages"].as_array().expect("stages");
+    let names: Vec<&str> = stages.iter().filter_map(|x| x["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "load",
+            "train_retrieval",
+            "write_model",
+            "index",
+            "choose_ef",
+            "evaluate_served",
+            "train_ranker"
+        ]
+    );
+    for st in stages {
+        assert!(st["seconds"].as_f64().is_some_and(|x| x >= 0.0), "{st}");
+        assert!(st["peak_rss_mib"].as_f64().is_some_and(|x| x > 1.0), "{st}");
+    }
+    assert!(
+        out.contains("stages (wall time / peak RSS): load "),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&w.root);
 }
 

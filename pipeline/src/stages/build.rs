@@ -10,7 +10,7 @@ use crate::data::{write_vectors, IdVectors};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::ids::IdSpelling;
-use crate::progress::bar;
+use crate::progress::{bar, StageFigures, StageLog};
 use crate::stages::retrieval::{
     model_err, train_retrieval, RetrievalMetrics, TrainedRetrieval, CUTOFFS,
 };
@@ -60,6 +60,8 @@ pub struct BuildFigures {
     pub epochs: usize,
     /// Seconds per stage.
     pub seconds: serde_json::Value,
+    /// Every stage's wall time and peak resident memory, in order.
+    pub stages: Vec<StageFigures>,
     /// The ranker's EVAL.md section 3 figures (`{"skipped": reason}` when it cannot be trained).
     pub ranking: serde_json::Value,
 }
@@ -170,7 +172,8 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     config.build.validate()?;
     // One build at a time per artifact folder, held until this function returns.
     let _lock = BuildLock::acquire(root)?;
-    crate::progress::stage("load");
+    let mut log = StageLog::default();
+    log.start("load");
     let data = Dataset::load(data_dir)?;
     let t_load = t0.elapsed().as_secs_f64();
     let live = match current_name(root)? {
@@ -180,7 +183,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     let builder = VersionBuilder::start(root)?;
 
     let t1 = Instant::now();
-    crate::progress::stage("train_retrieval");
+    log.start("train_retrieval");
     // Warm start from the live version when its model loads and has the same shape of network.
     let previous = match &live {
         Some(v) if config.build.warm_start => load_previous(v),
@@ -213,7 +216,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     }
 
     let dir = builder.dir().to_path_buf();
-    crate::progress::stage("write_model");
+    log.start("write_model");
     trained.model.save(&dir).map_err(model_err)?;
     let ids = IdMaps {
         items: trained.inputs.items.clone(),
@@ -245,7 +248,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     write_user_vectors(&trained, &dir.join(files::USER_VECTORS))?;
 
     let t2 = Instant::now();
-    crate::progress::stage("index");
+    log.start("index");
     let pb = bar(item_vectors.ids.len() as u64, "index");
     let items = ItemVectors::new(item_vectors.ids, dim, item_vectors.data, item_vectors.bias)
         .map_err(Error::index("index input"))?;
@@ -255,7 +258,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     .map_err(Error::index("index build"))?;
     pb.finish_and_clear();
     let ef_choice = if config.build.recall_target > 0.0 {
-        crate::progress::stage("choose_ef");
+        log.start("choose_ef");
         choose_search_ef(
             &trained,
             &mut index,
@@ -269,6 +272,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     index
         .save(dir.join(files::INDEX_DIR))
         .map_err(Error::index("index save"))?;
+    log.start("evaluate_served");
     let (served, recall) = served_metrics(&trained, &index, config.build.eval_ef)?;
     // The index must serve what the model ranks: refuse a version that loses HR@10 to it.
     let (exact_hr10, served_hr10) = (trained.test.hr[0], served.hr[0]);
@@ -284,9 +288,10 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     }
 
     let t3 = Instant::now();
-    crate::progress::stage("train_ranker");
+    log.start("train_ranker");
     let ranking = crate::stages::ranking::build_stage(&data, config, &dir)?;
     let t_ranker = t3.elapsed().as_secs_f64();
+    log.end();
 
     let figures = BuildFigures {
         validation_exact: trained.validation,
@@ -317,6 +322,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
             "train_ranker": t_ranker,
             "total": t0.elapsed().as_secs_f64(),
         }),
+        stages: log.stages().to_vec(),
         ranking,
     };
     let inputs = serde_json::json!({
