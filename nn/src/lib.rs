@@ -38,4 +38,4 @@ pub use optim::{AdamWParams, InPlaceAdamW};
 pub use ranker::Ranker;
 pub use rating::{LabelledPairs, RatingModel, Ratings, SideFeatures};
 pub use retriever::Retriever;
-pub use trainer::{Better, EpochReport, Fit, Schedule, StepLoss, TrainReport};
+pub use trainer::{with_time_budget, Better, EpochReport, Fit, Schedule, StepLoss, TrainReport};

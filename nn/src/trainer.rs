@@ -5,9 +5,41 @@
 //! A model supplies its own step through [`Fit`], so losses that are not a plain gradient step
 //! (contrastive divergence, KL annealing, alternating generator/discriminator updates) fit too.
 
-use std::time::Instant;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use crate::error::NnError;
+
+thread_local! {
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Restores the enclosing deadline when a [`with_time_budget`] scope ends, also by a panic.
+struct DeadlineGuard(Option<Instant>);
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(self.0));
+    }
+}
+
+/// Runs `f` with a wall-clock budget of `seconds` (`None`: none) for the [`train`] runs it
+/// makes on this thread: the epoch during which the budget runs out is the last one, and the
+/// best epoch so far is kept as usual (at least one epoch always runs). This is how a nightly
+/// job bounds training time on a world larger than its epochs were sized for.
+pub fn with_time_budget<T>(seconds: Option<f64>, f: impl FnOnce() -> T) -> T {
+    let deadline = seconds
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let _restore = DeadlineGuard(DEADLINE.with(|d| d.replace(deadline)));
+    f()
+}
+
+fn past_deadline() -> bool {
+    DEADLINE
+        .with(|d| d.get())
+        .is_some_and(|t| Instant::now() >= t)
+}
 
 /// Epochs, learning-rate schedule and early stopping.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,6 +177,8 @@ pub struct TrainReport {
     pub best_validation: Option<f64>,
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
+    /// Whether the run stopped because its time budget ran out ([`with_time_budget`]).
+    pub stopped_by_time_budget: bool,
 }
 
 /// Runs `fit` for `schedule`, keeping the epoch with the best validation figure.
@@ -205,6 +239,10 @@ pub fn train<F: Fit>(
         progress(&epoch_report);
         report.epochs.push(epoch_report);
         if schedule.patience > 0 && epoch - best_epoch >= schedule.patience {
+            break;
+        }
+        if epoch < schedule.epochs && past_deadline() {
+            report.stopped_by_time_budget = true;
             break;
         }
     }
@@ -281,6 +319,32 @@ mod tests {
         };
         let report = train(&mut fit, &schedule, better, |_| {}).unwrap();
         (fit, report)
+    }
+
+    fn script() -> Vec<Option<f64>> {
+        vec![
+            Some(0.5),
+            Some(0.9),
+            Some(0.7),
+            Some(0.6),
+            Some(0.6),
+            Some(0.6),
+        ]
+    }
+
+    #[test]
+    fn a_spent_time_budget_stops_after_the_running_epoch_and_keeps_the_best() {
+        let (fit, report) = with_time_budget(Some(0.0), || run(script(), Better::Higher, 0));
+        assert_eq!(report.epochs.len(), 1);
+        assert!(report.stopped_by_time_budget);
+        assert_eq!((report.best_epoch, fit.weights), (1, 1));
+        // Outside the scope there is no budget again.
+        let (_, report) = run(script(), Better::Higher, 0);
+        assert_eq!(report.epochs.len(), 6);
+        assert!(!report.stopped_by_time_budget);
+        // A generous budget changes nothing.
+        let (_, report) = with_time_budget(Some(3600.0), || run(script(), Better::Higher, 0));
+        assert_eq!((report.epochs.len(), report.best_epoch), (6, 2));
     }
 
     #[test]

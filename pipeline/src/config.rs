@@ -97,9 +97,17 @@ pub struct BuildConfig {
     /// Refuse to publish when the served test HR@10 (through the index) is below this share of
     /// the exact test HR@10, unless `--force`.
     pub min_served_ratio: f64,
+    /// Wall-clock budget of each training stage (retrieval, ranker) in seconds: the epoch
+    /// during which it runs out is the last, and the best epoch so far is kept (0: none).
+    pub train_seconds: f64,
 }
 
 impl BuildConfig {
+    /// The training time budget, when there is one.
+    pub fn train_budget(&self) -> Option<f64> {
+        (self.train_seconds > 0.0).then_some(self.train_seconds)
+    }
+
     /// Checks the values are usable (errors name the key).
     pub fn validate(&self) -> Result<()> {
         let share = |name: &str, v: f64| {
@@ -114,6 +122,12 @@ impl BuildConfig {
         share("recall_target", self.recall_target)?;
         share("min_served_ratio", self.min_served_ratio)?;
         share("max_hr10_drop", self.max_hr10_drop)?;
+        if !(self.train_seconds.is_finite() && self.train_seconds >= 0.0) {
+            return Err(Error::Input(format!(
+                "[build] train_seconds = {}: must be >= 0 (0: no budget)",
+                self.train_seconds
+            )));
+        }
         if self.max_search_ef == 0 {
             return Err(Error::Input(
                 "[build] max_search_ef = 0: must be >= 1".into(),
@@ -133,6 +147,7 @@ impl Default for BuildConfig {
             recall_target: 0.99,
             max_search_ef: 2_048,
             min_served_ratio: 0.99,
+            train_seconds: 0.0,
         }
     }
 }

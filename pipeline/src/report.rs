@@ -36,8 +36,15 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
     );
     let _ = writeln!(
         s,
-        "retrieval: {} examples, best epoch {} of {}",
-        x["train_examples"], x["best_epoch"], x["epochs"]
+        "retrieval: {} examples, best epoch {} of {}{}",
+        x["train_examples"],
+        x["best_epoch"],
+        x["epochs"],
+        if x["stopped_by_time_budget"].as_bool() == Some(true) {
+            " (stopped by [build] train_seconds)"
+        } else {
+            ""
+        }
     );
     let ev = &m.inputs["evaluation"];
     if ev["sampled"].as_bool() == Some(true) {

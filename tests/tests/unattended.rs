@@ -301,3 +301,23 @@ fn large_worlds_are_evaluated_on_a_seeded_sample_of_users() {
     let _ = std::fs::remove_dir_all(&w.root);
     let _ = std::fs::remove_dir_all(&full.root);
 }
+
+#[test]
+fn a_training_time_budget_ends_training_after_the_running_epoch() {
+    let w = World::new("budget", 16);
+    let text = std::fs::read_to_string(&w.cfg).expect("config").replace(
+        "[build]\nkeep_versions = 5\n",
+        "[build]\nkeep_versions = 5\ntrain_seconds = 0.001\n",
+    );
+    let cfg = w.root.join("budget.toml");
+    std::fs::write(&cfg, text).expect("config");
+    let out = w.build_with(&cfg, &[]);
+    assert!(
+        out.contains("best epoch 1 of 1 (stopped by [build] train_seconds)"),
+        "{out}"
+    );
+    let m = w.manifest(&current(&w.art).expect("published"));
+    assert_eq!(m["metrics"]["epochs"], 1);
+    assert_eq!(m["metrics"]["stopped_by_time_budget"], true);
+    let _ = std::fs::remove_dir_all(&w.root);
+}

@@ -58,6 +58,8 @@ pub struct BuildFigures {
     pub best_epoch: usize,
     /// Epochs run.
     pub epochs: usize,
+    /// Whether retrieval training stopped on `[build] train_seconds`.
+    pub stopped_by_time_budget: bool,
     /// Seconds per stage.
     pub seconds: serde_json::Value,
     /// Every stage's wall time and peak resident memory, in order.
@@ -189,12 +191,14 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         Some(v) if config.build.warm_start => load_previous(v),
         _ => None,
     };
-    let trained = train_retrieval(
-        &data,
-        &config.retrieval,
-        &config.examples,
-        previous.as_ref(),
-    )?;
+    let trained = nn::with_time_budget(config.build.train_budget(), || {
+        train_retrieval(
+            &data,
+            &config.retrieval,
+            &config.examples,
+            previous.as_ref(),
+        )
+    })?;
     let t_train = t1.elapsed().as_secs_f64();
 
     // Quality gate, before anything heavy is written.
@@ -289,7 +293,9 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
 
     let t3 = Instant::now();
     log.start("train_ranker");
-    let ranking = crate::stages::ranking::build_stage(&data, config, &dir)?;
+    let ranking = nn::with_time_budget(config.build.train_budget(), || {
+        crate::stages::ranking::build_stage(&data, config, &dir)
+    })?;
     let t_ranker = t3.elapsed().as_secs_f64();
     log.end();
 
@@ -315,6 +321,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
         train_examples: trained.inputs.examples.len(),
         best_epoch: trained.report.best_epoch,
         epochs: trained.report.epochs.len(),
+        stopped_by_time_budget: trained.report.stopped_by_time_budget,
         seconds: serde_json::json!({
             "load": t_load,
             "train_retrieval": t_train,
