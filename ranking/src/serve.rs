@@ -1,6 +1,6 @@
-//! The scoring path: the tower's input rows are assembled in plain Rust (embedding rows and
-//! means copied straight from the tables, in parallel), then the tower runs as one matmul per
-//! layer. Same function as [`crate::model::RankingNet::forward`] with far fewer tensor
+//! The scoring path: the input rows x_0 are assembled in plain Rust (embedding rows and
+//! means copied straight from the tables, in parallel, [`InputRows`], shared by every ranker on
+//! that input), then the YouTube ranker's tower runs as one matmul per layer. Same function as [`crate::model::RankingNet::forward`] with far fewer tensor
 //! operations per batch (each costs a thread synchronisation).
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::model::{ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
+use crate::model::{InputDims, ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
 use crate::quantiles::ContinuousEncoder;
 
 /// Rows assembled per parallel task.
@@ -120,45 +120,29 @@ struct Layer {
     bias: Tensor,
 }
 
-/// The ranking network prepared for scoring.
-pub(crate) struct ServingNet {
+/// x_0 rows assembled in plain Rust from the embedding tables: the scoring counterpart of
+/// [`crate::model::FeatureInput`], shared by every ranker on that input.
+pub(crate) struct InputRows {
     items: Table,
     tokens: Table,
     users: Table,
     user_offsets: Vec<u32>,
-    layers: Vec<Layer>,
     input: usize,
 }
 
-impl ServingNet {
-    /// Prepares the weights of a [`crate::model::RankingNet`] for scoring.
+impl InputRows {
+    /// Reads the tables of `dims` for `schema` from `weights`.
     pub fn new(
         weights: &HashMap<String, Tensor>,
         schema: &FeatureSchema,
-        config: &RankerConfig,
+        dims: InputDims,
     ) -> Result<Self> {
-        let mut layers = Vec::with_capacity(config.hidden.len() + 1);
-        let names = (0..config.hidden.len())
-            .map(|i| format!("tower.hidden.{i}"))
-            .chain(["tower.output".to_string()]);
-        for name in names {
-            let get = |suffix: &str| {
-                weights.get(&format!("{name}.{suffix}")).ok_or_else(|| {
-                    RankingError::InvalidConfig(format!("missing weight {name}.{suffix}"))
-                })
-            };
-            layers.push(Layer {
-                weight_t: get("weight")?.t()?.contiguous()?,
-                bias: get("bias")?.clone(),
-            });
-        }
         Ok(Self {
-            items: Table::from(weights, ITEM_TABLE, schema.n_items, config.item_dim)?,
-            tokens: Table::from(weights, TOKEN_TABLE, schema.n_tokens, config.token_dim)?,
-            users: Table::from(weights, USER_TABLE, schema.user_rows(), config.user_dim)?,
+            items: Table::from(weights, ITEM_TABLE, schema.n_items, dims.item)?,
+            tokens: Table::from(weights, TOKEN_TABLE, schema.n_tokens, dims.token)?,
+            users: Table::from(weights, USER_TABLE, schema.user_rows(), dims.user)?,
             user_offsets: schema.user_offsets(),
-            layers,
-            input: crate::model::input_width(schema, config),
+            input: dims.width(schema),
         })
     }
 
@@ -186,13 +170,13 @@ impl ServingNet {
         }
     }
 
-    /// Logits of `examples` (checked against the schema), as one batch.
-    pub fn logits(
+    /// x_0 of `examples` (checked against the schema) as a `[examples, width]` tensor.
+    pub fn rows(
         &self,
         examples: &[RankingExample],
         encoder: &ContinuousEncoder,
         device: &Device,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<Tensor> {
         // User contexts, once per run of consecutive examples sharing them.
         let mut context_of = Vec::with_capacity(examples.len());
         let mut firsts: Vec<usize> = Vec::new();
@@ -219,28 +203,75 @@ impl ServingNet {
         // Rows: [item, item tokens, context, encoded continuous].
         let input = self.input;
         let mut rows = vec![0f32; examples.len() * input];
-        rows.par_chunks_mut(input * ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, block)| {
-                let mut encoded = Vec::with_capacity(encoder.width());
-                for (k, row) in block.chunks_mut(input).enumerate() {
-                    let i = task * ROWS_PER_TASK + k;
-                    let example = &examples[i];
-                    let (item, rest) = row.split_at_mut(self.items.dim);
-                    let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
-                    let (context, continuous) = rest.split_at_mut(context_width);
-                    if let Some(id) = example.item {
-                        self.items.add_row(id, 1.0, item);
+        if input > 0 {
+            rows.par_chunks_mut(input * ROWS_PER_TASK)
+                .enumerate()
+                .for_each(|(task, block)| {
+                    let mut encoded = Vec::with_capacity(encoder.width());
+                    for (k, row) in block.chunks_mut(input).enumerate() {
+                        let i = task * ROWS_PER_TASK + k;
+                        let example = &examples[i];
+                        let (item, rest) = row.split_at_mut(self.items.dim);
+                        let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
+                        let (context, continuous) = rest.split_at_mut(context_width);
+                        if let Some(id) = example.item {
+                            self.items.add_row(id, 1.0, item);
+                        }
+                        self.tokens.mean_into(&example.item_tokens, tokens);
+                        let c = context_of[i] * context_width;
+                        context.copy_from_slice(&contexts[c..c + context_width]);
+                        encoded.clear();
+                        encoder.encode_into(&example.continuous, &mut encoded);
+                        continuous.copy_from_slice(&encoded);
                     }
-                    self.tokens.mean_into(&example.item_tokens, tokens);
-                    let c = context_of[i] * context_width;
-                    context.copy_from_slice(&contexts[c..c + context_width]);
-                    encoded.clear();
-                    encoder.encode_into(&example.continuous, &mut encoded);
-                    continuous.copy_from_slice(&encoded);
-                }
+                });
+        }
+        Ok(Tensor::from_vec(rows, (examples.len(), input), device)?)
+    }
+}
+
+/// The YouTube ranker's network prepared for scoring.
+pub(crate) struct ServingNet {
+    rows: InputRows,
+    layers: Vec<Layer>,
+}
+
+impl ServingNet {
+    /// Prepares the weights of a [`crate::model::RankingNet`] for scoring.
+    pub fn new(
+        weights: &HashMap<String, Tensor>,
+        schema: &FeatureSchema,
+        config: &RankerConfig,
+    ) -> Result<Self> {
+        let mut layers = Vec::with_capacity(config.hidden.len() + 1);
+        let names = (0..config.hidden.len())
+            .map(|i| format!("tower.hidden.{i}"))
+            .chain(["tower.output".to_string()]);
+        for name in names {
+            let get = |suffix: &str| {
+                weights.get(&format!("{name}.{suffix}")).ok_or_else(|| {
+                    RankingError::InvalidConfig(format!("missing weight {name}.{suffix}"))
+                })
+            };
+            layers.push(Layer {
+                weight_t: get("weight")?.t()?.contiguous()?,
+                bias: get("bias")?.clone(),
             });
-        let mut h = Tensor::from_vec(rows, (examples.len(), input), device)?;
+        }
+        Ok(Self {
+            rows: InputRows::new(weights, schema, config.dims())?,
+            layers,
+        })
+    }
+
+    /// Logits of `examples` (checked against the schema), as one batch.
+    pub fn logits(
+        &self,
+        examples: &[RankingExample],
+        encoder: &ContinuousEncoder,
+        device: &Device,
+    ) -> Result<Vec<f32>> {
+        let mut h = self.rows.rows(examples, encoder, device)?;
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             h = h.matmul(&layer.weight_t)?;
