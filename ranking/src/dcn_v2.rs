@@ -21,7 +21,7 @@
 //! Trained by [`crate::feature_ranker`] with the watch-time-weighted logistic loss (e^logit =
 //! expected watch time) or unit weights.
 
-use candle_core::{Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,7 @@ use crate::error::{RankingError, Result};
 use crate::example::FeatureSchema;
 use crate::feature_ranker::{glorot, CrossHead, TrainingKeys};
 use crate::model::{tower_fill, Fill, InputDims, LogitHead};
+use crate::serve::{CrossUpdate, ServingStack};
 use crate::train::FitSettings;
 
 /// Registry name of DCN-v2.
@@ -163,7 +164,11 @@ impl CrossLayer {
             })
             .collect::<Result<Vec<_>>>()?;
         let gate = if config.experts > 1 {
-            Some(candle_nn::linear_no_bias(width, config.experts, vb.pp("gate"))?)
+            Some(candle_nn::linear_no_bias(
+                width,
+                config.experts,
+                vb.pp("gate"),
+            )?)
         } else {
             None
         };
@@ -212,6 +217,15 @@ pub(crate) struct DcnV2Head {
     hidden: Vec<Linear>,
     output: Linear,
     structure: Structure,
+    scoring: Option<Scoring>,
+}
+
+/// The scoring path's copies of the weights.
+struct Scoring {
+    /// Per cross layer: `W^T` and b of a full-rank layer (fused update), `None` for a mixture.
+    cross: Vec<Option<(Tensor, Vec<f32>)>>,
+    hidden: ServingStack,
+    output: ServingStack,
 }
 
 impl DcnV2Head {
@@ -297,6 +311,7 @@ impl CrossHead for DcnV2Head {
             hidden,
             output: candle_nn::linear(last, 1, vb.pp("tower.output"))?,
             structure: config.structure,
+            scoring: None,
         })
     }
 
@@ -306,6 +321,59 @@ impl CrossHead for DcnV2Head {
         } else {
             tower_fill(name, dims, prior)
         }
+    }
+
+    fn prepare_scoring(&mut self) -> Result<()> {
+        let cross = self
+            .cross
+            .iter()
+            .map(|layer| match layer {
+                CrossLayer::Full(w) => {
+                    let bias = match w.bias() {
+                        Some(b) => b.to_vec1::<f32>()?,
+                        None => vec![0.0; w.weight().dim(0)?],
+                    };
+                    Ok(Some((w.weight().t()?.contiguous()?, bias)))
+                }
+                CrossLayer::Mixture { .. } => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.scoring = Some(Scoring {
+            cross,
+            hidden: ServingStack::from_linears(&self.hidden)?,
+            output: ServingStack::from_linears([&self.output])?,
+        });
+        Ok(())
+    }
+
+    /// Full-rank cross layers as one matmul and one fused update each, the deep part as fused
+    /// layers (a mixture layer runs as in training).
+    fn score_rows(&self, x0: Vec<f32>, rows: usize, device: &Device) -> Result<Vec<f32>> {
+        let width = x0.len() / rows.max(1);
+        let x0 = Tensor::from_vec(x0, (rows, width), device)?;
+        let Some(scoring) = &self.scoring else {
+            return Ok(self.logits(&x0)?.to_vec1::<f32>()?);
+        };
+        let mut xl = x0.clone();
+        for (layer, fused) in self.cross.iter().zip(&scoring.cross) {
+            xl = match fused {
+                Some((weight_t, bias)) => {
+                    let h = xl.matmul(weight_t)?;
+                    h.inplace_op3(&x0, &xl, &CrossUpdate { bias })?;
+                    h
+                }
+                None => layer.forward(&x0, &xl)?,
+            };
+        }
+        let last = match self.structure {
+            Structure::Stacked => scoring.hidden.forward(xl, true)?,
+            Structure::Parallel => {
+                let h = scoring.hidden.forward(x0, true)?;
+                Tensor::cat(&[&xl, &h], 1)?
+            }
+        };
+        let logits = scoring.output.forward(last, false)?;
+        Ok(logits.squeeze(1)?.to_vec1::<f32>()?)
     }
 }
 
@@ -354,7 +422,10 @@ mod tests {
         assert_eq!(out.to_vec2::<f32>()?, xl.to_vec2::<f32>()?);
         // Not the identity once W is not zero: x_0 ⊙ (W x_l) + x_l.
         let with_w = layer(&full, &["bias"])?;
-        assert_ne!(with_w.forward(&x0, &xl)?.to_vec2::<f32>()?, xl.to_vec2::<f32>()?);
+        assert_ne!(
+            with_w.forward(&x0, &xl)?.to_vec2::<f32>()?,
+            xl.to_vec2::<f32>()?
+        );
         // The low-rank mixture: every expert's U = 0 and b = 0 (V, C and the gate random).
         let mixture = DcnV2Config {
             low_rank: 2,
@@ -377,7 +448,10 @@ mod tests {
             panic!("full rank expected")
         };
         let (w, b) = (linear.weight().to_vec2::<f32>()?, linear.bias());
-        let b = b.map(|b| b.to_vec1::<f32>()).transpose()?.unwrap_or_default();
+        let b = b
+            .map(|b| b.to_vec1::<f32>())
+            .transpose()?
+            .unwrap_or_default();
         let (x0v, xlv) = (x0.to_vec2::<f32>()?, xl.to_vec2::<f32>()?);
         let got = layer.forward(&x0, &xl)?.to_vec2::<f32>()?;
         for r in 0..3 {

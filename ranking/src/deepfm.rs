@@ -21,9 +21,10 @@
 //! Trained by [`crate::feature_ranker`] with the watch-time-weighted logistic loss (e^logit =
 //! expected watch time) or unit weights.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 use nn::layers::Tower;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RankingError, Result};
@@ -31,6 +32,7 @@ use crate::example::FeatureSchema;
 use crate::feature_ranker::{CrossHead, TrainingKeys};
 use crate::model::{tower_fill, Fill, InputDims, LogitHead, EMBEDDING_INIT_STD};
 use crate::quantiles::INPUTS_PER_CONTINUOUS;
+use crate::serve::ServingStack;
 use crate::train::FitSettings;
 
 /// Registry name of DeepFM.
@@ -122,6 +124,8 @@ pub(crate) struct DeepFmHead {
     vectors: Option<Tensor>,
     /// The deep part over the `fields x k` embeddings.
     tower: Tower,
+    /// The scoring path's copies: the continuous vectors as a plain array, the fused tower.
+    scoring: Option<(Vec<f32>, ServingStack)>,
 }
 
 impl DeepFmHead {
@@ -136,12 +140,52 @@ impl DeepFmHead {
         };
         // [c, batch, 4] x [c, 4, k + 1] -> [c, batch, k + 1] -> [batch, c, k + 1].
         let inputs = x0
-            .narrow(1, self.embedded * w, self.continuous * INPUTS_PER_CONTINUOUS)?
+            .narrow(
+                1,
+                self.embedded * w,
+                self.continuous * INPUTS_PER_CONTINUOUS,
+            )?
             .reshape((batch, self.continuous, INPUTS_PER_CONTINUOUS))?
             .transpose(0, 1)?
             .contiguous()?;
         let continuous = inputs.matmul(vectors)?.transpose(0, 1)?;
         Ok(Tensor::cat(&[&embedded, &continuous], 1)?)
+    }
+
+    /// One x_0 row's FM term (first order plus pairwise); writes the deep part's input (every
+    /// field's v) into `deep`.
+    fn fm_row(&self, x: &[f32], vectors: &[f32], deep: &mut [f32]) -> f32 {
+        let (k, w) = (self.dim, self.dim + 1);
+        let mut first = 0.0;
+        for (f, field) in x[..self.embedded * w].chunks(w).enumerate() {
+            deep[f * k..(f + 1) * k].copy_from_slice(&field[..k]);
+            first += field[k];
+        }
+        let inputs = &x[self.embedded * w..];
+        for c in 0..self.continuous {
+            let out = &mut deep[(self.embedded + c) * k..(self.embedded + c + 1) * k];
+            out.fill(0.0);
+            for a in 0..INPUTS_PER_CONTINUOUS {
+                let j = c * INPUTS_PER_CONTINUOUS + a;
+                let vector = &vectors[j * w..(j + 1) * w];
+                for (o, v) in out.iter_mut().zip(vector) {
+                    *o += inputs[j] * v;
+                }
+                first += inputs[j] * vector[k];
+            }
+        }
+        let fields = self.embedded + self.continuous;
+        let mut pairwise = 0.0;
+        for d in 0..k {
+            let (mut sum, mut squares) = (0.0, 0.0);
+            for f in 0..fields {
+                let v = deep[f * k + d];
+                sum += v;
+                squares += v * v;
+            }
+            pairwise += sum * sum - squares;
+        }
+        first + 0.5 * pairwise
     }
 }
 
@@ -204,6 +248,7 @@ impl CrossHead for DeepFmHead {
             continuous,
             vectors,
             tower: Tower::new(vb.pp("tower"), fields * dim, &config.hidden, 1)?,
+            scoring: None,
         })
     }
 
@@ -213,6 +258,35 @@ impl CrossHead for DeepFmHead {
         } else {
             tower_fill(name, dims, prior)
         }
+    }
+
+    fn prepare_scoring(&mut self) -> Result<()> {
+        let vectors = match &self.vectors {
+            Some(v) => v.flatten_all()?.to_vec1::<f32>()?,
+            None => Vec::new(),
+        };
+        self.scoring = Some((vectors, ServingStack::from_linears(self.tower.layers())?));
+        Ok(())
+    }
+
+    /// The FM term and the deep input per row in plain Rust (in parallel), then the fused tower.
+    fn score_rows(&self, x0: Vec<f32>, rows: usize, device: &Device) -> Result<Vec<f32>> {
+        let Some((vectors, tower)) = &self.scoring else {
+            let width = x0.len() / rows.max(1);
+            let x0 = Tensor::from_vec(x0, (rows, width), device)?;
+            return Ok(self.logits(&x0)?.to_vec1::<f32>()?);
+        };
+        let width = self.embedded * (self.dim + 1) + self.continuous * INPUTS_PER_CONTINUOUS;
+        let deep_width = (self.embedded + self.continuous) * self.dim;
+        let mut deep = vec![0f32; rows * deep_width];
+        let mut fm = vec![0f32; rows];
+        deep.par_chunks_mut(deep_width)
+            .zip(fm.par_iter_mut())
+            .zip(x0.par_chunks(width))
+            .for_each(|((d, fm), x)| *fm = self.fm_row(x, vectors, d));
+        let deep = Tensor::from_vec(deep, (rows, deep_width), device)?;
+        let logits = tower.forward(deep, false)?.squeeze(1)?.to_vec1::<f32>()?;
+        Ok(logits.iter().zip(&fm).map(|(d, f)| d + f).collect())
     }
 }
 
@@ -291,7 +365,7 @@ mod tests {
         let inputs = [0.5f32, 0.25, 0.7, 0.0];
         let mut x0: Vec<f32> = embedded.iter().flatten().copied().collect();
         x0.extend_from_slice(&inputs);
-        let got = head.logits(&Tensor::from_vec(x0, (1, 19), &device)?)?;
+        let got = head.logits(&Tensor::from_vec(x0.clone(), (1, 19), &device)?)?;
         // The continuous field: sum_a x_a [v | w]_a.
         let mut cont = [0f32; 3];
         for (a, x) in inputs.iter().enumerate() {
@@ -317,6 +391,11 @@ mod tests {
         let want = first + pairwise + deep;
         let got = got.to_vec1::<f32>()?[0];
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // The scoring path computes the same.
+        let mut head = head;
+        head.prepare_scoring()?;
+        let scored = head.score_rows(x0, 1, &device)?[0];
+        assert!((scored - want).abs() < 1e-5, "{scored} vs {want}");
         Ok(())
     }
 

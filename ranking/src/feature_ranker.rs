@@ -50,6 +50,18 @@ pub(crate) trait CrossHead: LogitHead + Sized + Send + Sync {
     ) -> Result<Self>;
     /// The initial value rule of each head variable.
     fn fill(name: &str, dims: &[usize], prior: f32) -> Fill;
+    /// Prepares the scoring path from the head's weights (after loading or training).
+    fn prepare_scoring(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The logits of `rows` x_0 rows (row-major), for scoring: the same function as
+    /// [`LogitHead::logits`], free to run fewer tensor operations (each costs a thread
+    /// synchronisation).
+    fn score_rows(&self, x0: Vec<f32>, rows: usize, device: &Device) -> Result<Vec<f32>> {
+        let width = x0.len() / rows.max(1);
+        let x0 = Tensor::from_vec(x0, (rows, width), device)?;
+        Ok(self.logits(&x0)?.to_vec1::<f32>()?)
+    }
 }
 
 /// What `ranker.json` holds.
@@ -119,7 +131,8 @@ impl<H: CrossHead> CrossRanker<H> {
     ) -> Result<Self> {
         let dims = Self::dims(&config);
         let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, device);
-        let head = H::build(vb, &schema, &config, dims.width(&schema))?;
+        let mut head = H::build(vb, &schema, &config, dims.width(&schema))?;
+        head.prepare_scoring()?;
         let rows = InputRows::new(&weights, &schema, dims)?;
         Ok(Self {
             config,
@@ -144,8 +157,8 @@ impl<H: CrossHead> CrossRanker<H> {
         }
         let mut logits = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(SCORE_BATCH) {
-            let x0 = self.rows.rows(chunk, &self.encoder, &self.device)?;
-            logits.extend(self.head.logits(&x0)?.to_vec1::<f32>()?);
+            let x0 = self.rows.rows_vec(chunk, &self.encoder);
+            logits.extend(self.head.score_rows(x0, chunk.len(), &self.device)?);
         }
         Ok(logits)
     }
@@ -439,11 +452,8 @@ pub(crate) mod testkit {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
         // Saved and loaded through the registry: identical logits, also out of vocabulary.
-        let dir = std::env::temp_dir().join(format!(
-            "recpipe-cross-{}-{}",
-            H::KIND,
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("recpipe-cross-{}-{}", H::KIND, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         ranker.save(&dir).expect("save");
         let loaded = crate::registry::load(&dir);

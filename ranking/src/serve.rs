@@ -114,10 +114,114 @@ impl InplaceOp2 for AddBias {
     }
 }
 
-/// One tower layer: `x W^T + b`, with `W^T` stored contiguous.
+/// One dense layer: `x W^T + b`, with `W^T` stored contiguous.
 struct Layer {
     weight_t: Tensor,
     bias: Tensor,
+}
+
+/// Dense layers prepared for scoring: one matmul per layer, then the bias (and the ReLU) added
+/// in one parallel pass ([`AddBias`]) instead of two tensor operations.
+pub(crate) struct ServingStack {
+    layers: Vec<Layer>,
+}
+
+impl ServingStack {
+    /// The layers of `(weight [out, in], bias [out])` pairs, input side first.
+    pub fn new<'a>(layers: impl IntoIterator<Item = (&'a Tensor, &'a Tensor)>) -> Result<Self> {
+        let layers = layers
+            .into_iter()
+            .map(|(w, b)| {
+                Ok(Layer {
+                    weight_t: w.t()?.contiguous()?,
+                    bias: b.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// The layers of candle `Linear`s (each with a bias).
+    pub fn from_linears<'a>(
+        linears: impl IntoIterator<Item = &'a candle_nn::Linear>,
+    ) -> Result<Self> {
+        let pairs = linears
+            .into_iter()
+            .map(|l| {
+                let bias = l
+                    .bias()
+                    .ok_or_else(|| RankingError::InvalidConfig("a layer without bias".into()))?;
+                Ok((l.weight(), bias))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(pairs)
+    }
+
+    /// `x` through every layer, ReLU after each but the last (after the last too with
+    /// `relu_last`).
+    pub fn forward(&self, x: Tensor, relu_last: bool) -> Result<Tensor> {
+        let mut h = x;
+        let last = self.layers.len().saturating_sub(1);
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = h.matmul(&layer.weight_t)?;
+            h.inplace_op2(
+                &layer.bias,
+                &AddBias {
+                    relu: l < last || relu_last,
+                },
+            )?;
+        }
+        Ok(h)
+    }
+}
+
+/// DCN-v2's full-rank cross update in place, `h <- x_0 ⊙ (h + b) + x_l`, on `h = x_l W^T`:
+/// one parallel pass instead of three tensor operations.
+pub(crate) struct CrossUpdate<'a> {
+    /// b, one value per column.
+    pub bias: &'a [f32],
+}
+
+impl candle_core::InplaceOp3 for CrossUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "cross-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        x0: &CpuStorage,
+        x0_l: &Layout,
+        xl: &CpuStorage,
+        xl_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(h), CpuStorage::F32(x0), CpuStorage::F32(xl)) = (dst, x0, xl) else {
+            candle_core::bail!("cross-update: f32 tensors only")
+        };
+        let (Some((h0, h1)), Some((a0, a1)), Some((b0, b1))) = (
+            dst_l.contiguous_offsets(),
+            x0_l.contiguous_offsets(),
+            xl_l.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("cross-update: contiguous tensors only")
+        };
+        let (h, x0, xl) = (&mut h[h0..h1], &x0[a0..a1], &xl[b0..b1]);
+        let width = self.bias.len();
+        if width == 0 || h.len() != x0.len() || h.len() != xl.len() || h.len() % width != 0 {
+            candle_core::bail!("cross-update: shapes do not match")
+        }
+        let block = width * ROWS_PER_TASK;
+        h.par_chunks_mut(block)
+            .zip(x0.par_chunks(block))
+            .zip(xl.par_chunks(block))
+            .for_each(|((h, x0), xl)| {
+                for (k, v) in h.iter_mut().enumerate() {
+                    *v = x0[k] * (*v + self.bias[k % width]) + xl[k];
+                }
+            });
+        Ok(())
+    }
 }
 
 /// x_0 rows assembled in plain Rust from the embedding tables: the scoring counterpart of
@@ -177,6 +281,16 @@ impl InputRows {
         encoder: &ContinuousEncoder,
         device: &Device,
     ) -> Result<Tensor> {
+        let rows = self.rows_vec(examples, encoder);
+        Ok(Tensor::from_vec(
+            rows,
+            (examples.len(), self.input),
+            device,
+        )?)
+    }
+
+    /// x_0 of `examples` (checked against the schema), row-major.
+    pub fn rows_vec(&self, examples: &[RankingExample], encoder: &ContinuousEncoder) -> Vec<f32> {
         // User contexts, once per run of consecutive examples sharing them.
         let mut context_of = Vec::with_capacity(examples.len());
         let mut firsts: Vec<usize> = Vec::new();
@@ -226,14 +340,14 @@ impl InputRows {
                     }
                 });
         }
-        Ok(Tensor::from_vec(rows, (examples.len(), input), device)?)
+        rows
     }
 }
 
 /// The YouTube ranker's network prepared for scoring.
 pub(crate) struct ServingNet {
     rows: InputRows,
-    layers: Vec<Layer>,
+    tower: ServingStack,
 }
 
 impl ServingNet {
@@ -253,14 +367,11 @@ impl ServingNet {
                     RankingError::InvalidConfig(format!("missing weight {name}.{suffix}"))
                 })
             };
-            layers.push(Layer {
-                weight_t: get("weight")?.t()?.contiguous()?,
-                bias: get("bias")?.clone(),
-            });
+            layers.push((get("weight")?, get("bias")?));
         }
         Ok(Self {
             rows: InputRows::new(weights, schema, config.dims())?,
-            layers,
+            tower: ServingStack::new(layers)?,
         })
     }
 
@@ -271,12 +382,11 @@ impl ServingNet {
         encoder: &ContinuousEncoder,
         device: &Device,
     ) -> Result<Vec<f32>> {
-        let mut h = self.rows.rows(examples, encoder, device)?;
-        let last = self.layers.len() - 1;
-        for (l, layer) in self.layers.iter().enumerate() {
-            h = h.matmul(&layer.weight_t)?;
-            h.inplace_op2(&layer.bias, &AddBias { relu: l < last })?;
-        }
-        Ok(h.squeeze(1)?.to_vec1::<f32>()?)
+        let x0 = self.rows.rows(examples, encoder, device)?;
+        Ok(self
+            .tower
+            .forward(x0, false)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?)
     }
 }

@@ -208,13 +208,28 @@ impl YoutubeRanker {
         config.validate()?;
         let device = Device::Cpu;
         let parts = ModelParts {
-            build: |vb: VarBuilder, width| Ok(Tower::new(vb.pp("tower"), width, &config.hidden, 1)?),
+            build: |vb: VarBuilder, width| {
+                Ok(Tower::new(vb.pp("tower"), width, &config.hidden, 1)?)
+            },
             fill: tower_fill,
             assemble: |encoder, weights| {
-                YoutubeRanker::from_weights(config.clone(), schema.clone(), encoder, weights, &device)
+                YoutubeRanker::from_weights(
+                    config.clone(),
+                    schema.clone(),
+                    encoder,
+                    weights,
+                    &device,
+                )
             },
         };
-        fit(&schema, &config.fit_settings(), train, valid, parts, progress)
+        fit(
+            &schema,
+            &config.fit_settings(),
+            train,
+            valid,
+            parts,
+            progress,
+        )
     }
 
     /// Weighted log loss of this ranker on `examples` (weights as in training, or unit weights).
@@ -306,9 +321,10 @@ where
             return Ok(None);
         }
         let model = (self.assemble)(self.encoder.clone(), self.snapshot()?)?;
-        Ok(Some(
-            model.weighted_log_loss(self.valid, self.settings.unit_weights)?,
-        ))
+        Ok(Some(model.weighted_log_loss(
+            self.valid,
+            self.settings.unit_weights,
+        )?))
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {
