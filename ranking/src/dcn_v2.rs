@@ -2,24 +2,25 @@
 //! Network and Practical Lessons for Web-scale Learning to Rank Systems", WWW 2021) as a
 //! ranker, `[ranking] model = "dcn_v2"`.
 //!
-//! x_0 is the YouTube ranker's input (see [`crate::model::FeatureInput`]): the concatenated
+//! x_0 is the YouTube ranker's input (see `ranking/src/model.rs`): the concatenated
 //! embeddings of the candidate, its tokens, the recent watches, their tokens and the user
 //! fields, then the encoded continuous features. The cross network applies `cross_layers`
 //! layers
 //!
 //! - full rank (`low_rank = 0`, eq. 1): `x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l`;
 //! - the mixture of low-rank experts (`low_rank = r > 0`, `experts = K`, eq. 3):
-//!   `x_{l+1} = sum_i G_i(x_l) E_i(x_l) + x_l`, `E_i(x_l) = x_0 ⊙ (U_i g(C_i g(V_i^T x_l)) + b_l)`
-//!   with `U_i, V_i` of rank r, `C_i` r x r, g = tanh and the gate `G(x_l) = softmax(Γ x_l)`
-//!   over the experts (K = 1: the one expert, no gate).
+//!   `x_{l+1} = sum_i G_i(x_l) E_i(x_l) + x_l`,
+//!   `E_i(x_l) = x_0 ⊙ (U_i g(C_i g(V_i^T x_l)) + b_l)` with `U_i, V_i` of rank r, `C_i`
+//!   r x r, g = tanh and the gate `G(x_l) = softmax(Γ x_l)` over the experts (K = 1: the one
+//!   expert, no gate).
 //!
 //! The deep part is a ReLU tower (`hidden`) either `stacked` on the cross network (its input
 //! is x_L, section 3 figure 2b) or `parallel` beside it (its input is x_0, and the logit is
 //! read from `[x_L, h]`, figure 2a). The last layer, `tower.output`, gives the logit; its bias
 //! starts at the prior log-odds.
 //!
-//! Trained by [`crate::feature_ranker`] with the watch-time-weighted logistic loss (e^logit =
-//! expected watch time) or unit weights.
+//! Trained by `ranking/src/feature_ranker.rs` with the watch-time-weighted logistic loss
+//! (e^logit = expected watch time) or unit weights.
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};

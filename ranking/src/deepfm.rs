@@ -9,7 +9,7 @@
 //! - `y_DNN` is a ReLU tower (`hidden`) over the concatenated `v_f` (eq. 3-4): the same
 //!   embeddings feed both parts.
 //!
-//! The fields are those of the YouTube ranker's input (see [`crate::model::FeatureInput`]): the
+//! The fields are those of the YouTube ranker's input (see `ranking/src/model.rs`): the
 //! candidate item, the candidate's tokens (mean), the recent watches (mean), their tokens
 //! (mean), each user categorical field, and each continuous feature. An embedding table row is
 //! `[v (k) | w (1)]`, so a bag of ids gives a field's vector and its first-order weight at once.
@@ -18,8 +18,8 @@
 //! continuous field (its value times an embedding) for each of the four inputs, so that a
 //! missing value has a vector of its own. The deep tower's output bias is the global bias.
 //!
-//! Trained by [`crate::feature_ranker`] with the watch-time-weighted logistic loss (e^logit =
-//! expected watch time) or unit weights.
+//! Trained by `ranking/src/feature_ranker.rs` with the watch-time-weighted logistic loss
+//! (e^logit = expected watch time) or unit weights.
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Init, VarBuilder};

@@ -201,7 +201,8 @@ impl<H: CrossHead> CrossRanker<H> {
         };
         if meta.format != FORMAT || meta.version != FORMAT_VERSION || meta.model != H::KIND {
             return Err(incompatible(format!(
-                "format {} version {} model {}, expected {FORMAT} version {FORMAT_VERSION} model {}",
+                "format {} version {} model {}, expected {FORMAT} version {FORMAT_VERSION} \
+                 model {}",
                 meta.format,
                 meta.version,
                 meta.model,

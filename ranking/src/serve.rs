@@ -1,7 +1,9 @@
-//! The scoring path: the input rows x_0 are assembled in plain Rust (embedding rows and
-//! means copied straight from the tables, in parallel, [`InputRows`], shared by every ranker on
-//! that input), then the YouTube ranker's tower runs as one matmul per layer. Same function as [`crate::model::RankingNet::forward`] with far fewer tensor
-//! operations per batch (each costs a thread synchronisation).
+//! The scoring path: the input rows x_0 are assembled in plain Rust (embedding rows and means
+//! copied straight from the tables, in parallel: [`InputRows`], shared by every ranker on that
+//! input), then dense layers run as one matmul and one fused bias (+ ReLU) pass each
+//! ([`ServingStack`]: the YouTube ranker's tower, the cross rankers' deep parts). Same function
+//! as [`crate::model::RankingNet::forward`] with far fewer tensor operations per batch (each
+//! costs a thread synchronisation).
 
 use std::collections::HashMap;
 
