@@ -9,7 +9,7 @@ use crate::server::ServeConfig;
 use index::HnswConfig;
 use ranking::deep_mf::DeepMfConfig;
 use ranking::ncf::NcfConfig;
-use ranking::{RankerConfig, RankerSettings, RatingSettings};
+use ranking::{DcnV2Config, DeepFmConfig, RankerConfig, RankerSettings, RatingSettings};
 use retrieval::RetrievalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -183,6 +183,12 @@ pub struct RankingConfig {
     pub neumf: NcfConfig,
     /// `[ranking.deep_mf]`: deep MF as a ranker.
     pub deep_mf: DeepMfConfig,
+    /// `[ranking.deepfm]`: DeepFM (factorisation machine beside a deep tower, same inputs as
+    /// the YouTube ranker).
+    pub deepfm: DeepFmConfig,
+    /// `[ranking.dcn_v2]`: DCN-v2 (cross network stacked on or beside a deep tower, same
+    /// inputs as the YouTube ranker).
+    pub dcn_v2: DcnV2Config,
 }
 
 impl RankingConfig {
@@ -193,6 +199,8 @@ impl RankingConfig {
             youtube: self.youtube.clone(),
             neumf: self.neumf.clone(),
             deep_mf: self.deep_mf.clone(),
+            deepfm: self.deepfm.clone(),
+            dcn_v2: self.dcn_v2.clone(),
         }
     }
 }
@@ -232,6 +240,8 @@ impl Default for RankingConfig {
             youtube: RankerConfig::default(),
             neumf: NcfConfig::default(),
             deep_mf: DeepMfConfig::default(),
+            deepfm: DeepFmConfig::default(),
+            dcn_v2: DcnV2Config::default(),
         }
     }
 }
@@ -265,14 +275,27 @@ mod tests {
         let cfg = Config::load(Some(&p)).expect("valid config");
         assert_eq!(cfg.generate.users, 10);
         // An unknown model name is refused when the file is read, naming the known ones.
-        std::fs::write(&p, "[ranking]\nmodel = \"deepfm\"\n").expect("write");
+        std::fs::write(&p, "[ranking]\nmodel = \"autoint\"\n").expect("write");
         let err = Config::load(Some(&p))
             .expect_err("unknown ranker")
             .to_string();
         assert!(
-            err.contains("deepfm") && err.contains("known: youtube"),
+            err.contains("autoint") && err.contains("known: youtube"),
             "{err}"
         );
+        // A bad value of a chosen ranker's section names the section and the key.
+        std::fs::write(
+            &p,
+            "[ranking]\nmodel = \"deepfm\"\n[ranking.deepfm]\nembedding_dim = 0\n",
+        )
+        .expect("write");
+        let err = Config::load(Some(&p)).expect_err("bad dim").to_string();
+        assert!(err.contains("[ranking.deepfm] embedding_dim"), "{err}");
+        std::fs::write(&p, "[ranking.dcn_v2]\nstructure = \"sideways\"\n").expect("write");
+        let err = Config::load(Some(&p))
+            .expect_err("bad structure")
+            .to_string();
+        assert!(err.contains("sideways"), "{err}");
         std::fs::write(&p, "[retrieval]\nmodel = \"sasrec2\"\n").expect("write");
         let err = Config::load(Some(&p))
             .expect_err("unknown retriever")

@@ -1,17 +1,19 @@
-//! Scoring throughput of the default ranker: 1M candidates (2,500 users x 400 candidates),
-//! candidates per second, the tower's achieved FLOP/s beside a plain candle matmul's rate
-//! measured here, latency of one 400-candidate request, and peak memory (VmHWM).
+//! Scoring throughput of each ranker on the shared input (the YouTube ranker, DeepFM, DCN-v2,
+//! default settings): 1M candidates (2,500 users x 400 candidates), candidates per second,
+//! latency of one 400-candidate request, and peak memory (VmHWM); for the YouTube ranker also
+//! the tower's achieved FLOP/s beside a plain candle matmul's rate measured here.
 //!
-//! `cargo bench -p ranking --bench rerank` (threads: RAYON_NUM_THREADS, default all cores).
+//! `cargo bench -p ranking --bench rerank [-- MODEL...]` (default: youtube, deepfm, dcn_v2;
+//! threads: RAYON_NUM_THREADS, default all cores).
 //!
-//! The model (default config, one epoch on a few synthetic examples) is trained and saved by
+//! Each model (default config, one epoch on a few synthetic examples) is trained and saved by
 //! this process; the scoring runs in a child process that loads it, so that the peak memory
 //! reported is that of loading and scoring alone.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use ranking::{FeatureSchema, RankerConfig, RankingExample, YoutubeRanker};
+use ranking::{DynRanker, FeatureSchema, RankerSettings, RankingExample, YoutubeRanker};
 
 const USERS_PER_SLICE: usize = 100;
 const CANDIDATES_PER_USER: usize = 400;
@@ -121,40 +123,74 @@ const MODEL_DIR_VAR: &str = "RERANK_BENCH_MODEL_DIR";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::env::var_os(MODEL_DIR_VAR) {
-        return score(&YoutubeRanker::load(std::path::Path::new(&dir))?);
+        let dir = std::path::Path::new(&dir);
+        let ranker = ranking::load(dir)?;
+        if ranker.kind() == ranking::KIND {
+            drop(ranker);
+            let youtube = YoutubeRanker::load(dir)?;
+            return score(&youtube, Some(&youtube));
+        }
+        return score(ranker.as_ref(), None);
     }
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let models = if named.is_empty() {
+        vec![ranking::KIND.to_string(), "deepfm".into(), "dcn_v2".into()]
+    } else {
+        named
+    };
     let mut rng = Lcg(3);
     let train = examples(&mut rng, 20, 100);
-    let config = RankerConfig {
-        epochs: 1,
-        ..Default::default()
-    };
-    let (ranker, _) = YoutubeRanker::train(schema(), config, &train, &[], &mut |_| {})?;
-    let dir = std::env::temp_dir().join(format!("rerank-bench-{}", std::process::id()));
-    ranker.save(&dir)?;
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .env(MODEL_DIR_VAR, &dir)
-        .status();
-    let _ = std::fs::remove_dir_all(&dir);
-    if !status?.success() {
-        return Err("the scoring process failed".into());
+    for model in models {
+        let mut settings = RankerSettings {
+            model: model.clone(),
+            ..RankerSettings::default()
+        };
+        settings.youtube.epochs = 1;
+        settings.deepfm.epochs = 1;
+        settings.dcn_v2.epochs = 1;
+        settings.validate()?;
+        let (ranker, _) = settings.train(schema(), &train, &[], &mut |_| {})?;
+        let dir = std::env::temp_dir().join(format!("rerank-bench-{}-{model}", std::process::id()));
+        ranker.save(&dir)?;
+        println!("{model}: {}", ranker.config_json());
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .env(MODEL_DIR_VAR, &dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&dir);
+        if !status?.success() {
+            return Err(format!("the scoring process of {model} failed").into());
+        }
     }
     Ok(())
 }
 
-fn score(ranker: &YoutubeRanker) -> Result<(), Box<dyn std::error::Error>> {
+/// Scores with `ranker`; `youtube` (the same ranker) adds the tower's FLOP/s.
+fn score(
+    ranker: &DynRanker,
+    youtube: Option<&YoutubeRanker>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut rng = Lcg(7);
-    let flops_per_candidate = 2.0 * ranker.tower_multiply_adds() as f64;
     let slice = examples(&mut rng, USERS_PER_SLICE, CANDIDATES_PER_USER);
-    println!(
-        "tower {:?}, {:.0} kFLOP per candidate (matmuls), threads: {threads}",
-        ranker.config().hidden,
-        flops_per_candidate / 1e3
-    );
-
-    let first = ranker.config().hidden.first().copied().unwrap_or(1);
-    let width = (ranker.tower_multiply_adds() - tower_tail(&ranker.config().hidden)) / first;
+    // The YouTube tower's FLOPs per candidate and the first layer's matmul shape.
+    let tower = youtube.map(|y| {
+        let hidden = &y.config().hidden;
+        let first = hidden.first().copied().unwrap_or(1);
+        let width = (y.tower_multiply_adds() - tower_tail(hidden)) / first;
+        (2.0 * y.tower_multiply_adds() as f64, width, first)
+    });
+    match (youtube, tower) {
+        (Some(y), Some((flops, ..))) => println!(
+            "{}: tower {:?}, {:.0} kFLOP per candidate (matmuls), threads: {threads}",
+            ranker.kind(),
+            y.config().hidden,
+            flops / 1e3
+        ),
+        _ => println!("{}: threads: {threads}", ranker.kind()),
+    }
     let batch = ranking::SCORE_BATCH;
     ranker.score(&slice)?;
     // Rounds alternate the ranker and a plain matmul of the first layer's shape, so that both
@@ -173,12 +209,17 @@ fn score(ranker: &YoutubeRanker) -> Result<(), Box<dyn std::error::Error>> {
         let seconds = start.elapsed().as_secs_f64();
         peak_after_bulk = peak_after_bulk.or_else(peak_memory_kb);
         let candidates = (SLICES * slice.len()) as f64;
-        println!(
-            "round {round}: {candidates:.0} candidates in {seconds:.2} s = {:.0} candidates/s, tower {:.1} GFLOP/s; plain matmul {batch}x{width}x{first}: {:.1} GFLOP/s (checksum {checksum:.3e})",
-            candidates / seconds,
-            candidates * flops_per_candidate / seconds / 1e9,
-            matmul_rate(batch, width, first, 100)?
-        );
+        let rate = candidates / seconds;
+        match tower {
+            Some((flops, width, first)) => println!(
+                "round {round}: {candidates:.0} candidates in {seconds:.2} s = {rate:.0} candidates/s, tower {:.1} GFLOP/s; plain matmul {batch}x{width}x{first}: {:.1} GFLOP/s (checksum {checksum:.3e})",
+                candidates * flops / seconds / 1e9,
+                matmul_rate(batch, width, first, 100)?
+            ),
+            None => println!(
+                "round {round}: {candidates:.0} candidates in {seconds:.2} s = {rate:.0} candidates/s (checksum {checksum:.3e})"
+            ),
+        }
     }
 
     let mut latencies: Vec<f64> = Vec::new();

@@ -56,6 +56,30 @@ impl Default for RankerConfig {
 }
 
 impl RankerConfig {
+    /// The embedding widths of the input x_0.
+    pub(crate) fn dims(&self) -> crate::model::InputDims {
+        crate::model::InputDims {
+            item: self.item_dim,
+            token: self.token_dim,
+            user: self.user_dim,
+        }
+    }
+
+    /// The training settings of the shared loop.
+    pub(crate) fn fit_settings(&self) -> crate::train::FitSettings {
+        crate::train::FitSettings {
+            dims: self.dims(),
+            n_quantiles: self.n_quantiles,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            patience: self.patience,
+            seed: self.seed,
+            unit_weights: self.unit_weights,
+        }
+    }
+
     /// Rejects settings that cannot train: an empty or zero-width tower, zero batch size, a
     /// learning rate that is not a positive finite number.
     pub fn validate(&self) -> Result<()> {

@@ -10,6 +10,9 @@
 //! - [`YoutubeRanker::score`]: e^logit = expected watch time, in batches whose tower runs as one
 //!   matmul per layer; [`YoutubeRanker::save`] /
 //!   [`YoutubeRanker::load`]: `ranker.safetensors` + `ranker.json`.
+//! - DeepFM ([`deepfm`], Guo et al. 2017) and DCN-v2 ([`dcn_v2`], Wang et al. 2021): explicit
+//!   feature crosses over the same input as the YouTube ranker, trained and scored by the same
+//!   loop (`[ranking] model = "deepfm" | "dcn_v2"`).
 //! - [`RankerSettings`] picks and trains a ranker by name (`[ranking] model`); [`load`] reads
 //!   any saved one as a [`DynRanker`] (the [`nn::Ranker`] interface plus [`RankingModel`]).
 //!
@@ -21,9 +24,12 @@ pub mod autorec;
 mod batch;
 pub mod cf_ranker;
 mod config;
+pub mod dcn_v2;
 pub mod deep_mf;
+pub mod deepfm;
 mod error;
 mod example;
+mod feature_ranker;
 mod model;
 pub mod ncf;
 mod quantiles;
@@ -40,6 +46,8 @@ mod tests;
 
 pub use autorec::{AutoRec, AutoRecConfig};
 pub use config::RankerConfig;
+pub use dcn_v2::{DcnV2Config, Structure as DcnStructure};
+pub use deepfm::DeepFmConfig;
 pub use error::{RankingError, Result};
 pub use example::{FeatureSchema, RankingExample};
 pub use quantiles::{ContinuousEncoder, Quantiles, INPUTS_PER_CONTINUOUS};

@@ -1,6 +1,8 @@
 //! The rankers this build knows, by name: `[ranking] model = "youtube"` with the model's own
 //! section (`[ranking.youtube]`). Adding a model is its file plus its line in [`MODELS`], its
-//! settings field and its arms below.
+//! settings field and its arms below (a head over the shared input x_0 is a
+//! [`crate::feature_ranker::CrossHead`], trained, scored and saved by
+//! [`CrossRanker`]).
 
 use std::path::Path;
 
@@ -10,16 +12,25 @@ use serde::{Deserialize, Serialize};
 use crate::autorec::{self, AutoRec, AutoRecConfig, Side};
 use crate::cf_ranker::{CfRanker, CfSettings};
 use crate::config::RankerConfig;
+use crate::dcn_v2::{self, DcnV2Config, DcnV2Head};
 use crate::deep_mf::{self, DeepMf, DeepMfConfig};
+use crate::deepfm::{self, DeepFmConfig, DeepFmHead};
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
+use crate::feature_ranker::CrossRanker;
 use crate::ncf::{self, Ncf, NcfConfig, NcfKind};
 use crate::rbm::{self, Rbm, RbmConfig};
 use crate::train::{EpochReport, TrainReport};
 use crate::youtube::{self, YoutubeRanker};
 
 /// Registry names of the rankers this build can train and load.
-pub const MODELS: &[&str] = &[youtube::KIND, ncf::KIND_NEUMF, deep_mf::KIND];
+pub const MODELS: &[&str] = &[
+    youtube::KIND,
+    ncf::KIND_NEUMF,
+    deep_mf::KIND,
+    deepfm::KIND,
+    dcn_v2::KIND,
+];
 
 /// What the pipeline needs of any ranker beyond [`nn::Ranker`].
 pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
@@ -32,7 +43,8 @@ pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingErro
 /// A trained ranker of any kind.
 pub type DynRanker = dyn RankingModel;
 
-/// Which ranker to train, and each ranker's settings.
+/// Which ranker to train, and each ranker's settings (the default: the YouTube ranker, every
+/// model with its default settings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankerSettings {
     /// Registry name (one of [`MODELS`]).
@@ -43,6 +55,23 @@ pub struct RankerSettings {
     pub neumf: NcfConfig,
     /// `[ranking.deep_mf]`.
     pub deep_mf: DeepMfConfig,
+    /// `[ranking.deepfm]`.
+    pub deepfm: DeepFmConfig,
+    /// `[ranking.dcn_v2]`.
+    pub dcn_v2: DcnV2Config,
+}
+
+impl Default for RankerSettings {
+    fn default() -> Self {
+        Self {
+            model: youtube::KIND.to_string(),
+            youtube: RankerConfig::default(),
+            neumf: NcfConfig::default(),
+            deep_mf: DeepMfConfig::default(),
+            deepfm: DeepFmConfig::default(),
+            dcn_v2: DcnV2Config::default(),
+        }
+    }
 }
 
 fn unknown(name: &str) -> RankingError {
@@ -59,6 +88,8 @@ impl RankerSettings {
             youtube::KIND => self.youtube.validate(),
             ncf::KIND_NEUMF => self.neumf.validate("ranking.neumf"),
             deep_mf::KIND => self.deep_mf.validate("ranking.deep_mf"),
+            deepfm::KIND => self.deepfm.validate(),
+            dcn_v2::KIND => self.dcn_v2.validate(),
             other => Err(unknown(other)),
         }
     }
@@ -81,6 +112,8 @@ impl RankerSettings {
         match self.model.as_str() {
             ncf::KIND_NEUMF => self.neumf.epochs,
             deep_mf::KIND => self.deep_mf.epochs,
+            deepfm::KIND => self.deepfm.epochs,
+            dcn_v2::KIND => self.dcn_v2.epochs,
             _ => self.youtube.epochs,
         }
     }
@@ -108,6 +141,28 @@ impl RankerSettings {
                     CfRanker::train(cf, schema, self.unit_weights(), train, valid, progress)?;
                 Ok((Box::new(r), report))
             }
+            deepfm::KIND => {
+                let (r, report) = CrossRanker::<DeepFmHead>::train(
+                    &self.deepfm,
+                    schema,
+                    self.unit_weights(),
+                    train,
+                    valid,
+                    progress,
+                )?;
+                Ok((Box::new(r), report))
+            }
+            dcn_v2::KIND => {
+                let (r, report) = CrossRanker::<DcnV2Head>::train(
+                    &self.dcn_v2,
+                    schema,
+                    self.unit_weights(),
+                    train,
+                    valid,
+                    progress,
+                )?;
+                Ok((Box::new(r), report))
+            }
             other => Err(unknown(other)),
         }
     }
@@ -131,6 +186,8 @@ pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
     match kind_of(dir)?.as_str() {
         youtube::KIND => Ok(Box::new(YoutubeRanker::load(dir)?)),
         ncf::KIND_NEUMF | deep_mf::KIND => Ok(Box::new(CfRanker::load(dir)?)),
+        deepfm::KIND => Ok(Box::new(CrossRanker::<DeepFmHead>::load(dir)?)),
+        dcn_v2::KIND => Ok(Box::new(CrossRanker::<DcnV2Head>::load(dir)?)),
         other => Err(unknown(other)),
     }
 }

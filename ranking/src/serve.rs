@@ -1,7 +1,9 @@
-//! The scoring path: the tower's input rows are assembled in plain Rust (embedding rows and
-//! means copied straight from the tables, in parallel), then the tower runs as one matmul per
-//! layer. Same function as [`crate::model::RankingNet::forward`] with far fewer tensor
-//! operations per batch (each costs a thread synchronisation).
+//! The scoring path: the input rows x_0 are assembled in plain Rust (embedding rows and means
+//! copied straight from the tables, in parallel: [`InputRows`], shared by every ranker on that
+//! input), then dense layers run as one matmul and one fused bias (+ ReLU) pass each
+//! ([`ServingStack`]: the YouTube ranker's tower, the cross rankers' deep parts). Same function
+//! as [`crate::model::RankingNet::forward`] with far fewer tensor operations per batch (each
+//! costs a thread synchronisation).
 
 use std::collections::HashMap;
 
@@ -11,7 +13,7 @@ use rayon::prelude::*;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
-use crate::model::{ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
+use crate::model::{InputDims, ITEM_TABLE, TOKEN_TABLE, USER_TABLE};
 use crate::quantiles::ContinuousEncoder;
 
 /// Rows assembled per parallel task.
@@ -114,51 +116,139 @@ impl InplaceOp2 for AddBias {
     }
 }
 
-/// One tower layer: `x W^T + b`, with `W^T` stored contiguous.
+/// One dense layer: `x W^T + b`, with `W^T` stored contiguous.
 struct Layer {
     weight_t: Tensor,
     bias: Tensor,
 }
 
-/// The ranking network prepared for scoring.
-pub(crate) struct ServingNet {
+/// Dense layers prepared for scoring: one matmul per layer, then the bias (and the ReLU) added
+/// in one parallel pass ([`AddBias`]) instead of two tensor operations.
+pub(crate) struct ServingStack {
+    layers: Vec<Layer>,
+}
+
+impl ServingStack {
+    /// The layers of `(weight [out, in], bias [out])` pairs, input side first.
+    pub fn new<'a>(layers: impl IntoIterator<Item = (&'a Tensor, &'a Tensor)>) -> Result<Self> {
+        let layers = layers
+            .into_iter()
+            .map(|(w, b)| {
+                Ok(Layer {
+                    weight_t: w.t()?.contiguous()?,
+                    bias: b.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// The layers of candle `Linear`s (each with a bias).
+    pub fn from_linears<'a>(
+        linears: impl IntoIterator<Item = &'a candle_nn::Linear>,
+    ) -> Result<Self> {
+        let pairs = linears
+            .into_iter()
+            .map(|l| {
+                let bias = l
+                    .bias()
+                    .ok_or_else(|| RankingError::InvalidConfig("a layer without bias".into()))?;
+                Ok((l.weight(), bias))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(pairs)
+    }
+
+    /// `x` through every layer, ReLU after each but the last (after the last too with
+    /// `relu_last`).
+    pub fn forward(&self, x: Tensor, relu_last: bool) -> Result<Tensor> {
+        let mut h = x;
+        let last = self.layers.len().saturating_sub(1);
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = h.matmul(&layer.weight_t)?;
+            h.inplace_op2(
+                &layer.bias,
+                &AddBias {
+                    relu: l < last || relu_last,
+                },
+            )?;
+        }
+        Ok(h)
+    }
+}
+
+/// DCN-v2's full-rank cross update in place, `h <- x_0 ⊙ (h + b) + x_l`, on `h = x_l W^T`:
+/// one parallel pass instead of three tensor operations.
+pub(crate) struct CrossUpdate<'a> {
+    /// b, one value per column.
+    pub bias: &'a [f32],
+}
+
+impl candle_core::InplaceOp3 for CrossUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "cross-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        x0: &CpuStorage,
+        x0_l: &Layout,
+        xl: &CpuStorage,
+        xl_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(h), CpuStorage::F32(x0), CpuStorage::F32(xl)) = (dst, x0, xl) else {
+            candle_core::bail!("cross-update: f32 tensors only")
+        };
+        let (Some((h0, h1)), Some((a0, a1)), Some((b0, b1))) = (
+            dst_l.contiguous_offsets(),
+            x0_l.contiguous_offsets(),
+            xl_l.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("cross-update: contiguous tensors only")
+        };
+        let (h, x0, xl) = (&mut h[h0..h1], &x0[a0..a1], &xl[b0..b1]);
+        let width = self.bias.len();
+        if width == 0 || h.len() != x0.len() || h.len() != xl.len() || h.len() % width != 0 {
+            candle_core::bail!("cross-update: shapes do not match")
+        }
+        let block = width * ROWS_PER_TASK;
+        h.par_chunks_mut(block)
+            .zip(x0.par_chunks(block))
+            .zip(xl.par_chunks(block))
+            .for_each(|((h, x0), xl)| {
+                for (k, v) in h.iter_mut().enumerate() {
+                    *v = x0[k] * (*v + self.bias[k % width]) + xl[k];
+                }
+            });
+        Ok(())
+    }
+}
+
+/// x_0 rows assembled in plain Rust from the embedding tables: the scoring counterpart of
+/// [`crate::model::FeatureInput`], shared by every ranker on that input.
+pub(crate) struct InputRows {
     items: Table,
     tokens: Table,
     users: Table,
     user_offsets: Vec<u32>,
-    layers: Vec<Layer>,
     input: usize,
 }
 
-impl ServingNet {
-    /// Prepares the weights of a [`crate::model::RankingNet`] for scoring.
+impl InputRows {
+    /// Reads the tables of `dims` for `schema` from `weights`.
     pub fn new(
         weights: &HashMap<String, Tensor>,
         schema: &FeatureSchema,
-        config: &RankerConfig,
+        dims: InputDims,
     ) -> Result<Self> {
-        let mut layers = Vec::with_capacity(config.hidden.len() + 1);
-        let names = (0..config.hidden.len())
-            .map(|i| format!("tower.hidden.{i}"))
-            .chain(["tower.output".to_string()]);
-        for name in names {
-            let get = |suffix: &str| {
-                weights.get(&format!("{name}.{suffix}")).ok_or_else(|| {
-                    RankingError::InvalidConfig(format!("missing weight {name}.{suffix}"))
-                })
-            };
-            layers.push(Layer {
-                weight_t: get("weight")?.t()?.contiguous()?,
-                bias: get("bias")?.clone(),
-            });
-        }
         Ok(Self {
-            items: Table::from(weights, ITEM_TABLE, schema.n_items, config.item_dim)?,
-            tokens: Table::from(weights, TOKEN_TABLE, schema.n_tokens, config.token_dim)?,
-            users: Table::from(weights, USER_TABLE, schema.user_rows(), config.user_dim)?,
+            items: Table::from(weights, ITEM_TABLE, schema.n_items, dims.item)?,
+            tokens: Table::from(weights, TOKEN_TABLE, schema.n_tokens, dims.token)?,
+            users: Table::from(weights, USER_TABLE, schema.user_rows(), dims.user)?,
             user_offsets: schema.user_offsets(),
-            layers,
-            input: crate::model::input_width(schema, config),
+            input: dims.width(schema),
         })
     }
 
@@ -186,13 +276,23 @@ impl ServingNet {
         }
     }
 
-    /// Logits of `examples` (checked against the schema), as one batch.
-    pub fn logits(
+    /// x_0 of `examples` (checked against the schema) as a `[examples, width]` tensor.
+    pub fn rows(
         &self,
         examples: &[RankingExample],
         encoder: &ContinuousEncoder,
         device: &Device,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<Tensor> {
+        let rows = self.rows_vec(examples, encoder);
+        Ok(Tensor::from_vec(
+            rows,
+            (examples.len(), self.input),
+            device,
+        )?)
+    }
+
+    /// x_0 of `examples` (checked against the schema), row-major.
+    pub fn rows_vec(&self, examples: &[RankingExample], encoder: &ContinuousEncoder) -> Vec<f32> {
         // User contexts, once per run of consecutive examples sharing them.
         let mut context_of = Vec::with_capacity(examples.len());
         let mut firsts: Vec<usize> = Vec::new();
@@ -219,33 +319,76 @@ impl ServingNet {
         // Rows: [item, item tokens, context, encoded continuous].
         let input = self.input;
         let mut rows = vec![0f32; examples.len() * input];
-        rows.par_chunks_mut(input * ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, block)| {
-                let mut encoded = Vec::with_capacity(encoder.width());
-                for (k, row) in block.chunks_mut(input).enumerate() {
-                    let i = task * ROWS_PER_TASK + k;
-                    let example = &examples[i];
-                    let (item, rest) = row.split_at_mut(self.items.dim);
-                    let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
-                    let (context, continuous) = rest.split_at_mut(context_width);
-                    if let Some(id) = example.item {
-                        self.items.add_row(id, 1.0, item);
+        if input > 0 {
+            rows.par_chunks_mut(input * ROWS_PER_TASK)
+                .enumerate()
+                .for_each(|(task, block)| {
+                    let mut encoded = Vec::with_capacity(encoder.width());
+                    for (k, row) in block.chunks_mut(input).enumerate() {
+                        let i = task * ROWS_PER_TASK + k;
+                        let example = &examples[i];
+                        let (item, rest) = row.split_at_mut(self.items.dim);
+                        let (tokens, rest) = rest.split_at_mut(self.tokens.dim);
+                        let (context, continuous) = rest.split_at_mut(context_width);
+                        if let Some(id) = example.item {
+                            self.items.add_row(id, 1.0, item);
+                        }
+                        self.tokens.mean_into(&example.item_tokens, tokens);
+                        let c = context_of[i] * context_width;
+                        context.copy_from_slice(&contexts[c..c + context_width]);
+                        encoded.clear();
+                        encoder.encode_into(&example.continuous, &mut encoded);
+                        continuous.copy_from_slice(&encoded);
                     }
-                    self.tokens.mean_into(&example.item_tokens, tokens);
-                    let c = context_of[i] * context_width;
-                    context.copy_from_slice(&contexts[c..c + context_width]);
-                    encoded.clear();
-                    encoder.encode_into(&example.continuous, &mut encoded);
-                    continuous.copy_from_slice(&encoded);
-                }
-            });
-        let mut h = Tensor::from_vec(rows, (examples.len(), input), device)?;
-        let last = self.layers.len() - 1;
-        for (l, layer) in self.layers.iter().enumerate() {
-            h = h.matmul(&layer.weight_t)?;
-            h.inplace_op2(&layer.bias, &AddBias { relu: l < last })?;
+                });
         }
-        Ok(h.squeeze(1)?.to_vec1::<f32>()?)
+        rows
+    }
+}
+
+/// The YouTube ranker's network prepared for scoring.
+pub(crate) struct ServingNet {
+    rows: InputRows,
+    tower: ServingStack,
+}
+
+impl ServingNet {
+    /// Prepares the weights of a [`crate::model::RankingNet`] for scoring.
+    pub fn new(
+        weights: &HashMap<String, Tensor>,
+        schema: &FeatureSchema,
+        config: &RankerConfig,
+    ) -> Result<Self> {
+        let mut layers = Vec::with_capacity(config.hidden.len() + 1);
+        let names = (0..config.hidden.len())
+            .map(|i| format!("tower.hidden.{i}"))
+            .chain(["tower.output".to_string()]);
+        for name in names {
+            let get = |suffix: &str| {
+                weights.get(&format!("{name}.{suffix}")).ok_or_else(|| {
+                    RankingError::InvalidConfig(format!("missing weight {name}.{suffix}"))
+                })
+            };
+            layers.push((get("weight")?, get("bias")?));
+        }
+        Ok(Self {
+            rows: InputRows::new(weights, schema, config.dims())?,
+            tower: ServingStack::new(layers)?,
+        })
+    }
+
+    /// Logits of `examples` (checked against the schema), as one batch.
+    pub fn logits(
+        &self,
+        examples: &[RankingExample],
+        encoder: &ContinuousEncoder,
+        device: &Device,
+    ) -> Result<Vec<f32>> {
+        let x0 = self.rows.rows(examples, encoder, device)?;
+        Ok(self
+            .tower
+            .forward(x0, false)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?)
     }
 }

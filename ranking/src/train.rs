@@ -1,7 +1,8 @@
 //! Weighted logistic regression training (Covington et al. 2016, section 4.2): a watched
 //! impression weighs its watch time in seconds, an unwatched one weighs 1, so that the learned
 //! odds e^logit approximate the expected watch time. AdamW, seeded, early stopping on a
-//! validation slice by the same weighted loss.
+//! validation slice by the same weighted loss. One loop ([`fit`]) for every ranker on the
+//! shared input x_0 (the YouTube ranker, DeepFM, DCN-v2): only the head differs.
 
 use std::collections::HashMap;
 
@@ -13,14 +14,18 @@ use nn::rng::Rng;
 use nn::sparse::SparseEmbedding;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss};
 
+use nn::layers::Tower;
+
 use crate::batch::Batch;
 use crate::config::RankerConfig;
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
 use crate::model::{
-    seeded_init, RankingNet, Tables, EMBEDDING_INIT_STD, ITEM_TABLE, TOKEN_TABLE, USER_TABLE,
+    seeded_init, tower_fill, FeatureInput, Fill, InputDims, LogitHead, Net, Tables,
+    EMBEDDING_INIT_STD, ITEM_TABLE, TOKEN_TABLE, USER_TABLE,
 };
 use crate::quantiles::ContinuousEncoder;
+use crate::registry::RankingModel;
 use crate::youtube::YoutubeRanker;
 
 pub use nn::trainer::{EpochReport, TrainReport};
@@ -32,6 +37,155 @@ pub fn example_weight(example: &RankingExample, unit_weights: bool) -> f32 {
     } else {
         1.0
     }
+}
+
+/// The training settings every ranker on the shared input reads.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FitSettings {
+    /// Embedding table widths.
+    pub dims: InputDims,
+    /// Quantile intervals fitted per continuous feature.
+    pub n_quantiles: usize,
+    /// Maximum passes over the training examples.
+    pub epochs: usize,
+    /// Examples per gradient step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Epochs without a better validation loss before stopping (0 = never).
+    pub patience: usize,
+    /// Seed of the initial weights and the shuffles.
+    pub seed: u64,
+    /// Every impression weighs 1.
+    pub unit_weights: bool,
+}
+
+/// What [`fit`] needs of a model beyond its settings: its head, its initialisation and how
+/// to assemble a scoring model from trained weights.
+pub(crate) struct ModelParts<B, F, A> {
+    /// Builds the head over x_0 of the given width from a variable builder.
+    pub build: B,
+    /// The initial value rule of each head variable (see [`crate::model::seeded_init`]).
+    pub fill: F,
+    /// The scoring model of a set of weights (tables and head) and the fitted quantiles.
+    pub assemble: A,
+}
+
+/// Trains a ranker on the shared input: checks the examples, fits the quantiles on `train`,
+/// runs the weighted logistic regression (tables with the lazy row-sparse AdamW, the head with
+/// the dense one) and returns the model of the epoch with the lowest weighted loss on `valid`
+/// (the last epoch when `valid` is empty). An example that does not fit the schema is
+/// reported by its position in `train` followed by `valid`.
+pub(crate) fn fit<H, R, B, F, A>(
+    schema: &FeatureSchema,
+    settings: &FitSettings,
+    train: &[RankingExample],
+    valid: &[RankingExample],
+    parts: ModelParts<B, F, A>,
+    progress: &mut dyn FnMut(&EpochReport),
+) -> Result<(R, TrainReport)>
+where
+    H: LogitHead,
+    R: RankingModel,
+    B: FnOnce(VarBuilder, usize) -> Result<H>,
+    F: Fn(&str, &[usize], f32) -> Fill,
+    A: Fn(ContinuousEncoder, HashMap<String, Tensor>) -> Result<R>,
+{
+    schema.validate()?;
+    if train.is_empty() {
+        return Err(RankingError::NoTrainingData);
+    }
+    for (index, example) in train.iter().chain(valid).enumerate() {
+        schema.check(index, example)?;
+        if example.label && !(example.watch_time.is_finite() && example.watch_time >= 0.0) {
+            return Err(RankingError::InvalidExample {
+                index,
+                reason: format!("watched with watch time {}", example.watch_time),
+            });
+        }
+    }
+    let device = Device::Cpu;
+    let encoder = ContinuousEncoder::fit(train, schema.continuous.len(), settings.n_quantiles);
+    let weights: Vec<f32> = train
+        .iter()
+        .map(|e| example_weight(e, settings.unit_weights))
+        .collect();
+    let (mut positive, mut negative) = (0f64, 0f64);
+    for (example, &w) in train.iter().zip(&weights) {
+        *(if example.label {
+            &mut positive
+        } else {
+            &mut negative
+        }) += f64::from(w);
+    }
+    let prior = if positive > 0.0 && negative > 0.0 {
+        (positive / negative).ln() as f32
+    } else {
+        0.0
+    };
+    let mean_weight = ((positive + negative) / train.len() as f64).max(f64::MIN_POSITIVE);
+
+    let mut rng = Rng::new(settings.seed);
+    let varmap = VarMap::new();
+    let dims = settings.dims;
+    let width = dims.width(schema);
+    if width == 0 {
+        return Err(RankingError::InvalidConfig(
+            "the network has no input".into(),
+        ));
+    }
+    let net = Net {
+        input: FeatureInput::new(schema, dims),
+        head: (parts.build)(VarBuilder::from_varmap(&varmap, DType::F32, &device), width)?,
+    };
+    seeded_init(&varmap, &mut rng, prior, &parts.fill, &device)?;
+    let std = EMBEDDING_INIT_STD;
+    let tables = SparseTables {
+        items: SparseEmbedding::new(schema.n_items, dims.item, std, &mut rng),
+        tokens: SparseEmbedding::new(schema.n_tokens, dims.token, std, &mut rng),
+        users: SparseEmbedding::new(schema.user_rows(), dims.user, std, &mut rng),
+    };
+    let adam = AdamWParams {
+        lr: settings.learning_rate,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: settings.weight_decay,
+    };
+    let dense = varmap.all_vars();
+    let mut run = Run {
+        stepper: Stepper {
+            net,
+            tables,
+            optimizer: InPlaceAdamW::new(dense, Vec::new(), adam),
+            adam,
+            device: device.clone(),
+            continuous_width: encoder.width(),
+        },
+        varmap,
+        settings,
+        schema,
+        encoder: &encoder,
+        assemble: &parts.assemble,
+        train,
+        valid,
+        weights,
+        mean_weight,
+        batches: ShuffledBatches::new(train.len(), settings.batch_size),
+        rng,
+    };
+    let schedule = Schedule {
+        epochs: settings.epochs,
+        patience: settings.patience,
+        learning_rate: settings.learning_rate,
+        final_lr_fraction: 1.0,
+    };
+    let report = trainer::train(&mut run, &schedule, Better::Lower, |e| progress(e))?;
+    let best = run.snapshot()?;
+    let model = (parts.assemble)(encoder.clone(), best)?;
+    Ok((model, report))
 }
 
 impl YoutubeRanker {
@@ -52,92 +206,30 @@ impl YoutubeRanker {
         progress: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Self, TrainReport)> {
         config.validate()?;
-        schema.validate()?;
-        if train.is_empty() {
-            return Err(RankingError::NoTrainingData);
-        }
-        for (index, example) in train.iter().chain(valid).enumerate() {
-            schema.check(index, example)?;
-            if example.label && !(example.watch_time.is_finite() && example.watch_time >= 0.0) {
-                return Err(RankingError::InvalidExample {
-                    index,
-                    reason: format!("watched with watch time {}", example.watch_time),
-                });
-            }
-        }
         let device = Device::Cpu;
-        let encoder = ContinuousEncoder::fit(train, schema.continuous.len(), config.n_quantiles);
-        let weights: Vec<f32> = train
-            .iter()
-            .map(|e| example_weight(e, config.unit_weights))
-            .collect();
-        let (mut positive, mut negative) = (0f64, 0f64);
-        for (example, &w) in train.iter().zip(&weights) {
-            *(if example.label {
-                &mut positive
-            } else {
-                &mut negative
-            }) += f64::from(w);
-        }
-        let prior = if positive > 0.0 && negative > 0.0 {
-            (positive / negative).ln() as f32
-        } else {
-            0.0
-        };
-        let mean_weight = ((positive + negative) / train.len() as f64).max(f64::MIN_POSITIVE);
-
-        let mut rng = Rng::new(config.seed);
-        let varmap = VarMap::new();
-        let net = RankingNet::new(
-            VarBuilder::from_varmap(&varmap, DType::F32, &device),
-            &schema,
-            &config,
-        )?;
-        seeded_init(&varmap, &mut rng, prior, &device)?;
-        let std = EMBEDDING_INIT_STD;
-        let tables = SparseTables {
-            items: SparseEmbedding::new(schema.n_items, config.item_dim, std, &mut rng),
-            tokens: SparseEmbedding::new(schema.n_tokens, config.token_dim, std, &mut rng),
-            users: SparseEmbedding::new(schema.user_rows(), config.user_dim, std, &mut rng),
-        };
-        let adam = AdamWParams {
-            lr: config.learning_rate,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: config.weight_decay,
-        };
-        let dense = varmap.all_vars();
-        let mut run = Run {
-            stepper: Stepper {
-                net,
-                tables,
-                optimizer: InPlaceAdamW::new(dense, Vec::new(), adam),
-                adam,
-                device: device.clone(),
-                continuous_width: encoder.width(),
+        let parts = ModelParts {
+            build: |vb: VarBuilder, width| {
+                Ok(Tower::new(vb.pp("tower"), width, &config.hidden, 1)?)
             },
-            varmap,
-            config: &config,
-            schema: &schema,
-            encoder: &encoder,
+            fill: tower_fill,
+            assemble: |encoder, weights| {
+                YoutubeRanker::from_weights(
+                    config.clone(),
+                    schema.clone(),
+                    encoder,
+                    weights,
+                    &device,
+                )
+            },
+        };
+        fit(
+            &schema,
+            &config.fit_settings(),
             train,
             valid,
-            weights,
-            mean_weight,
-            batches: ShuffledBatches::new(train.len(), config.batch_size),
-            rng,
-        };
-        let schedule = Schedule {
-            epochs: config.epochs,
-            patience: config.patience,
-            learning_rate: config.learning_rate,
-            final_lr_fraction: 1.0,
-        };
-        let report = trainer::train(&mut run, &schedule, Better::Lower, |e| progress(e))?;
-        let best = run.snapshot()?;
-        let ranker = YoutubeRanker::from_weights(config, schema, encoder, best, &device)?;
-        Ok((ranker, report))
+            parts,
+            progress,
+        )
     }
 
     /// Weighted log loss of this ranker on `examples` (weights as in training, or unit weights).
@@ -159,8 +251,8 @@ struct SparseTables {
 }
 
 /// Everything a gradient step changes.
-struct Stepper {
-    net: RankingNet,
+struct Stepper<H> {
+    net: Net<H>,
     tables: SparseTables,
     optimizer: InPlaceAdamW,
     adam: AdamWParams,
@@ -169,12 +261,13 @@ struct Stepper {
 }
 
 /// One training run: the stepper plus the data and the example order.
-struct Run<'a> {
-    stepper: Stepper,
+struct Run<'a, H, A> {
+    stepper: Stepper<H>,
     varmap: VarMap,
-    config: &'a RankerConfig,
+    settings: &'a FitSettings,
     schema: &'a FeatureSchema,
     encoder: &'a ContinuousEncoder,
+    assemble: &'a A,
     train: &'a [RankingExample],
     valid: &'a [RankingExample],
     weights: Vec<f32>,
@@ -183,7 +276,12 @@ struct Run<'a> {
     rng: Rng,
 }
 
-impl Fit for Run<'_> {
+impl<H, R, A> Fit for Run<'_, H, A>
+where
+    H: LogitHead,
+    R: RankingModel,
+    A: Fn(ContinuousEncoder, HashMap<String, Tensor>) -> Result<R>,
+{
     type Error = RankingError;
     type Snapshot = HashMap<String, Tensor>;
 
@@ -222,16 +320,11 @@ impl Fit for Run<'_> {
         if self.valid.is_empty() {
             return Ok(None);
         }
-        let ranker = YoutubeRanker::from_weights(
-            self.config.clone(),
-            self.schema.clone(),
-            self.encoder.clone(),
-            self.snapshot()?,
-            &self.stepper.device,
-        )?;
-        Ok(Some(
-            ranker.weighted_log_loss(self.valid, self.config.unit_weights)?,
-        ))
+        let model = (self.assemble)(self.encoder.clone(), self.snapshot()?)?;
+        Ok(Some(model.weighted_log_loss(
+            self.valid,
+            self.settings.unit_weights,
+        )?))
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {
@@ -261,7 +354,7 @@ impl SparseTables {
     }
 }
 
-impl Stepper {
+impl<H: LogitHead> Stepper<H> {
     /// One AdamW step on `scale` x the weighted loss of `batch`; returns the unscaled sum of
     /// w * loss.
     fn step(&mut self, mut batch: Batch, weights: &[f32], scale: f64) -> Result<f64> {
@@ -319,7 +412,7 @@ fn current_weights(
 }
 
 /// sum w * loss / sum w of `logits` for `examples`.
-fn log_loss_of(examples: &[RankingExample], logits: &[f32], unit_weights: bool) -> f64 {
+pub(crate) fn log_loss_of(examples: &[RankingExample], logits: &[f32], unit_weights: bool) -> f64 {
     let (mut loss, mut weight) = (0f64, 0f64);
     for (example, &z) in examples.iter().zip(logits) {
         let w = f64::from(example_weight(example, unit_weights));
