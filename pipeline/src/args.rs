@@ -181,6 +181,30 @@ pub enum BenchCommand {
     Index(BenchIndexArgs),
     /// Query latency (one thread) on a published version.
     Query(BenchQueryArgs),
+    /// The nightly job end to end on a generated world of a given size: build-index (every
+    /// stage's time and memory), query latency, candidates throughput, a warm-started rebuild
+    /// after one more day of events.
+    Scale(BenchScaleArgs),
+}
+
+/// `recpipe bench scale`.
+#[derive(Debug, Args)]
+pub struct BenchScaleArgs {
+    /// Working folder (its data, data-full and artifacts are replaced).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Users of the world.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Items of the world.
+    #[arg(long, default_value_t = 50_000)]
+    pub items: usize,
+    /// Days before the appended one.
+    #[arg(long, default_value_t = 14)]
+    pub days: usize,
+    /// Write the report as JSON here (it is also printed).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `recpipe bench index`.

@@ -43,6 +43,22 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Scale(a)) => {
+            let world = WorldConfig {
+                users: a.users,
+                items: a.items,
+                days: a.days,
+                ..config.generate.clone()
+            };
+            let r = crate::bench_scale::bench_scale(&world, &a.dir, &config)?;
+            let s =
+                serde_json::to_string_pretty(&r).map_err(|e| crate::Error::Other(e.to_string()))?;
+            if let Some(p) = &a.json {
+                crate::output::write_json(p, &r)?;
+            }
+            println!("{s}");
+            Ok(())
+        }
         Command::Bench(BenchCommand::Query(a)) => {
             let live = crate::serving::LiveModel::load(&a.artifacts, a.data.as_deref())?;
             let r = crate::bench::bench_query(&live, a.users, a.k, a.rerank_k)?;

@@ -6,6 +6,7 @@ pub mod args;
 pub mod artifacts;
 pub mod batch;
 pub mod bench;
+pub mod bench_scale;
 pub mod calendar;
 pub mod cli;
 pub mod config;

@@ -321,3 +321,54 @@ fn a_training_time_budget_ends_training_after_the_running_epoch() {
     assert_eq!(m["metrics"]["stopped_by_time_budget"], true);
     let _ = std::fs::remove_dir_all(&w.root);
 }
+
+#[test]
+fn bench_scale_runs_the_nightly_sequence_on_a_world_of_a_given_size() {
+    let dir = temp_dir("bench-scale");
+    let cfg = small_config(&dir);
+    let report = dir.join("scale.json");
+    recpipe_ok(&[
+        "--config",
+        s(&cfg),
+        "bench",
+        "scale",
+        "--dir",
+        s(&dir.join("work")),
+        "--users",
+        "300",
+        "--items",
+        "1000",
+        "--days",
+        "5",
+        "--json",
+        s(&report),
+    ]);
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let (first, all) = (
+        r["events"][0].as_u64().expect("events"),
+        r["events"][1].as_u64().expect("events"),
+    );
+    assert!(0 < first && first < all, "{}", r["events"]);
+    assert!(!r["build"]["stages"].as_array().expect("stages").is_empty());
+    assert!(
+        r["query"]["retrieval"]["p50_ms"].as_f64().is_some(),
+        "{}",
+        r["query"]
+    );
+    assert!(
+        r["query"]["retrieval_and_rerank"]["p99_ms"]
+            .as_f64()
+            .is_some(),
+        "{}",
+        r["query"]
+    );
+    assert!(
+        r["candidates"]["users_per_second"]
+            .as_f64()
+            .expect("users/s")
+            > 0.0
+    );
+    assert_eq!(r["warm_build"]["warm_start_from"], r["build"]["version"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
