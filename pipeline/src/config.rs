@@ -94,6 +94,9 @@ pub struct BuildConfig {
     pub recall_target: f64,
     /// The largest beam width tried when choosing it.
     pub max_search_ef: usize,
+    /// When no beam width up to `max_search_ef` reaches `recall_target`, serve with exact
+    /// search instead of the graph (quality first; the summary and the manifest say so).
+    pub exact_fallback: bool,
     /// Refuse to publish when the served test HR@10 (through the index) is below this share of
     /// the exact test HR@10, unless `--force`.
     pub min_served_ratio: f64,
@@ -146,6 +149,7 @@ impl Default for BuildConfig {
             warm_start: true,
             recall_target: 0.99,
             max_search_ef: 2_048,
+            exact_fallback: true,
             min_served_ratio: 0.99,
             train_seconds: 0.0,
         }

@@ -77,10 +77,15 @@ pub fn build_summary(m: &Manifest, seconds: f64) -> String {
             s,
             "index search ef {ef}: validation recall@100 {r:.4} (target {}{})",
             choice["target"],
-            if choice["reached"].as_bool() == Some(false) {
-                ", not reached at the largest ef tried"
-            } else {
-                ""
+            match (
+                choice["reached"].as_bool(),
+                x["index"]["exact_fallback"].as_bool(),
+            ) {
+                (Some(false), Some(true)) => {
+                    ", not reached at any ef tried: exact search serves ([build] exact_fallback)"
+                }
+                (Some(false), _) => ", not reached at the largest ef tried",
+                _ => "",
             }
         );
     }

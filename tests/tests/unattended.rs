@@ -187,6 +187,36 @@ fn a_version_whose_index_loses_hr10_is_refused() {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
+    // With the width chosen for recall 0.99 but capped at 100, the same graph cannot reach
+    // it: exact search serves instead and the version is published.
+    let fallback = w.root.join("fallback.toml");
+    std::fs::write(
+        &fallback,
+        std::fs::read_to_string(&cfg).expect("config").replace(
+            "recall_target = 0.0\nmin_served_ratio = 1.0\n",
+            "max_search_ef = 100\n",
+        ),
+    )
+    .expect("config");
+    let out = build(&fallback, &w.data, &w.art);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("exact search serves ([build] exact_fallback)"),
+        "{text}"
+    );
+    let m = w.manifest(&current(&w.art).expect("published"));
+    let ix = &m["metrics"]["index"];
+    assert_eq!(
+        (ix["kind"].as_str(), ix["exact_fallback"].as_bool()),
+        (Some("exact"), Some(true))
+    );
+    assert_eq!(ix["search_ef_choice"]["reached"], false);
+    assert_eq!(ix["test_served"]["hr"], m["metrics"]["test_exact"]["hr"]);
     let _ = std::fs::remove_dir_all(&w.root);
 }
 

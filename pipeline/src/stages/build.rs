@@ -35,6 +35,9 @@ pub struct IndexFigures {
     /// How it was chosen on validation queries (`null`: not chosen, see `[build]
     /// recall_target`).
     pub search_ef_choice: Option<index::EfChoice>,
+    /// Whether the graph missed the recall target at every width and exact search serves
+    /// instead (`[build] exact_fallback`).
+    pub exact_fallback: bool,
     /// Build seconds.
     pub build_seconds: f64,
 }
@@ -272,6 +275,23 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
     } else {
         None
     };
+    // A graph that cannot reach the recall target is replaced by exact search.
+    let exact_fallback = config.build.exact_fallback
+        && ef_choice.as_ref().is_some_and(|c| !c.reached)
+        && matches!(index, Index::Hnsw(_));
+    if exact_fallback {
+        if let Index::Hnsw(h) = &index {
+            tracing::warn!(
+                "index: the graph does not reach recall@100 {} at any ef up to {}; serving \
+                 with exact search ([build] exact_fallback)",
+                config.build.recall_target,
+                config.build.max_search_ef
+            );
+            index = Index::Exact(
+                index::ExactIndex::new(h.items()).map_err(Error::index("exact index"))?,
+            );
+        }
+    }
     let t_index = t2.elapsed().as_secs_f64();
     index
         .save(dir.join(files::INDEX_DIR))
@@ -315,6 +335,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
                 Index::Exact(_) => None,
             },
             search_ef_choice: ef_choice,
+            exact_fallback,
         },
         retrieval_model: trained.model.kind().to_string(),
         retrieval_config: trained.model.config_json(),
