@@ -9,7 +9,9 @@ use crate::server::ServeConfig;
 use index::HnswConfig;
 use ranking::deep_mf::DeepMfConfig;
 use ranking::ncf::NcfConfig;
-use ranking::{DcnV2Config, DeepFmConfig, RankerConfig, RankerSettings, RatingSettings};
+use ranking::{
+    DcnV2Config, DeepFmConfig, MultitaskConfig, RankerConfig, RankerSettings, RatingSettings,
+};
 use retrieval::RetrievalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -193,6 +195,9 @@ pub struct RankingConfig {
     /// `[ranking.dcn_v2]`: DCN-v2 (cross network stacked on or beside a deep tower, same
     /// inputs as the YouTube ranker).
     pub dcn_v2: DcnV2Config,
+    /// `[ranking.multitask]`: the multi-task ranker (shared bottom or MMoE, one head per label
+    /// column the data has, per-task loss weights, the serving combination).
+    pub multitask: MultitaskConfig,
 }
 
 impl RankingConfig {
@@ -205,6 +210,8 @@ impl RankingConfig {
             deep_mf: self.deep_mf.clone(),
             deepfm: self.deepfm.clone(),
             dcn_v2: self.dcn_v2.clone(),
+            multitask: self.multitask.clone(),
+            labels: Vec::new(),
         }
     }
 }
@@ -246,6 +253,7 @@ impl Default for RankingConfig {
             deep_mf: DeepMfConfig::default(),
             deepfm: DeepFmConfig::default(),
             dcn_v2: DcnV2Config::default(),
+            multitask: MultitaskConfig::default(),
         }
     }
 }

@@ -5,8 +5,13 @@ use crate::error::{Error, Result};
 use crate::ids::IdSpellings;
 use std::path::{Path, PathBuf};
 
-/// Extra event columns recpipe uses when present.
-pub const USED_EXTRA_COLUMNS: &[&str] = &["date", "position"];
+/// Extra event columns recpipe uses when present: the day and position of an impression, and
+/// the label columns ([`LABEL_COLUMNS`]).
+pub const USED_EXTRA_COLUMNS: &[&str] = &["date", "position", "long_view", "is_like", "is_follow"];
+
+/// Extra 0/1 event columns read as training labels when present (KuaiRand's; one head each in
+/// the multi-task ranker): the same list as `ranking::multitask::LABELS`.
+pub const LABEL_COLUMNS: &[&str] = ranking::multitask::LABELS;
 
 /// Where table `name` (`events`, `items`, `users`) of data folder `dir` is: `NAME.parquet`, a
 /// file or a folder of parts (Spark names its output folder so), or else a folder `NAME/` of

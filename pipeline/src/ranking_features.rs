@@ -553,6 +553,7 @@ impl FeatureState {
             continuous,
             label: false,
             watch_time: 0.0,
+            labels: Vec::new(),
         }
     }
 }

@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continuous: vec![next(100) as f32, next(7) as f32],
                 label: next(3) == 0,
                 watch_time: next(100) as f32,
+                labels: Vec::new(),
             })
             .collect();
         let config = RankerConfig {

@@ -37,6 +37,12 @@ pub struct RankingExample {
     /// Watch time in seconds of a watched impression (the training weight; ignored when
     /// scoring and for unwatched impressions).
     pub watch_time: f32,
+    /// The other training labels, 0 or 1, in the order of the label names the ranker is
+    /// trained with ([`crate::RankerSettings::labels`]; KuaiRand: `long_view`, `is_like`,
+    /// `is_follow`): read only by the multi-task ranker's heads, ignored when scoring. Empty in
+    /// data without them (and in examples saved before them).
+    #[serde(default)]
+    pub labels: Vec<f32>,
 }
 
 /// Vocabulary sizes and feature names: what the network's input layer is built for.

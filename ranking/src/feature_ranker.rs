@@ -1,5 +1,6 @@
 //! Rankers that learn explicit feature crosses on the YouTube ranker's input: DeepFM
-//! ([`crate::deepfm`]) and DCN-v2 ([`crate::dcn_v2`]). Each model file is a head over x_0
+//! ([`crate::deepfm`]) and DCN-v2 ([`crate::dcn_v2`]); the multi-task ranker
+//! ([`crate::multitask`]) is built on the same core. Each model file is a head over x_0
 //! ([`CrossHead`]: the concatenated field embeddings and encoded continuous features of
 //! [`crate::model::FeatureInput`]); this file is the rest, the same for every head: training
 //! through the shared loop ([`crate::train::fit`], the watch-time-weighted logistic loss of
@@ -50,6 +51,23 @@ pub(crate) trait CrossHead: LogitHead + Sized + Send + Sync {
     ) -> Result<Self>;
     /// The initial value rule of each head variable.
     fn fill(name: &str, dims: &[usize], prior: f32) -> Fill;
+    /// The head's tasks (the multi-task head; every other head has one, the watch).
+    fn task_names(&self) -> Vec<String> {
+        vec![crate::multitask::WATCH.to_string()]
+    }
+    /// The logits `[batch]` of every task of [`CrossHead::task_names`] (the watch first).
+    fn task_logits(&self, x0: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(vec![self.logits(x0)?])
+    }
+    /// The early-stopping loss of `examples` given every task's logits.
+    fn selection_loss(
+        &self,
+        examples: &[RankingExample],
+        task_logits: &[Vec<f32>],
+        unit_weights: bool,
+    ) -> f64 {
+        log_loss_of(examples, &task_logits[0], unit_weights)
+    }
     /// Prepares the scoring path from the head's weights (after loading or training).
     fn prepare_scoring(&mut self) -> Result<()> {
         Ok(())
@@ -161,6 +179,27 @@ impl<H: CrossHead> CrossRanker<H> {
             logits.extend(self.head.score_rows(x0, chunk.len(), &self.device)?);
         }
         Ok(logits)
+    }
+
+    /// Every task's logits ([`CrossHead::task_logits`]), one vector per task.
+    pub fn task_logits(&self, examples: &[RankingExample]) -> Result<Vec<Vec<f32>>> {
+        for (index, example) in examples.iter().enumerate() {
+            self.schema.check(index, example)?;
+        }
+        let mut out = vec![Vec::with_capacity(examples.len()); self.head.task_names().len()];
+        for chunk in examples.chunks(SCORE_BATCH) {
+            let x0 = self.rows.rows_vec(chunk, &self.encoder);
+            let width = x0.len() / chunk.len().max(1);
+            let x0 = Tensor::from_vec(x0, (chunk.len(), width), &self.device)?;
+            for (task, logits) in out.iter_mut().zip(self.head.task_logits(&x0)?) {
+                task.extend(logits.to_vec1::<f32>()?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn multi_task(&self) -> bool {
+        self.head.task_names().len() > 1
     }
 
     /// Logits through the training network's input (candle embedding bags over the full
@@ -279,8 +318,32 @@ impl<H: CrossHead> crate::registry::RankingModel for CrossRanker<H> {
     }
 
     fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
-        let logits = self.logits(examples)?;
+        let logits = if self.multi_task() {
+            CrossRanker::task_logits(self, examples)?.swap_remove(0)
+        } else {
+            self.logits(examples)?
+        };
         Ok(log_loss_of(examples, &logits, unit_weights))
+    }
+
+    fn task_names(&self) -> Vec<String> {
+        self.head.task_names()
+    }
+
+    fn task_logits(&self, examples: &[RankingExample]) -> Result<Vec<Vec<f32>>> {
+        if self.multi_task() {
+            CrossRanker::task_logits(self, examples)
+        } else {
+            Ok(vec![self.logits(examples)?])
+        }
+    }
+
+    fn selection_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
+        if !self.multi_task() {
+            return self.weighted_log_loss(examples, unit_weights);
+        }
+        let logits = CrossRanker::task_logits(self, examples)?;
+        Ok(self.head.selection_loss(examples, &logits, unit_weights))
     }
 }
 
@@ -343,133 +406,5 @@ fn io_error(path: &Path, source: std::io::Error) -> RankingError {
 }
 
 #[cfg(test)]
-pub(crate) mod testkit {
-    //! What the cross rankers' tests share: a world where only a feature cross predicts the
-    //! label, AUC, and the checks every cross ranker must pass.
-
-    use super::*;
-    use crate::registry::RankingModel;
-    use nn::rng::Rng;
-    use nn::Ranker;
-
-    /// The schema of [`xor_world`]: 8 items, 2 tokens, one binary user field, one continuous
-    /// feature (noise), 6 users.
-    pub fn xor_schema() -> FeatureSchema {
-        FeatureSchema {
-            n_users: 6,
-            n_items: 8,
-            n_tokens: 2,
-            user_cardinalities: vec![2],
-            continuous: vec!["noise".into()],
-        }
-    }
-
-    /// Impressions whose label depends only on whether the user's field equals the item's
-    /// parity: watched with probability 0.7 when it does, 0.1 when not (watch time 10 s). Every
-    /// field alone is independent of the label (P = 0.4 for each value), so a model without
-    /// crosses can do no better than the base rate. Recent watches and a missing value now and
-    /// then exercise the rest of the input.
-    pub fn xor_world(seed: u64, count: usize) -> Vec<RankingExample> {
-        let mut rng = Rng::new(seed);
-        (0..count)
-            .map(|_| {
-                let (a, i) = (rng.below(2) as u32, rng.below(8) as u32);
-                let p = if a == i % 2 { 0.7 } else { 0.1 };
-                let label = rng.uniform() < p;
-                let noise = if rng.below(10) == 0 {
-                    f32::NAN
-                } else {
-                    rng.uniform() as f32
-                };
-                RankingExample {
-                    user: Some(rng.below(6) as u32),
-                    item: Some(i),
-                    recent_watches: vec![rng.below(8) as u32],
-                    item_tokens: vec![i % 2],
-                    recent_tokens: vec![rng.below(2) as u32],
-                    user_categorical: vec![Some(a)],
-                    continuous: vec![noise],
-                    label,
-                    watch_time: if label { 10.0 } else { 0.0 },
-                }
-            })
-            .collect()
-    }
-
-    /// Area under the ROC curve of `scores` for `labels` (ties count half).
-    pub fn auc(labels: &[bool], scores: &[f32]) -> f64 {
-        let (mut pairs, mut right) = (0f64, 0f64);
-        for (p, &sp) in labels.iter().zip(scores) {
-            for (n, &sn) in labels.iter().zip(scores) {
-                if *p && !*n {
-                    pairs += 1.0;
-                    right += if sp > sn {
-                        1.0
-                    } else if sp == sn {
-                        0.5
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        right / pairs.max(1.0)
-    }
-
-    /// Trains `config` on the XOR world and checks that the model learnt the cross (validation
-    /// AUC well above chance, weighted loss well below the base rate's), that scoring matches
-    /// the training network, and that a save and a load through the registry give identical
-    /// logits. Returns the validation AUC.
-    pub fn learns_the_cross_and_round_trips<H: CrossHead>(config: &H::Config) -> f64 {
-        let (train, valid) = (xor_world(1, 3000), xor_world(2, 600));
-        let (ranker, report) =
-            CrossRanker::<H>::train(config, xor_schema(), false, &train, &valid, &mut |_| {})
-                .expect("trains");
-        let logits = ranker.logits(&valid).expect("logits");
-        let labels: Vec<bool> = valid.iter().map(|e| e.label).collect();
-        let auc = auc(&labels, &logits);
-        // The base rate's weighted loss: the constant logit log(sum w+ / sum w-).
-        let (pos, neg) = valid.iter().fold((0f64, 0f64), |(p, n), e| {
-            if e.label {
-                (p + f64::from(e.watch_time), n)
-            } else {
-                (p, n + 1.0)
-            }
-        });
-        let prior = log_loss_of(&valid, &vec![(pos / neg).ln() as f32; valid.len()], false);
-        let fitted = report.best_validation.expect("validation");
-        eprintln!(
-            "{}: AUC {auc:.3}, weighted loss {fitted:.4}, base rate {prior:.4}",
-            H::KIND
-        );
-        // The Bayes AUC of this world is 0.8125; without the cross it is 0.5.
-        assert!(auc > 0.75, "{}: AUC {auc}", H::KIND);
-        assert!(fitted < 0.85 * prior, "{}: {fitted} vs {prior}", H::KIND);
-        let own = ranker.weighted_log_loss(&valid, false).expect("loss");
-        assert!((own - fitted).abs() < 1e-6);
-        // The scoring path (rows assembled in Rust) matches the training input (candle bags).
-        let reference = ranker.training_net_logits(&valid).expect("reference");
-        for (a, b) in logits.iter().zip(&reference) {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
-        }
-        // Saved and loaded through the registry: identical logits, also out of vocabulary.
-        let dir =
-            std::env::temp_dir().join(format!("recpipe-cross-{}-{}", H::KIND, std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        ranker.save(&dir).expect("save");
-        let loaded = crate::registry::load(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        let loaded = loaded.expect("load");
-        assert_eq!(loaded.kind(), H::KIND);
-        let mut probe = valid[..50].to_vec();
-        probe[0].item = None;
-        probe[1].user_categorical = vec![None];
-        probe[2].recent_watches.clear();
-        assert_eq!(
-            loaded.logits(&probe).expect("loaded"),
-            ranker.logits(&probe).expect("trained")
-        );
-        assert_eq!(loaded.config_json(), ranker.config_json());
-        auc
-    }
-}
+#[path = "feature_ranker_testkit.rs"]
+pub(crate) mod testkit;

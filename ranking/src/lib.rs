@@ -13,6 +13,9 @@
 //! - DeepFM ([`deepfm`], Guo et al. 2017) and DCN-v2 ([`dcn_v2`], Wang et al. 2021): explicit
 //!   feature crosses over the same input as the YouTube ranker, trained and scored by the same
 //!   loop (`[ranking] model = "deepfm" | "dcn_v2"`).
+//! - The multi-task ranker ([`multitask`], shared bottom or MMoE, Caruana 1997 / Ma et al.
+//!   2018): one head per signal (the watch, plus each label column the data has), the serving
+//!   score a configured combination (`[ranking] model = "multitask"`).
 //! - [`RankerSettings`] picks and trains a ranker by name (`[ranking] model`); [`load`] reads
 //!   any saved one as a [`DynRanker`] (the [`nn::Ranker`] interface plus [`RankingModel`]).
 //!
@@ -31,6 +34,7 @@ mod error;
 mod example;
 mod feature_ranker;
 mod model;
+pub mod multitask;
 pub mod ncf;
 mod quantiles;
 pub mod rbm;
@@ -50,6 +54,7 @@ pub use dcn_v2::{DcnV2Config, Structure as DcnStructure};
 pub use deepfm::DeepFmConfig;
 pub use error::{RankingError, Result};
 pub use example::{FeatureSchema, RankingExample};
+pub use multitask::MultitaskConfig;
 pub use quantiles::{ContinuousEncoder, Quantiles, INPUTS_PER_CONTINUOUS};
 pub use registry::{
     load, DynRanker, DynRatingModel, RankerSettings, RankingModel, RatingSettings, MODELS,

@@ -148,6 +148,21 @@ impl FeatureInput {
 pub(crate) trait LogitHead {
     /// Logits `[batch]` of x_0 `[batch, width]`.
     fn logits(&self, x0: &Tensor) -> Result<Tensor>;
+
+    /// The training objective of a batch whose x_0 is `x0` (`rows`: its examples, in order) and
+    /// the unscaled sum of w * loss reported as the training loss. A single-task head: `scale`
+    /// x the watch-time-weighted logistic loss; the multi-task head adds its other tasks.
+    fn objective(
+        &self,
+        x0: &Tensor,
+        labels: &Tensor,
+        weights: &Tensor,
+        scale: f64,
+        _rows: &[&crate::example::RankingExample],
+    ) -> Result<(Tensor, f64)> {
+        let sum = nn::loss::weighted_bce_sum(&self.logits(x0)?, labels, weights)?;
+        Ok((sum.affine(scale, 0.0)?, f64::from(sum.to_scalar::<f32>()?)))
+    }
 }
 
 impl LogitHead for Tower {
@@ -165,7 +180,8 @@ pub(crate) struct Net<H> {
 }
 
 impl<H: LogitHead> Net<H> {
-    /// Logits `[batch]`.
+    /// Logits `[batch]` (training steps call the input and the head's objective instead).
+    #[cfg(test)]
     pub fn forward(&self, tables: &Tables, batch: &BatchTensors) -> Result<Tensor> {
         self.head.logits(&self.input.forward(tables, batch)?)
     }

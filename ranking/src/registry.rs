@@ -18,6 +18,7 @@ use crate::deepfm::{self, DeepFmConfig, DeepFmHead};
 use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
 use crate::feature_ranker::CrossRanker;
+use crate::multitask::{self, MultitaskConfig, MultitaskHead};
 use crate::ncf::{self, Ncf, NcfConfig, NcfKind};
 use crate::rbm::{self, Rbm, RbmConfig};
 use crate::train::{EpochReport, TrainReport};
@@ -30,14 +31,33 @@ pub const MODELS: &[&str] = &[
     deep_mf::KIND,
     deepfm::KIND,
     dcn_v2::KIND,
+    multitask::KIND,
 ];
 
 /// What the pipeline needs of any ranker beyond [`nn::Ranker`].
 pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
     /// The feature schema examples must fit.
     fn schema(&self) -> &FeatureSchema;
-    /// Weighted log loss on `examples` (watch-time weights, or unit weights).
+    /// Weighted log loss on `examples` (watch-time weights, or unit weights) of the watch
+    /// prediction (the multi-task ranker: its watch head).
     fn weighted_log_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64>;
+
+    /// The tasks whose logits [`RankingModel::task_logits`] returns: `watch` (the watch-time
+    /// weighted logit, e^logit = expected watch time), then the multi-task ranker's label heads.
+    fn task_names(&self) -> Vec<String> {
+        vec![crate::multitask::WATCH.to_string()]
+    }
+
+    /// The logits of every task of [`RankingModel::task_names`], one vector per task.
+    fn task_logits(&self, examples: &[RankingExample]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![self.logits(examples)?])
+    }
+
+    /// The early-stopping loss on `examples` ([`RankingModel::weighted_log_loss`] unless the
+    /// model trains on several losses).
+    fn selection_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {
+        self.weighted_log_loss(examples, unit_weights)
+    }
 }
 
 /// A trained ranker of any kind.
@@ -59,6 +79,11 @@ pub struct RankerSettings {
     pub deepfm: DeepFmConfig,
     /// `[ranking.dcn_v2]`.
     pub dcn_v2: DcnV2Config,
+    /// `[ranking.multitask]`.
+    pub multitask: MultitaskConfig,
+    /// Names of the examples' extra labels ([`RankingExample::labels`], in order): set by the
+    /// caller from the data, read by the multi-task ranker (one head each).
+    pub labels: Vec<String>,
 }
 
 impl Default for RankerSettings {
@@ -70,6 +95,8 @@ impl Default for RankerSettings {
             deep_mf: DeepMfConfig::default(),
             deepfm: DeepFmConfig::default(),
             dcn_v2: DcnV2Config::default(),
+            multitask: MultitaskConfig::default(),
+            labels: Vec::new(),
         }
     }
 }
@@ -90,6 +117,7 @@ impl RankerSettings {
             deep_mf::KIND => self.deep_mf.validate("ranking.deep_mf"),
             deepfm::KIND => self.deepfm.validate(),
             dcn_v2::KIND => self.dcn_v2.validate(),
+            multitask::KIND => self.multitask.validate(),
             other => Err(unknown(other)),
         }
     }
@@ -114,6 +142,7 @@ impl RankerSettings {
             deep_mf::KIND => self.deep_mf.epochs,
             deepfm::KIND => self.deepfm.epochs,
             dcn_v2::KIND => self.dcn_v2.epochs,
+            multitask::KIND => self.multitask.epochs,
             _ => self.youtube.epochs,
         }
     }
@@ -163,6 +192,32 @@ impl RankerSettings {
                 )?;
                 Ok((Box::new(r), report))
             }
+            multitask::KIND => {
+                let config = MultitaskConfig {
+                    labels: self.labels.clone(),
+                    ..self.multitask.clone()
+                };
+                config.validate()?;
+                multitask::check_labels(&self.labels, train)?;
+                multitask::check_labels(&self.labels, valid).map_err(|e| match e {
+                    RankingError::InvalidExample { index, reason } => {
+                        RankingError::InvalidExample {
+                            index: index + train.len(),
+                            reason,
+                        }
+                    }
+                    other => other,
+                })?;
+                let (r, report) = CrossRanker::<MultitaskHead>::train(
+                    &config,
+                    schema,
+                    self.unit_weights(),
+                    train,
+                    valid,
+                    progress,
+                )?;
+                Ok((Box::new(r), report))
+            }
             other => Err(unknown(other)),
         }
     }
@@ -188,6 +243,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRanker>> {
         ncf::KIND_NEUMF | deep_mf::KIND => Ok(Box::new(CfRanker::load(dir)?)),
         deepfm::KIND => Ok(Box::new(CrossRanker::<DeepFmHead>::load(dir)?)),
         dcn_v2::KIND => Ok(Box::new(CrossRanker::<DcnV2Head>::load(dir)?)),
+        multitask::KIND => Ok(Box::new(CrossRanker::<MultitaskHead>::load(dir)?)),
         other => Err(unknown(other)),
     }
 }

@@ -147,6 +147,7 @@ fn save_and_load_round_trip() -> Result<(), RankingError> {
             continuous: vec![if i % 7 == 0 { f32::NAN } else { i as f32 }],
             label: i % 4 == 0,
             watch_time: i as f32,
+            labels: Vec::new(),
         })
         .collect();
     let config = RankerConfig {

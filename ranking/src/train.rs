@@ -2,13 +2,15 @@
 //! impression weighs its watch time in seconds, an unwatched one weighs 1, so that the learned
 //! odds e^logit approximate the expected watch time. AdamW, seeded, early stopping on a
 //! validation slice by the same weighted loss. One loop ([`fit`]) for every ranker on the
-//! shared input x_0 (the YouTube ranker, DeepFM, DCN-v2): only the head differs.
+//! shared input x_0 (the YouTube ranker, DeepFM, DCN-v2, the multi-task ranker): only the head
+//! differs, and a head may add terms to the objective ([`LogitHead::objective`]) and to the
+//! early-stopping loss ([`RankingModel::selection_loss`]) — the multi-task ranker's other tasks.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use nn::loss::{logistic_loss, weighted_bce_sum};
+use nn::loss::logistic_loss;
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::sparse::SparseEmbedding;
@@ -300,16 +302,13 @@ where
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
         let chunk = self.batches.batch(step);
-        let batch = Batch::build(
-            self.schema,
-            self.encoder,
-            chunk.iter().map(|&i| &self.train[i]),
-        );
+        let rows: Vec<&RankingExample> = chunk.iter().map(|&i| &self.train[i]).collect();
+        let batch = Batch::build(self.schema, self.encoder, rows.iter().copied());
         let chunk_weights: Vec<f32> = chunk.iter().map(|&i| self.weights[i]).collect();
         let scale = 1.0 / (chunk.len() as f64 * self.mean_weight);
         self.stepper.adam.lr = lr;
         self.stepper.optimizer.set_learning_rate(lr);
-        let sum = self.stepper.step(batch, &chunk_weights, scale)?;
+        let sum = self.stepper.step(batch, &rows, &chunk_weights, scale)?;
         Ok(StepLoss {
             sum,
             weight: chunk_weights.iter().map(|&w| f64::from(w)).sum(),
@@ -321,10 +320,9 @@ where
             return Ok(None);
         }
         let model = (self.assemble)(self.encoder.clone(), self.snapshot()?)?;
-        Ok(Some(model.weighted_log_loss(
-            self.valid,
-            self.settings.unit_weights,
-        )?))
+        Ok(Some(
+            model.selection_loss(self.valid, self.settings.unit_weights)?,
+        ))
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {
@@ -355,9 +353,15 @@ impl SparseTables {
 }
 
 impl<H: LogitHead> Stepper<H> {
-    /// One AdamW step on `scale` x the weighted loss of `batch`; returns the unscaled sum of
-    /// w * loss.
-    fn step(&mut self, mut batch: Batch, weights: &[f32], scale: f64) -> Result<f64> {
+    /// One AdamW step on the head's objective ([`LogitHead::objective`]: `scale` x the weighted
+    /// loss of `batch` for a single-task head); returns the unscaled sum of w * loss.
+    fn step(
+        &mut self,
+        mut batch: Batch,
+        rows: &[&RankingExample],
+        weights: &[f32],
+        scale: f64,
+    ) -> Result<f64> {
         let device = &self.device;
         let [ids, recent] = batch.item_ids_mut();
         let items = self.tables.items.localize(&mut [ids, recent], device)?;
@@ -373,11 +377,14 @@ impl<H: LogitHead> Stepper<H> {
             users: users.as_tensor(),
         };
         let tensors = batch.to_tensors(device, self.continuous_width)?;
-        let logits = self.net.forward(&compact, &tensors)?;
+        let x0 = self.net.input.forward(&compact, &tensors)?;
         let labels = Tensor::from_slice(batch.labels(), batch.len(), device)?;
         let weights = Tensor::from_slice(weights, batch.len(), device)?;
-        let sum = weighted_bce_sum(&logits, &labels, &weights)?;
-        let grads = sum.affine(scale, 0.0)?.backward()?;
+        let (objective, sum) = self
+            .net
+            .head
+            .objective(&x0, &labels, &weights, scale, rows)?;
+        let grads = objective.backward()?;
         self.optimizer.step(&grads)?;
         let (adam, step) = (&self.adam, self.optimizer.steps());
         for (table, var) in [
@@ -387,7 +394,7 @@ impl<H: LogitHead> Stepper<H> {
         ] {
             table.update(grads.get(var.as_tensor()), step, adam)?;
         }
-        Ok(f64::from(sum.to_scalar::<f32>()?))
+        Ok(sum)
     }
 }
 

@@ -59,6 +59,36 @@ pub struct RankingMetrics {
     pub pairs: u64,
 }
 
+/// Area under the ROC curve of `scores` for `labels` over all rows (ties count half: the
+/// Mann-Whitney statistic with mid-ranks); `None` when every label is the same.
+pub fn auc(labels: &[bool], scores: &[f32]) -> Option<f64> {
+    let mut order: Vec<usize> = (0..labels.len().min(scores.len())).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (mut rank_sum, mut positives) = (0f64, 0u64);
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        // Ranks i + 1 ..= j + 1 share their mean.
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            if labels[k] {
+                rank_sum += mid;
+                positives += 1;
+            }
+        }
+        i = j + 1;
+    }
+    let negatives = order.len() as u64 - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let p = positives as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
+}
+
 /// Computes every metric (watch time at k = 10).
 pub fn ranking_metrics(rows: &[ScoredImpression]) -> RankingMetrics {
     let pages = pages(rows);
@@ -295,6 +325,14 @@ fn watch_time_at_k_of(pages: &[Page], k: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auc_counts_ties_half_and_is_none_for_one_class() {
+        // Pairs (p, n): (0.9, 0.5) right, (0.9, 0.2) right, (0.2, 0.5) wrong, (0.2, 0.2) tie.
+        let labels = [true, false, true, false];
+        assert_eq!(auc(&labels, &[0.9, 0.5, 0.2, 0.2]), Some(2.5 / 4.0));
+        assert_eq!(auc(&[true, true], &[0.1, 0.2]), None);
+    }
 
     fn row(user: i64, day: i64, score: f32, clicked: bool, watch_time: f32) -> ScoredImpression {
         ScoredImpression {

@@ -12,7 +12,7 @@ use crate::config::RankingConfig;
 use crate::data::Events;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::ranking::{ranking_metrics, RankingMetrics, ScoredImpression};
+use crate::eval::ranking::{auc, ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
 use crate::ranking_features::{build_examples, Impressions, RankingVocab, SideInfo};
 use crate::stages::retrieval::train_retrieval;
@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-pub use figures::{ModelFigures, RankingFigures};
+pub use figures::{ModelFigures, RankingFigures, TaskFigures};
 pub use rerank::{rerank_file, RerankSummary};
 pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
 
@@ -113,6 +113,9 @@ pub struct RankingData {
     pub valid: Vec<RankingExample>,
     /// Test examples.
     pub test: Vec<RankingExample>,
+    /// The label columns the examples carry ([`RankingExample::labels`], in order): those of
+    /// [`crate::dataset::LABEL_COLUMNS`] the events have (none in watches-only data).
+    pub labels: Vec<String>,
     /// (user, day) of each test example.
     test_pages: Vec<(i64, i64)>,
     /// Watch rate of each test impression's item on the fit and validation days (0 if unseen).
@@ -183,7 +186,8 @@ impl RankingData {
             cfg.features(),
         );
         let side = SideInfo::new(&vocab, &data.items, &data.users);
-        let examples = build_examples(&Impressions::new(events, &day), &side, &vocab.features);
+        let mut examples = build_examples(&Impressions::new(events, &day), &side, &vocab.features);
+        let labels = attach_labels(events, &mut examples);
         let part_days = [Part::Fit, Part::Valid, Part::Test].map(|part| {
             let in_part: Vec<i64> = days
                 .iter()
@@ -197,7 +201,7 @@ impl RankingData {
         });
         let parts: Vec<Option<Part>> = parts.into_iter().map(Some).collect();
         let pages: Vec<(i64, i64)> = events.user_id.iter().copied().zip(day).collect();
-        Ok(Self::assemble(
+        let assembled = Self::assemble(
             vocab,
             examples,
             Labelled {
@@ -209,7 +213,11 @@ impl RankingData {
             },
             part_days,
             SOURCE_IMPRESSIONS.into(),
-        ))
+        );
+        Ok(Self {
+            labels,
+            ..assembled
+        })
     }
 
     /// Sorts `examples` into their parts (an example without a part is dropped) and computes
@@ -271,6 +279,7 @@ impl RankingData {
             fit,
             valid,
             test,
+            labels: Vec::new(),
             test_pages,
             ctr_scores,
             retrieval_scores,
@@ -296,6 +305,40 @@ impl RankingData {
         ranking_metrics(&rows)
     }
 
+    /// Test AUC of each task's logit for its label (the watch task: the watch), for a ranker
+    /// with several tasks (the multi-task ranker); empty for the others.
+    pub fn task_figures(&self, ranker: &DynRanker) -> Result<Vec<TaskFigures>> {
+        let names = ranker.task_names();
+        if names.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let logits = ranker.task_logits(&self.test).map_err(ranker_err)?;
+        Ok(names
+            .into_iter()
+            .zip(logits)
+            .enumerate()
+            .map(|(t, (task, logits))| {
+                let labels: Vec<bool> = self
+                    .test
+                    .iter()
+                    .map(|e| {
+                        if t == 0 {
+                            e.label
+                        } else {
+                            e.labels[t - 1] == 1.0
+                        }
+                    })
+                    .collect();
+                let positives = labels.iter().filter(|&&y| y).count();
+                TaskFigures {
+                    task,
+                    auc: auc(&labels, &logits),
+                    positive_rate: positives as f64 / labels.len().max(1) as f64,
+                }
+            })
+            .collect())
+    }
+
     /// Trains a ranker with `settings` (early stopping on the validation days), showing
     /// progress.
     pub fn train(&self, settings: &RankerSettings) -> Result<(Box<DynRanker>, TrainReport)> {
@@ -305,6 +348,10 @@ impl RankingData {
             "ranker"
         };
         let pb = bar(settings.epochs() as u64, what);
+        let settings = RankerSettings {
+            labels: self.labels.clone(),
+            ..settings.clone()
+        };
         let trained = settings
             .train(self.schema.clone(), &self.fit, &self.valid, &mut |e| {
                 pb.set_position(e.epoch as u64);
@@ -349,9 +396,25 @@ impl RankingData {
             epochs: report.epochs.len(),
             best_valid_loss: report.best_validation,
             train_seconds,
+            tasks: self.task_figures(ranker.as_ref())?,
         };
         Ok((ranker, figures))
     }
+}
+
+/// Sets every example's [`RankingExample::labels`] from the label columns `events` has (one
+/// example per event, in order); returns their names.
+fn attach_labels(events: &Events, examples: &mut [RankingExample]) -> Vec<String> {
+    let columns: Vec<(&str, &[i64])> = crate::dataset::LABEL_COLUMNS
+        .iter()
+        .filter_map(|&name| events.extra(name).map(|col| (name, col)))
+        .collect();
+    if !columns.is_empty() {
+        for (i, example) in examples.iter_mut().enumerate() {
+            example.labels = columns.iter().map(|(_, col)| col[i] as f32).collect();
+        }
+    }
+    columns.iter().map(|(name, _)| name.to_string()).collect()
 }
 
 /// A ranking crate error: a bad model name or setting is the user's input (exit code 2).

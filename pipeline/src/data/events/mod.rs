@@ -450,6 +450,12 @@ pub fn read_events(path: &Path, extra: &[&str]) -> Result<Events> {
                 let r = (0..a.len()).find(|&r| a.is_null(r)).unwrap_or(0);
                 return bad(name, r, "null value in an extra Int64 column".into());
             }
+            if crate::dataset::LABEL_COLUMNS.contains(&name.as_str()) {
+                if let Some(r) = a.values().iter().position(|&v| v != 0 && v != 1) {
+                    let v = a.value(r);
+                    return bad(name, r, format!("{v} is not 0 or 1 (a label column)"));
+                }
+            }
             dest.extend_from_slice(a.values());
         }
     }

@@ -138,3 +138,39 @@ fn files_in_pandas_spark_and_duckdb_types_read_as_the_canonical_file() {
     assert!(err.contains("Timestamp or a Date32"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_label_column_outside_0_1_is_a_one_line_error_naming_file_column_and_row() {
+    let dir = std::env::temp_dir().join(format!("recpipe-events-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut events = Events {
+        user_id: vec![1, 2, 2],
+        item_id: vec![10, 11, 12],
+        timestamp: vec![1_704_067_200, 1_704_067_201, 1_704_153_600],
+        watched: vec![true, false, true],
+        watch_time: vec![Some(12.5), None, Some(3.0)],
+        rating: vec![None; 3],
+        extra: vec![
+            ("is_like".into(), vec![0, 1, 0]),
+            ("position".into(), vec![3, 7, 2]),
+        ],
+        ids: Default::default(),
+    };
+    let path = dir.join("events.parquet");
+    write_events_file(&path, &events).unwrap().commit().unwrap();
+    let read = read_events(&path, crate::dataset::USED_EXTRA_COLUMNS).unwrap();
+    assert_eq!(read.extra("is_like"), Some(&[0, 1, 0][..]));
+    // Any Int64 is fine in other extra columns, not in a label column.
+    events.extra[0].1[2] = 2;
+    write_events_file(&path, &events).unwrap().commit().unwrap();
+    let err = read_events(&path, crate::dataset::USED_EXTRA_COLUMNS)
+        .unwrap_err()
+        .to_string();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        err.contains("events.parquet")
+            && err.contains("column 'is_like', row 3: 2 is not 0 or 1")
+            && !err.contains('\n'),
+        "{err}"
+    );
+}

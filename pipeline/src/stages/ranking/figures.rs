@@ -28,6 +28,33 @@ pub struct ModelFigures {
     pub best_valid_loss: Option<f64>,
     /// Training wall time.
     pub train_seconds: f64,
+    /// Each task's test AUC (the multi-task ranker; empty for a ranker with one task).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskFigures>,
+}
+
+/// One task of a multi-task ranker on the test days.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskFigures {
+    /// `watch` or the label column.
+    pub task: String,
+    /// AUC of the task's logit for its label over every test impression (`None` when the
+    /// label is constant there).
+    pub auc: Option<f64>,
+    /// Share of test impressions whose label is 1.
+    pub positive_rate: f64,
+}
+
+fn task_line(s: &mut String, f: &ModelFigures) {
+    if f.tasks.is_empty() {
+        return;
+    }
+    let cells: Vec<String> = f
+        .tasks
+        .iter()
+        .map(|t| format!("{} {} (rate {:.4})", t.task, cell(t.auc), t.positive_rate))
+        .collect();
+    let _ = writeln!(s, "  per-task test AUC: {}", cells.join(", "));
 }
 
 fn yes() -> bool {
@@ -105,8 +132,10 @@ impl RankingFigures {
             )
         };
         row(&mut s, &name(&self.model), m);
+        task_line(&mut s, &self.model);
         if let Some(u) = &self.unit_weights {
             row(&mut s, &name(u), &u.metrics);
+            task_line(&mut s, u);
         }
         row(&mut s, "video-CTR order (training days)", &self.ctr_order);
         match &self.retrieval_order {
