@@ -1,6 +1,8 @@
 //! Unit tests: causality, padding invariance, save/load, validation, the sampled path.
 
 use super::*;
+use candle_core::{Device, Tensor};
+use nn::{Retriever, UserQuery};
 use nn::{Catalog, Example, TrainingSet, ValidationCase, WatchHistories};
 
 fn small() -> SasRecConfig {
