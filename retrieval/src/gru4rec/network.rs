@@ -71,7 +71,8 @@ impl GruLayer {
             let gates = candle_nn::ops::sigmoid(&(xw.narrow(1, 0, h2)? + h.matmul(&self.gates)?)?)?;
             let z = gates.narrow(1, 0, self.hidden)?;
             let r = gates.narrow(1, self.hidden, self.hidden)?;
-            let c = (xw.narrow(1, h2, self.hidden)? + (r * &h)?.matmul(&self.candidate)?)?.tanh()?;
+            let c =
+                (xw.narrow(1, h2, self.hidden)? + (r * &h)?.matmul(&self.candidate)?)?.tanh()?;
             let step = z.broadcast_mul(m)?.mul(&(c - &h)?)?;
             h = (&h + step)?;
             states.push(h.clone());
@@ -129,7 +130,9 @@ impl Network {
         let x = dropped(inputs.broadcast_mul(&mask)?, &mut dropout)?;
         // Time-major, so that step t is one contiguous block of rows.
         let x = x.reshape((rows, len, d))?.transpose(0, 1)?.contiguous()?;
-        let mut steps = (0..len).map(|t| x.get(t)).collect::<candle_core::Result<Vec<_>>>()?;
+        let mut steps = (0..len)
+            .map(|t| x.get(t))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let masks = (0..len)
             .map(|t| {
                 let m: Vec<f32> = (0..rows).map(|r| w.mask[r * len + t]).collect();

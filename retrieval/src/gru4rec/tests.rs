@@ -98,7 +98,9 @@ fn the_layer_computes_the_gru_equations() {
         let xw = |col: usize| b[col] + (0..input).map(|i| x[i] * w[i][col]).sum::<f64>();
         let hu = |col: usize| (0..hidden).map(|j| h[j] * u[j][col]).sum::<f64>();
         let z: Vec<f64> = (0..hidden).map(|k| sig(xw(k) + hu(k))).collect();
-        let r: Vec<f64> = (0..hidden).map(|k| sig(xw(hidden + k) + hu(hidden + k))).collect();
+        let r: Vec<f64> = (0..hidden)
+            .map(|k| sig(xw(hidden + k) + hu(hidden + k)))
+            .collect();
         let c: Vec<f64> = (0..hidden)
             .map(|k| {
                 let rh: f64 = (0..hidden).map(|j| r[j] * h[j] * uc[j][k]).sum();
@@ -158,10 +160,12 @@ fn the_layers_gradients_match_finite_differences() {
     }
     let grads = total.backward().unwrap();
     let mut checked = 0;
-    let all = vars
-        .iter()
-        .map(|(n, v)| (n.to_string(), v))
-        .chain(inputs.iter().enumerate().map(|(t, v)| (format!("x_{t}"), v)));
+    let all = vars.iter().map(|(n, v)| (n.to_string(), v)).chain(
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(t, v)| (format!("x_{t}"), v)),
+    );
     for (name, var) in all {
         let analytic = grads
             .get(var.as_tensor())
@@ -171,7 +175,12 @@ fn the_layers_gradients_match_finite_differences() {
             .to_vec1::<f64>()
             .unwrap();
         let shape = var.as_tensor().shape().clone();
-        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let eps = 1e-6;
         for (k, &g) in analytic.iter().enumerate() {
             let at = |delta: f64| {
@@ -188,7 +197,10 @@ fn the_layers_gradients_match_finite_differences() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 3 * 4 * 3 + 12 + 4 * 8 + 4 * 4 + steps * batch * input);
+    assert_eq!(
+        checked,
+        3 * 4 * 3 + 12 + 4 * 8 + 4 * 4 + steps * batch * input
+    );
 }
 
 #[test]
@@ -423,9 +435,7 @@ fn warm_start_keeps_known_items_rows_and_starts_new_items_fresh() {
     let new_items = 31;
     let warm = WarmStart {
         weights: old.weights().unwrap(),
-        items: (0..new_items as u32)
-            .map(|k| k.checked_sub(1))
-            .collect(),
+        items: (0..new_items as u32).map(|k| k.checked_sub(1)).collect(),
         ..WarmStart::default()
     };
     let shifted: Vec<Vec<(u32, i64)>> = (0..40u32)
@@ -453,6 +463,10 @@ fn warm_start_keeps_known_items_rows_and_starts_new_items_fresh() {
     for k in 1..new_items {
         assert_close(&new_t[k], &old_t[k - 1], &format!("item {k} kept its row"));
     }
-    let w = |m: &Gru4Rec| m.weights().unwrap()["gru.0.gates"].to_vec2::<f32>().unwrap();
+    let w = |m: &Gru4Rec| {
+        m.weights().unwrap()["gru.0.gates"]
+            .to_vec2::<f32>()
+            .unwrap()
+    };
     assert_close(&w(&new).concat(), &w(&old).concat(), "the GRU was copied");
 }

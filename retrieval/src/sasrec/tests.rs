@@ -2,8 +2,8 @@
 
 use super::*;
 use candle_core::{Device, Tensor};
-use nn::{Retriever, UserQuery};
 use nn::{Catalog, Example, TrainingSet, ValidationCase, WatchHistories};
+use nn::{Retriever, UserQuery};
 
 fn small() -> SasRecConfig {
     SasRecConfig {

@@ -167,8 +167,7 @@ impl<C: SequenceConfig> SequenceRetriever<C> {
     /// Builds the network over `varmap`: fresh seeded weights when it is empty, else its own.
     pub(crate) fn build(config: &C, varmap: VarMap, num_items: usize) -> Result<Self> {
         let vb = if varmap.all_vars().is_empty() {
-            SeededVarMap::new(varmap.clone(), config.training().seed)
-                .into_var_builder(&Device::Cpu)
+            SeededVarMap::new(varmap.clone(), config.training().seed).into_var_builder(&Device::Cpu)
         } else {
             VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
         };

@@ -232,7 +232,9 @@ impl<C: SequenceConfig> Fit for Run<'_, C> {
         let f = net.forward(&embeddings, &windows, dropout)?;
         let slots = Tensor::from_vec(slots, targets.len(), f.device())?;
         let u = f.index_select(&slots, 0)?;
-        let (loss, sampled) = self.softmax.loss(&u, net.items(), &targets, &mut self.rng)?;
+        let (loss, sampled) = self
+            .softmax
+            .loss(&u, net.items(), &targets, &mut self.rng)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let store = loss.backward()?;
         self.optimizer.set_learning_rate(lr);

@@ -6,8 +6,8 @@ use index::{HnswConfig, Index, ItemVectors};
 use nn::rng::Rng;
 use nn::Retriever;
 use retrieval::{
-    Catalog, EpochReport, Example, Mf, MfConfig, TrainReport, TrainingSet, UserFeatures,
-    UserQuery, ValidationCase, WatchHistories, YoutubeDnn, YoutubeDnnConfig,
+    Catalog, EpochReport, Example, Mf, MfConfig, TrainReport, TrainingSet, UserFeatures, UserQuery,
+    ValidationCase, WatchHistories, YoutubeDnn, YoutubeDnnConfig,
 };
 
 /// Trains the YouTube network on plain inputs (no warm start).
