@@ -2,17 +2,25 @@
 //! 50-watch histories, sampled softmax) and the process's peak memory.
 //!
 //! ```text
-//! cargo bench -p retrieval --bench train -- [items=1000000] [steps=100] [key=value ...]
+//! cargo bench -p retrieval --bench train -- [model=youtube_dnn] [items=1000000] [steps=100]
+//!     [positions=all] [key=value ...]
 //! ```
-//! `key=value` sets a `YoutubeDnnConfig` field (value as JSON). Random histories: throughput
-//! does not depend on what is learnt. `CANDLE_NUM_THREADS` defaults to 1 here (candle's
+//! `model` is any registry name (`sasrec`, `gru4rec`, ...); `key=value` sets a field of that
+//! model's section (value as JSON). Every user has 60 watches and the examples are positions
+//! 50..59 (a 50-watch history each), `steps x 512` of them: the YouTube network takes 512
+//! examples a step; a sequence model reads each user's window of 50 and trains its 10
+//! targets, 512 windows a step. `positions=all` makes every position 1..59 an example (how the
+//! sequence models train on real data). Examples/s counts targets either way. Random
+//! histories: throughput does not depend on what is learnt. `CANDLE_NUM_THREADS` defaults to 1 here (candle's
 //! spinning element-wise pool only slows small ops down on 2 shared cores); matmuls and this
 //! crate's kernels still use every core through rayon.
 
 use std::time::Instant;
 
 use nn::rng::Rng;
-use retrieval::{Catalog, Example, TrainingSet, WatchHistories, YoutubeDnn, YoutubeDnnConfig};
+use retrieval::{
+    Catalog, Example, RetrievalSettings, TrainingSet, WatchHistories, YoutubeDnnConfig,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,9 +40,12 @@ fn main() -> AnyResult<()> {
     }
     let mut items = 1_000_000usize;
     let mut steps = 100usize;
+    let mut model = "youtube_dnn".to_string();
+    let mut all_positions = false;
     // The benchmark's own shape (batch 512, 64-dim vectors and embeddings, 50-watch histories,
-    // one 256-wide layer), fixed whatever the product's defaults are; key=value overrides it.
-    let mut cfg = serde_json::to_value(YoutubeDnnConfig {
+    // for the YouTube network one 256-wide layer), fixed whatever the product's defaults are;
+    // key=value overrides it.
+    let youtube = serde_json::to_value(YoutubeDnnConfig {
         epochs: 1,
         batch_size: 512,
         dim: 64,
@@ -43,17 +54,45 @@ fn main() -> AnyResult<()> {
         max_history: 50,
         ..YoutubeDnnConfig::default()
     })?;
+    let mut overrides = Vec::new();
     for arg in std::env::args().skip(1).filter(|a| a.contains('=')) {
         let (k, v) = arg.split_once('=').ok_or("expected key=value")?;
         match k {
             "items" => items = v.parse()?,
             "steps" => steps = v.parse()?,
-            _ => cfg[k] = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.into())),
+            "model" => model = v.to_string(),
+            "positions" => all_positions = v == "all",
+            _ => overrides.push((k.to_string(), v.to_string())),
         }
     }
-    let cfg: YoutubeDnnConfig = serde_json::from_value(cfg)?;
-    let history = cfg.max_history;
-    let users = (steps * cfg.batch_size).div_ceil(10);
+    let history = 50usize;
+    let mut settings = serde_json::to_value(RetrievalSettings::default().with_model(&model))?;
+    let section = settings
+        .get_mut(&model)
+        .ok_or_else(|| format!("no section [retrieval.{model}]"))?;
+    if model == "youtube_dnn" {
+        *section = youtube;
+    } else {
+        for (k, v) in [
+            ("epochs", 1),
+            ("batch_size", 512),
+            ("dim", 64),
+            ("max_len", history),
+        ] {
+            if section.get(k).is_some() {
+                section[k] = v.into();
+            }
+        }
+    }
+    for (k, v) in overrides {
+        section[&k] = serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v));
+    }
+    let settings: RetrievalSettings = serde_json::from_value(settings)?;
+    settings.validate()?;
+    let chosen = settings.chosen_config();
+    let batch_size = chosen["batch_size"].as_u64().unwrap_or(512) as usize;
+    let full_max = chosen["full_softmax_max_items"].as_u64().unwrap_or(0) as usize;
+    let users = (steps * batch_size).div_ceil(10);
     let mut rng = Rng::new(1);
     let sequences: Vec<Vec<(u32, i64)>> = (0..users)
         .map(|_| {
@@ -67,11 +106,14 @@ fn main() -> AnyResult<()> {
         })
         .collect();
     let train = WatchHistories::from_sequences(&sequences);
+    let first = if all_positions { 1 } else { history as u32 };
     let examples: Vec<Example> = (0..users as u32)
-        .flat_map(|u| {
-            (history as u32..history as u32 + 10).map(move |p| Example { user: u, pos: p })
+        .flat_map(|u| (first..history as u32 + 10).map(move |p| Example { user: u, pos: p }))
+        .take(if all_positions {
+            usize::MAX
+        } else {
+            steps * batch_size
         })
-        .take(steps * cfg.batch_size)
         .collect();
     let catalog = Catalog {
         num_items: items,
@@ -81,11 +123,14 @@ fn main() -> AnyResult<()> {
         num_tokens: 57,
     };
     println!(
-        "{items} items, {} examples of {history}-watch histories, batch {}, dim {}, hidden {:?}, {} threads",
+        "{model}: {items} items, {} examples ({}), {history}-watch histories, {} threads, \
+         config {chosen}",
         examples.len(),
-        cfg.batch_size,
-        cfg.dim,
-        cfg.hidden,
+        if all_positions {
+            "every position"
+        } else {
+            "positions 50..59"
+        },
         rayon::current_num_threads()
     );
     let start = Instant::now();
@@ -96,7 +141,7 @@ fn main() -> AnyResult<()> {
         user_features: None,
         validation: &[],
     };
-    let (_, report) = YoutubeDnn::train(&cfg, &data, None, |r| {
+    let (_, report) = settings.train(&data, None, |r| {
         println!(
             "epoch {}: loss {:.3}, {:.0} examples/s",
             r.epoch, r.loss, r.examples_per_second
@@ -104,7 +149,7 @@ fn main() -> AnyResult<()> {
     })?;
     println!(
         "full softmax: {}; train() took {:.1}s (including {:.1}s of set-up)",
-        catalog.num_items <= cfg.full_softmax_max_items,
+        catalog.num_items <= full_max,
         start.elapsed().as_secs_f64(),
         start.elapsed().as_secs_f64()
             - examples.len() as f64 / report.epochs[0].examples_per_second

@@ -12,7 +12,12 @@
 //!   but score pairs, so only the NCF protocol measures them;
 //! - [`sasrec`]: SASRec, causal self-attention over the watch sequence (Kang and McAuley,
 //!   "Self-Attentive Sequential Recommendation", ICDM 2018), the user vector being the last
-//!   position's output.
+//!   position's output;
+//! - [`gru4rec`]: GRU4Rec, a GRU over the watch sequence (Hidasi et al., "Session-based
+//!   Recommendations with Recurrent Neural Networks", ICLR 2016), the user vector being the
+//!   state after the last watch.
+//!
+//! The two sequence models share their windows, serving and training ([`sequence`]).
 //!
 //! Every model implements [`nn::Retriever`]: a user vector `u` for any history, item vectors
 //! `v_j` and biases `b_j`, score = `u . v_j + b_j`, so that an inner-product index serves it.
@@ -30,11 +35,13 @@ pub mod error;
 pub mod files;
 pub mod fold_in;
 pub mod gmf;
+pub mod gru4rec;
 pub mod mf;
 pub mod mult_dae;
 pub mod mult_vae;
 pub mod registry;
 pub mod sasrec;
+pub mod sequence;
 pub mod warm;
 pub mod youtube_dnn;
 

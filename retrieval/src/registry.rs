@@ -14,13 +14,14 @@ use crate::cfgan::CfganConfig;
 use crate::error::{Result, RetrievalError};
 use crate::files;
 use crate::gmf::Gmf;
+use crate::gru4rec::{Gru4Rec, Gru4RecConfig};
 use crate::mf::{Mf, MfConfig};
 use crate::mult_dae::MultDaeConfig;
 use crate::mult_vae::MultVaeConfig;
 use crate::sasrec::{SasRec, SasRecConfig};
 use crate::warm::WarmStart;
 use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
-use crate::{autorec, cdae, cfgan, gmf, mf, mult_dae, mult_vae, sasrec, youtube_dnn};
+use crate::{autorec, cdae, cfgan, gmf, gru4rec, mf, mult_dae, mult_vae, sasrec, youtube_dnn};
 use ranking::ncf::{self, Ncf, NcfConfig, NcfKind};
 
 /// A trained retriever of any kind.
@@ -37,6 +38,7 @@ pub const MODELS: &[&str] = &[
     cfgan::KIND,
     gmf::KIND,
     sasrec::KIND,
+    gru4rec::KIND,
 ];
 
 /// NCF's pair scorers (He et al. 2017): trained on the same implicit feedback, but their score
@@ -68,6 +70,8 @@ pub struct RetrievalSettings {
     pub gmf: NcfConfig,
     /// `[retrieval.sasrec]`.
     pub sasrec: SasRecConfig,
+    /// `[retrieval.gru4rec]`.
+    pub gru4rec: Gru4RecConfig,
     /// `[retrieval.mlp]` (a pair model, see [`PAIR_MODELS`]).
     pub mlp: NcfConfig,
     /// `[retrieval.neumf]` (a pair model, see [`PAIR_MODELS`]).
@@ -87,6 +91,7 @@ impl Default for RetrievalSettings {
             cfgan: CfganConfig::default(),
             gmf: NcfConfig::default(),
             sasrec: SasRecConfig::default(),
+            gru4rec: Gru4RecConfig::default(),
             mlp: NcfConfig::default(),
             neumf: NcfConfig::default(),
         }
@@ -125,6 +130,7 @@ impl RetrievalSettings {
             cfgan::KIND => self.cfgan.validate(),
             gmf::KIND => self.gmf.validate("retrieval.gmf").map_err(ranking_err),
             sasrec::KIND => self.sasrec.validate(),
+            gru4rec::KIND => self.gru4rec.validate(),
             pair if PAIR_MODELS.contains(&pair) => Err(RetrievalError::InvalidConfig(format!(
                 "'{pair}' scores (user, item) pairs through a network, which the index cannot \
                  serve; measure it with `recpipe evaluate --protocol ncf --model {pair}`"
@@ -161,6 +167,7 @@ impl RetrievalSettings {
             cfgan::KIND => self.cfgan.epochs,
             gmf::KIND => self.gmf.epochs,
             sasrec::KIND => self.sasrec.epochs,
+            gru4rec::KIND => self.gru4rec.epochs,
             ncf::KIND_MLP => self.mlp.epochs,
             ncf::KIND_NEUMF => self.neumf.epochs,
             _ => self.youtube_dnn.epochs,
@@ -178,6 +185,7 @@ impl RetrievalSettings {
             cfgan::KIND => serde_json::to_value(&self.cfgan),
             gmf::KIND => serde_json::to_value(&self.gmf),
             sasrec::KIND => serde_json::to_value(&self.sasrec),
+            gru4rec::KIND => serde_json::to_value(&self.gru4rec),
             ncf::KIND_MLP => serde_json::to_value(&self.mlp),
             ncf::KIND_NEUMF => serde_json::to_value(&self.neumf),
             _ => serde_json::to_value(&self.youtube_dnn),
@@ -214,6 +222,10 @@ impl RetrievalSettings {
                 let (m, r) = SasRec::train(&self.sasrec, data, warm, progress)?;
                 (Box::new(m), r)
             }
+            gru4rec::KIND => {
+                let (m, r) = Gru4Rec::train(&self.gru4rec, data, warm, progress)?;
+                (Box::new(m), r)
+            }
             other => return Err(unknown(other)),
         })
     }
@@ -235,6 +247,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
         cfgan::KIND => Box::new(CfganConfig::load(dir)?),
         gmf::KIND => Box::new(Gmf::load(dir)?),
         sasrec::KIND => Box::new(SasRec::load(dir)?),
+        gru4rec::KIND => Box::new(Gru4Rec::load(dir)?),
         other => return Err(unknown(other)),
     })
 }

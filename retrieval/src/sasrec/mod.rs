@@ -21,184 +21,55 @@
 //!   targets); every slot whose next item is a training example predicts it, with the
 //!   catalogue softmax (full softmax on small catalogues, sampled softmax with logQ
 //!   correction above) instead of the paper's one-negative binary loss.
+//!
+//! The windows, serving, saving and training are the shared sequence model's
+//! ([`crate::sequence`]); this module holds the settings and the network.
 
 mod config;
 pub mod network;
-mod train;
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use nn::init::SeededVarMap;
-use nn::{Retriever, UserQuery};
-use serde::{Deserialize, Serialize};
+use candle_nn::VarBuilder;
 
 pub use config::SasRecConfig;
-use network::{Network, Windows};
+use network::Network;
 
-use crate::error::{invalid, Result, RetrievalError};
-use crate::files;
+use crate::error::Result;
+use crate::sequence::{SequenceConfig, SequenceRetriever, SequenceTraining};
 
 /// Registry name.
 pub const KIND: &str = "sasrec";
-/// Histories per chunk when computing user vectors.
-const CHUNK_USERS: usize = 256;
-
-/// What `retrieval.json` holds besides format and kind.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Saved {
-    config: SasRecConfig,
-    num_items: usize,
-}
 
 /// A trained SASRec model (see the module doc).
-pub struct SasRec {
-    config: SasRecConfig,
-    varmap: VarMap,
-    network: Network,
-    num_items: usize,
-}
+pub type SasRec = SequenceRetriever<SasRecConfig>;
 
-impl std::fmt::Debug for SasRec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SasRec")
-            .field("config", &self.config)
-            .field("num_items", &self.num_items)
-            .finish_non_exhaustive()
-    }
-}
+impl SequenceConfig for SasRecConfig {
+    const KIND: &'static str = KIND;
+    type Network = Network;
 
-impl SasRec {
-    /// Builds the network over `varmap`: fresh seeded weights when it is empty, else its own.
-    fn build(config: &SasRecConfig, varmap: VarMap, num_items: usize) -> Result<Self> {
-        let vb = if varmap.all_vars().is_empty() {
-            SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&Device::Cpu)
-        } else {
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
-        };
-        let network = Network::new(vb, config, num_items)?;
-        Ok(Self {
-            config: config.clone(),
-            varmap,
-            network,
-            num_items,
-        })
+    fn validate(&self) -> Result<()> {
+        SasRecConfig::validate(self)
     }
 
-    /// A freshly initialised (untrained) model over `num_items` items.
-    pub fn untrained(config: &SasRecConfig, num_items: usize) -> Result<Self> {
-        config.validate()?;
-        if num_items == 0 {
-            return Err(invalid("the catalogue has no items"));
-        }
-        Self::build(config, VarMap::new(), num_items)
-    }
-
-    /// The configuration the model was trained with.
-    pub fn config(&self) -> &SasRecConfig {
-        &self.config
-    }
-
-    fn check_history(&self, history: &[u32]) -> Result<()> {
-        match history.iter().find(|&&i| i as usize >= self.num_items) {
-            Some(bad) => Err(invalid(format!(
-                "history item {bad} is outside the catalogue"
-            ))),
-            None => Ok(()),
+    fn training(&self) -> SequenceTraining {
+        SequenceTraining {
+            dim: self.dim,
+            max_len: self.max_len,
+            dropout: self.dropout,
+            full_softmax_max_items: self.full_softmax_max_items,
+            num_negatives: self.num_negatives,
+            sampling_power: self.sampling_power,
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            patience: self.patience,
+            learning_rate: self.learning_rate,
+            final_lr_fraction: self.final_lr_fraction,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
         }
     }
 
-    /// The output F_t at every real slot of `history`'s window (its last `max_len` items,
-    /// oldest first), left-padded to `padded_len` slots (at least the window's length):
-    /// one `dim`-vector per slot. The user vector is the last one.
-    pub fn position_outputs(&self, history: &[u32], padded_len: usize) -> Result<Vec<Vec<f32>>> {
-        self.check_history(history)?;
-        let used = history.len().min(self.config.max_len);
-        if padded_len < used {
-            return Err(invalid("padded_len is shorter than the window"));
-        }
-        let w = Windows::new(std::iter::once(history), padded_len);
-        let f = self
-            .network
-            .forward(&self.network.embed_from_table(&w)?, &w, None)?;
-        let f = f.narrow(0, padded_len - used, used)?.to_vec2::<f32>()?;
-        Ok(f)
-    }
-
-    /// Reads a model written by [`Retriever::save`].
-    pub fn load(dir: &Path) -> Result<Self> {
-        let saved: Saved = files::load_meta(dir)?;
-        saved.config.validate()?;
-        let varmap = files::varmap_of(files::load_tensors(dir)?)?;
-        let expected = varmap.all_vars().len();
-        let model = Self::build(&saved.config, varmap, saved.num_items)
-            .map_err(|e| RetrievalError::InvalidModel(e.to_string()))?;
-        files::check_complete(&model.varmap, expected)?;
-        Ok(model)
-    }
-}
-
-impl Retriever for SasRec {
-    type Error = RetrievalError;
-
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn dim(&self) -> usize {
-        self.config.dim
-    }
-
-    fn num_items(&self) -> usize {
-        self.num_items
-    }
-
-    /// The last slot's output F_t for each history's last `max_len` items (zero for an empty
-    /// history: the score is then the item bias alone).
-    fn user_vectors(&self, queries: &[UserQuery]) -> Result<Vec<f32>> {
-        queries
-            .iter()
-            .try_for_each(|q| self.check_history(q.history))?;
-        let (d, max_len) = (self.config.dim, self.config.max_len);
-        let mut out = Vec::with_capacity(queries.len() * d);
-        for chunk in queries.chunks(CHUNK_USERS) {
-            let len = chunk
-                .iter()
-                .map(|q| q.history.len().min(max_len))
-                .max()
-                .unwrap_or(0)
-                .max(1);
-            let w = Windows::new(chunk.iter().map(|q| q.history), len);
-            let f = self
-                .network
-                .forward(&self.network.embed_from_table(&w)?, &w, None)?;
-            let last: Vec<u32> = (0..w.rows).map(|r| (r * len + len - 1) as u32).collect();
-            let last = Tensor::from_vec(last, w.rows, f.device())?;
-            out.extend(f.index_select(&last, 0)?.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(out)
-    }
-
-    fn item_table(&self) -> &Tensor {
-        self.network.items.var().as_tensor()
-    }
-
-    fn save(&self, dir: &Path) -> Result<()> {
-        let saved = Saved {
-            config: self.config.clone(),
-            num_items: self.num_items,
-        };
-        files::save(dir, KIND, &saved, &files::var_tensors(&self.varmap)?)
-    }
-
-    fn weights(&self) -> Result<HashMap<String, Tensor>> {
-        files::var_tensors(&self.varmap)
-    }
-
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
+    fn network(&self, vb: VarBuilder, num_items: usize) -> Result<Network> {
+        Network::new(vb, self, num_items)
     }
 }
 

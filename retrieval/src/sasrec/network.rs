@@ -7,6 +7,7 @@ use nn::rng::Rng;
 
 use super::config::SasRecConfig;
 use crate::error::Result;
+use crate::sequence::{SequenceNetwork, Windows};
 
 /// Added to the logit of a key a query may not see (a later or a padding position):
 /// `exp(-1e9 - max)` is exactly 0 in f32, so such keys contribute nothing.
@@ -68,60 +69,21 @@ impl Block {
     }
 }
 
-/// Left-padded windows of item sequences: `rows x len`, the real items right-aligned.
-#[derive(Debug, Clone)]
-pub struct Windows {
-    /// Number of windows.
-    pub rows: usize,
-    /// Padded length of every window.
-    pub len: usize,
-    /// Item of each slot (0 at padding slots, whose embedding is masked to zero).
-    pub ids: Vec<u32>,
-    /// Position of each slot counted from the window's first real item (0 at padding).
-    pub positions: Vec<u32>,
-    /// 1 at real slots, 0 at padding.
-    pub mask: Vec<f32>,
-}
-
-impl Windows {
-    /// Windows of `sequences` (each at most `len` long), left-padded to `len`.
-    pub fn new<'a>(sequences: impl ExactSizeIterator<Item = &'a [u32]>, len: usize) -> Self {
-        let rows = sequences.len();
-        let mut w = Self {
-            rows,
-            len,
-            ids: vec![0; rows * len],
-            positions: vec![0; rows * len],
-            mask: vec![0.0; rows * len],
-        };
-        for (r, seq) in sequences.enumerate() {
-            let seq = &seq[seq.len().saturating_sub(len)..];
-            let start = r * len + len - seq.len();
-            for (k, &item) in seq.iter().enumerate() {
-                w.ids[start + k] = item;
-                w.positions[start + k] = k as u32;
-                w.mask[start + k] = 1.0;
-            }
-        }
-        w
-    }
-
-    /// The additive attention mask `rows x 1 x len x len`: 0 where query slot i may see key
-    /// slot j (j <= i and j real), [`MASKED`] elsewhere.
-    fn attention_mask(&self) -> Vec<f32> {
-        let l = self.len;
-        let mut out = vec![MASKED; self.rows * l * l];
-        for r in 0..self.rows {
-            for i in 0..l {
-                for j in 0..=i {
-                    if self.mask[r * l + j] > 0.0 {
-                        out[(r * l + i) * l + j] = 0.0;
-                    }
+/// The additive attention mask of `w`, `rows x 1 x len x len`: 0 where query slot i may see
+/// key slot j (j <= i and j real), [`MASKED`] elsewhere.
+fn attention_mask(w: &Windows) -> Vec<f32> {
+    let l = w.len;
+    let mut out = vec![MASKED; w.rows * l * l];
+    for r in 0..w.rows {
+        for i in 0..l {
+            for j in 0..=i {
+                if w.mask[r * l + j] > 0.0 {
+                    out[(r * l + i) * l + j] = 0.0;
                 }
             }
         }
-        out
     }
+    out
 }
 
 /// All layers of SASRec.
@@ -162,14 +124,6 @@ impl Network {
         })
     }
 
-    /// The input embeddings of `w`'s slots read from the item table itself (differentiable
-    /// with respect to the whole table): `(rows * len) x d`.
-    pub fn embed_from_table(&self, w: &Windows) -> Result<Tensor> {
-        let table = self.items.var().as_tensor();
-        let ids = Tensor::from_slice(&w.ids, w.ids.len(), table.device())?;
-        Ok(table.index_select(&ids, 0)?.narrow(1, 0, self.dim)?)
-    }
-
     /// The outputs F of every slot, `(rows * len) x d` (zero at padding slots), from the
     /// slots' item embeddings `items` (`(rows * len) x d`, any source); `dropout` (training)
     /// is `Some((p, rng))`.
@@ -191,7 +145,7 @@ impl Network {
         let x = ((items * (d as f64).sqrt())? + self.positions.index_select(&pos, 0)?)?;
         let mut x = x.broadcast_mul(&mask)?;
         x = dropped(x, &mut dropout)?;
-        let attention_mask = Tensor::from_vec(w.attention_mask(), (w.rows, 1, l, l), device)?;
+        let attention_mask = Tensor::from_vec(attention_mask(w), (w.rows, 1, l, l), device)?;
         let (h, dh) = (self.heads, d / self.heads);
         let split = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((w.rows, l, h, dh))?
@@ -228,5 +182,20 @@ fn dropped(t: Tensor, dropout: &mut Option<(f32, &mut Rng)>) -> Result<Tensor> {
     match dropout.as_mut() {
         Some((p, rng)) => Ok(apply_dropout(&t, *p, rng)?),
         None => Ok(t),
+    }
+}
+
+impl SequenceNetwork for Network {
+    fn items(&self) -> &EmbeddingTable {
+        &self.items
+    }
+
+    fn forward(
+        &self,
+        inputs: &Tensor,
+        w: &Windows,
+        dropout: Option<(f32, &mut Rng)>,
+    ) -> Result<Tensor> {
+        Network::forward(self, inputs, w, dropout)
     }
 }

@@ -1,7 +1,9 @@
 //! Unit tests: causality, padding invariance, save/load, validation, the sampled path.
 
 use super::*;
+use candle_core::{Device, Tensor};
 use nn::{Catalog, Example, TrainingSet, ValidationCase, WatchHistories};
+use nn::{Retriever, UserQuery};
 
 fn small() -> SasRecConfig {
     SasRecConfig {

@@ -1,5 +1,6 @@
-//! Training: per-user windows of the training sequence, a softmax loss at every slot whose
-//! next item is a training example, Adam, early stopping on validation HR@10.
+//! Training of any sequence model: per-user windows of the training sequence, a softmax loss
+//! at every slot whose next item is a training example, Adam, early stopping on validation
+//! HR@10.
 
 use std::collections::HashMap;
 
@@ -12,12 +13,9 @@ use nn::softmax::CatalogueSoftmax;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
 use nn::{Retriever, TrainingSet};
 
-use super::network::Windows;
-use super::{SasRec, SasRecConfig};
+use super::{SequenceConfig, SequenceNetwork, SequenceRetriever, SequenceTraining, Windows, ITEMS};
 use crate::error::{invalid, Result, RetrievalError};
 use crate::warm::WarmStart;
-
-const ITEMS: &str = "items.weight";
 
 /// One training sequence: the inputs are positions `start..end` of the user's history, and
 /// each listed target position t (start < t <= end) is predicted by the slot of item t - 1.
@@ -54,28 +52,31 @@ fn train_windows(data: &TrainingSet, max_len: usize) -> Vec<TrainWindow> {
     out
 }
 
-impl SasRec {
-    /// Trains on `data` (early stopping on validation HR@10), from `warm`'s weights when given.
+impl<C: SequenceConfig> SequenceRetriever<C> {
+    /// Trains on `data` (early stopping on validation HR@10), from `warm`'s weights when
+    /// given: known items keep their rows of the item table, new items start fresh, every
+    /// other tensor is copied when its shape is unchanged.
     pub fn train(
-        config: &SasRecConfig,
+        config: &C,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
         progress: impl FnMut(&nn::EpochReport),
-    ) -> Result<(SasRec, TrainReport)> {
+    ) -> Result<(Self, TrainReport)> {
         config.validate()?;
         data.validate()?;
-        let model = SasRec::build(config, VarMap::new(), data.catalog.num_items)?;
+        let model = Self::build(config, VarMap::new(), data.catalog.num_items)?;
         if let Some(w) = warm {
             nn::vars::warm_start(&model.varmap, &w.weights, |name| {
                 name.starts_with("items.").then_some(w.items.as_slice())
             })?;
         }
-        let mut run = Run::new(model, data)?;
+        let t = config.training();
+        let mut run = Run::new(model, data, t.clone())?;
         let schedule = Schedule {
-            epochs: config.epochs,
-            patience: config.patience,
-            learning_rate: config.learning_rate,
-            final_lr_fraction: config.final_lr_fraction,
+            epochs: t.epochs,
+            patience: t.patience,
+            learning_rate: t.learning_rate,
+            final_lr_fraction: t.final_lr_fraction,
         };
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
         Ok((run.model, report))
@@ -83,8 +84,9 @@ impl SasRec {
 }
 
 /// One training run.
-struct Run<'a> {
-    model: SasRec,
+struct Run<'a, C: SequenceConfig> {
+    model: SequenceRetriever<C>,
+    settings: SequenceTraining,
     data: TrainingSet<'a>,
     windows: Vec<TrainWindow>,
     targets: usize,
@@ -96,10 +98,13 @@ struct Run<'a> {
     batches: ShuffledBatches,
 }
 
-impl<'a> Run<'a> {
-    fn new(model: SasRec, data: &TrainingSet<'a>) -> Result<Self> {
-        let cfg = model.config.clone();
-        let items = &model.network.items;
+impl<'a, C: SequenceConfig> Run<'a, C> {
+    fn new(
+        model: SequenceRetriever<C>,
+        data: &TrainingSet<'a>,
+        cfg: SequenceTraining,
+    ) -> Result<Self> {
+        let items = model.network.items();
         let softmax = CatalogueSoftmax::new(
             &data.item_counts(),
             items,
@@ -145,12 +150,13 @@ impl<'a> Run<'a> {
             rng: Rng::new(cfg.seed ^ 0x5A5_2EC0),
             data: *data,
             softmax,
+            settings: cfg,
             model,
         })
     }
 }
 
-impl Fit for Run<'_> {
+impl<C: SequenceConfig> Fit for Run<'_, C> {
     type Error = RetrievalError;
     type Snapshot = HashMap<String, Tensor>;
 
@@ -191,7 +197,7 @@ impl Fit for Run<'_> {
             }
         }
         let net = &self.model.network;
-        let d = self.model.config.dim;
+        let d = self.settings.dim;
         let full = self.softmax.is_full();
         // Sampled mode: the batch's input rows as a leaf, whose gradient goes to those rows.
         let (leaf, unique) = if full {
@@ -206,12 +212,12 @@ impl Fit for Run<'_> {
                 .collect();
             unique.sort_unstable();
             unique.dedup();
-            (Some(net.items.gather(&unique)?), unique)
+            (Some(net.items().gather(&unique)?), unique)
         };
         let embeddings = match &leaf {
-            None => net.embed_from_table(&windows)?,
+            None => self.model.embed_from_table(&windows)?,
             Some(leaf) => {
-                // Padding slots read row 0 of the leaf; their embedding is masked to zero.
+                // Padding slots read row 0 of the leaf; the network ignores their input.
                 let local: Vec<u32> = windows
                     .ids
                     .iter()
@@ -221,12 +227,14 @@ impl Fit for Run<'_> {
                 leaf.as_tensor().index_select(&local, 0)?.narrow(1, 0, d)?
             }
         };
-        let p = self.model.config.dropout;
+        let p = self.settings.dropout;
         let dropout = (p > 0.0).then_some((p, &mut self.rng));
         let f = net.forward(&embeddings, &windows, dropout)?;
         let slots = Tensor::from_vec(slots, targets.len(), f.device())?;
         let u = f.index_select(&slots, 0)?;
-        let (loss, sampled) = self.softmax.loss(&u, &net.items, &targets, &mut self.rng)?;
+        let (loss, sampled) = self
+            .softmax
+            .loss(&u, net.items(), &targets, &mut self.rng)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let store = loss.backward()?;
         self.optimizer.set_learning_rate(lr);
