@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod batch;
 pub mod bench;
 pub mod bench_scale;
+pub mod build_lock;
 pub mod calendar;
 pub mod cli;
 pub mod config;
