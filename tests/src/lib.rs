@@ -211,6 +211,35 @@ impl World {
             .join("manifest.json");
         serde_json::from_slice(&std::fs::read(p).expect("manifest")).expect("manifest JSON")
     }
+
+    /// `ranker.json` of version `version`.
+    pub fn ranker_meta(&self, version: &str) -> serde_json::Value {
+        let p = self.art.join("versions").join(version).join("ranker.json");
+        serde_json::from_slice(&std::fs::read(p).expect("ranker.json")).expect("ranker.json")
+    }
+
+    /// The expected watch times of `query --user USER -k K --rerank` on the live version, in
+    /// the answer's order.
+    pub fn reranked_watch_times(&self, user: &str, k: usize) -> Vec<f64> {
+        let q = recpipe_ok(&[
+            "query",
+            "--artifacts",
+            s(&self.art),
+            "--user",
+            user,
+            "-k",
+            &k.to_string(),
+            "--rerank",
+            "--json",
+        ]);
+        let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
+        rec["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["expected_watch_time"].as_f64().expect("score"))
+            .collect()
+    }
 }
 
 impl Drop for World {

@@ -32,29 +32,9 @@ fn cross_rankers_build_into_a_version_and_rerank() {
         let v = current(&w.art).expect("CURRENT");
         let ranking = &w.manifest(&v)["metrics"]["ranking"];
         assert_eq!(ranking["model"]["model"], model, "{ranking}");
-        let meta: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(w.art.join("versions").join(&v).join("ranker.json")).expect("meta"),
-        )
-        .expect("ranker.json");
+        let meta = w.ranker_meta(&v);
         assert_eq!(meta["model"], model);
-        let q = recpipe_ok(&[
-            "query",
-            "--artifacts",
-            s(&w.art),
-            "--user",
-            "7",
-            "-k",
-            "10",
-            "--rerank",
-            "--json",
-        ]);
-        let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
-        let times: Vec<f64> = rec["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|i| i["expected_watch_time"].as_f64().expect("score"))
-            .collect();
+        let times = w.reranked_watch_times("7", 10);
         assert_eq!(times.len(), 10, "{model}");
         assert!(times.windows(2).all(|p| p[0] >= p[1]), "{model}: {times:?}");
         let cand = w.root.join("cand.parquet");

@@ -77,33 +77,13 @@ fn multitask_reads_the_label_columns_reports_each_task_and_reranks() {
     // orders by the watch head's expected watch time.
     w.build_with(&cfg, &[]);
     let v = current(&w.art).expect("CURRENT");
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.art.join("versions").join(&v).join("ranker.json")).expect("meta"),
-    )
-    .expect("ranker.json");
+    let meta = w.ranker_meta(&v);
     assert_eq!(meta["model"], "multitask");
     assert_eq!(
         meta["config"]["labels"],
         serde_json::json!(["long_view", "is_like"])
     );
-    let q = recpipe_ok(&[
-        "query",
-        "--artifacts",
-        s(&w.art),
-        "--user",
-        "7",
-        "-k",
-        "10",
-        "--rerank",
-        "--json",
-    ]);
-    let rec: serde_json::Value = serde_json::from_str(&q).expect("json");
-    let times: Vec<f64> = rec["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|i| i["expected_watch_time"].as_f64().expect("score"))
-        .collect();
+    let times = w.reranked_watch_times("7", 10);
     assert_eq!(times.len(), 10);
     assert!(times.windows(2).all(|p| p[0] >= p[1]), "{times:?}");
     let _ = std::fs::remove_dir_all(&w.root);
