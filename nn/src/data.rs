@@ -81,7 +81,9 @@ pub struct Example {
     pub pos: u32,
 }
 
-/// The item catalogue: its size and the tokens (genres, categories, tags) of each item.
+/// The item catalogue: its size, the tokens (genres, categories, tags) of each item and, when
+/// the data has them, each item's duration and publication age (the features a feature-based
+/// item tower embeds an item from).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
     /// Number of items; item indices are `0..num_items`.
@@ -90,6 +92,13 @@ pub struct Catalog {
     pub item_tokens: Vec<Vec<u32>>,
     /// Number of distinct tokens; token indices are `0..num_tokens`.
     pub num_tokens: usize,
+    /// Length of each item in seconds (`num_items` values, `None` when unknown), or empty when
+    /// the data has no durations.
+    pub duration_seconds: Vec<Option<f32>>,
+    /// Age of each item in days at the data's reference time (the newest event of the
+    /// training data; items published later have age 0), or empty when the data has no
+    /// publication times.
+    pub age_days: Vec<Option<f32>>,
 }
 
 impl Catalog {
@@ -97,8 +106,7 @@ impl Catalog {
     pub fn without_tokens(num_items: usize) -> Self {
         Self {
             num_items,
-            item_tokens: Vec::new(),
-            num_tokens: 0,
+            ..Self::default()
         }
     }
 
@@ -115,6 +123,28 @@ impl Catalog {
                 "item_tokens has {} lists for {} items",
                 self.item_tokens.len(),
                 self.num_items
+            )));
+        }
+        for (name, len) in [
+            ("duration_seconds", self.duration_seconds.len()),
+            ("age_days", self.age_days.len()),
+        ] {
+            if len != 0 && len != self.num_items {
+                return Err(invalid(format!(
+                    "{name} has {len} values for {} items",
+                    self.num_items
+                )));
+            }
+        }
+        let finite = |v: &&Option<f32>| v.is_some_and(|x| !x.is_finite() || x < 0.0);
+        if let Some(bad) = self.duration_seconds.iter().find(finite) {
+            return Err(invalid(format!(
+                "item duration {bad:?} is not a finite value >= 0"
+            )));
+        }
+        if let Some(bad) = self.age_days.iter().find(finite) {
+            return Err(invalid(format!(
+                "item age {bad:?} is not a finite value >= 0"
             )));
         }
         let bad = self.item_tokens.iter().flatten();

@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use crate::data::{UserFeatures, UserQuery, ValidationCase};
+use crate::data::{Catalog, UserFeatures, UserQuery, ValidationCase};
 use crate::error::{invalid, NnError};
 use crate::layers::with_bias_column;
 use crate::metrics::{target_rank, RankMetrics};
@@ -39,6 +39,21 @@ pub trait Retriever: Send + Sync {
     fn weights(&self) -> Result<HashMap<String, Tensor>, Self::Error>;
     /// The configuration as JSON (recorded in a version's manifest).
     fn config_json(&self) -> serde_json::Value;
+
+    /// Appends items the model was not trained on, each embedded from its features alone
+    /// (`items` describes the new items only, with the training vocabulary of tokens); their
+    /// indices follow the current ones, and [`Retriever::item_table`] grows by their rows.
+    /// Only models whose item vectors are computed from item features can: the default is an
+    /// error saying so.
+    fn add_items(&mut self, items: &Catalog) -> Result<(), Self::Error> {
+        let _ = items;
+        Err(invalid(format!(
+            "the '{}' model learns each item's vector from its watches, so it cannot embed an \
+             item it was not trained on; train a model with an item tower (two_tower)",
+            self.kind()
+        ))
+        .into())
+    }
 
     /// Item vectors (`num_items x dim`, row-major) and item biases: score = u . v_j + b_j.
     fn item_vectors(&self) -> Result<(Vec<f32>, Vec<f32>), Self::Error> {

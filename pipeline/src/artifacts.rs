@@ -365,6 +365,10 @@ pub struct IdMaps {
     /// [`crate::ids`]); empty for integer ids and for versions written before string ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub item_keys: Vec<String>,
+    /// The time (Unix seconds) item ages were measured from in training (the newest watch of
+    /// the data); `add-items` measures new items' ages from it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_time: Option<i64>,
 }
 
 impl IdMaps {

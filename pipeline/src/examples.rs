@@ -225,6 +225,8 @@ pub struct RetrievalInputs {
     /// Users that could be evaluated (at least three watches); `validation` and `test` hold a
     /// seeded sample of them when there are more than `eval_users`.
     pub evaluable_users: usize,
+    /// The newest watch time of the data (Unix seconds): item ages are measured from it.
+    pub reference_time: Option<i64>,
 }
 
 /// A string vocabulary (token -> index).
@@ -266,6 +268,9 @@ impl RetrievalInputs {
                 item_tokens[idx].push(t);
             }
         }
+        let reference_time = all.times.iter().copied().max();
+        let (duration_seconds, age_days) =
+            item_numeric(items, |id| item_map.get(id), item_map.len(), reference_time);
         let catalog = Catalog {
             num_items: item_map.len(),
             num_tokens: tokens.len(),
@@ -274,6 +279,8 @@ impl RetrievalInputs {
             } else {
                 item_tokens
             },
+            duration_seconds,
+            age_days,
         };
         let evaluated: HashMap<i64, usize> = split
             .sequences
@@ -356,8 +363,51 @@ impl RetrievalInputs {
             validation,
             test,
             evaluable_users,
+            reference_time,
         })
     }
+}
+
+/// An item's age in days at `reference` (0 for an item published after it); `None` when
+/// either time is unknown.
+pub fn age_days(published: Option<i64>, reference: Option<i64>) -> Option<f32> {
+    let (p, r) = (published?, reference?);
+    Some((r.saturating_sub(p).max(0) as f64 / 86_400.0) as f32)
+}
+
+/// Each item's duration (seconds) and age (days at `reference`) at the index `index_of` gives
+/// its id (`n` items; rows it maps to `None` are skipped). A column the catalogue never fills
+/// comes back empty; negative or non-finite durations count as unknown.
+pub fn item_numeric(
+    items: &Items,
+    index_of: impl Fn(i64) -> Option<u32>,
+    n: usize,
+    reference: Option<i64>,
+) -> (Vec<Option<f32>>, Vec<Option<f32>>) {
+    let known_duration = items.duration.iter().any(Option::is_some);
+    let known_published = items.published.iter().any(Option::is_some) && reference.is_some();
+    let mut duration = if known_duration {
+        vec![None; n]
+    } else {
+        Vec::new()
+    };
+    let mut age = if known_published {
+        vec![None; n]
+    } else {
+        Vec::new()
+    };
+    for (row, &id) in items.item_id.iter().enumerate() {
+        let Some(i) = index_of(id).map(|i| i as usize).filter(|&i| i < n) else {
+            continue;
+        };
+        if known_duration {
+            duration[i] = items.duration[row].filter(|d| d.is_finite() && *d >= 0.0);
+        }
+        if known_published {
+            age[i] = age_days(items.published[row], reference);
+        }
+    }
+    (duration, age)
 }
 
 /// Rollback examples: for each user, positions 1.. of their training sequence (each predicts

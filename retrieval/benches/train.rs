@@ -121,6 +121,8 @@ fn main() -> AnyResult<()> {
             .map(|i| vec![(i % 50) as u32, 50 + (i % 7) as u32])
             .collect(),
         num_tokens: 57,
+
+        ..Default::default()
     };
     println!(
         "{model}: {items} items, {} examples ({}), {history}-watch histories, {} threads, \

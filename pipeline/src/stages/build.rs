@@ -241,6 +241,7 @@ pub fn build_index(data_dir: &Path, root: &Path, config: &Config, force: bool) -
                 .map(|&id| spelling.external(id).to_string())
                 .collect(),
         },
+        reference_time: trained.inputs.reference_time,
     };
     crate::output::write_json(&dir.join(files::IDS), &ids)?;
     let (vecs, bias) = trained.model.item_vectors().map_err(model_err)?;

@@ -97,6 +97,8 @@ pub fn sequence_data(
         num_items: items,
         item_tokens: (0..items).map(|i| vec![(i % 3) as u32]).collect(),
         num_tokens: 3,
+
+        ..Default::default()
     };
     SequenceData {
         catalog,
