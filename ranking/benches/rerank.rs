@@ -1,9 +1,10 @@
 //! Scoring throughput of each ranker on the shared input (the YouTube ranker, DeepFM, DCN-v2,
-//! default settings): 1M candidates (2,500 users x 400 candidates), candidates per second,
+//! the multi-task ranker with its watch head only, default settings): 1M candidates (2,500 users x 400 candidates), candidates per second,
 //! latency of one 400-candidate request, and peak memory (VmHWM); for the YouTube ranker also
 //! the tower's achieved FLOP/s beside a plain candle matmul's rate measured here.
 //!
-//! `cargo bench -p ranking --bench rerank [-- MODEL...]` (default: youtube, deepfm, dcn_v2;
+//! `cargo bench -p ranking --bench rerank [-- MODEL...]` (default: youtube, deepfm, dcn_v2,
+//! multitask;
 //! threads: RAYON_NUM_THREADS, default all cores).
 //!
 //! Each model (default config, one epoch on a few synthetic examples) is trained and saved by
@@ -137,7 +138,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let models = if named.is_empty() {
-        vec![ranking::KIND.to_string(), "deepfm".into(), "dcn_v2".into()]
+        vec![
+            ranking::KIND.to_string(),
+            "deepfm".into(),
+            "dcn_v2".into(),
+            "multitask".into(),
+        ]
     } else {
         named
     };
@@ -151,6 +157,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         settings.youtube.epochs = 1;
         settings.deepfm.epochs = 1;
         settings.dcn_v2.epochs = 1;
+        settings.multitask.epochs = 1;
         settings.validate()?;
         let (ranker, _) = settings.train(schema(), &train, &[], &mut |_| {})?;
         let dir = std::env::temp_dir().join(format!("rerank-bench-{}-{model}", std::process::id()));
