@@ -5,6 +5,8 @@
 //! prepared once as `u_k * s_k` and a score is `sum(prepared_k * code_k) + b`. Only the walk
 //! uses these scores; answers are re-scored with the f32 vectors.
 
+use rayon::prelude::*;
+
 use crate::kernel::{prefetch, reduce, LANES};
 use crate::vectors::Catalogue;
 
@@ -38,12 +40,22 @@ impl Quantized {
     /// Quantizes the catalogue's vectors.
     pub(crate) fn new(cat: &Catalogue) -> Self {
         let dim = cat.dim;
-        let mut max = vec![0f32; dim];
-        for row in cat.floats().chunks_exact(dim) {
-            for (m, &x) in max.iter_mut().zip(row) {
-                *m = m.max(x.abs());
-            }
-        }
+        let max = cat
+            .floats()
+            .par_chunks(dim * 4096)
+            .map(|rows| {
+                let mut max = vec![0f32; dim];
+                for row in rows.chunks_exact(dim) {
+                    for (m, &x) in max.iter_mut().zip(row) {
+                        *m = m.max(x.abs());
+                    }
+                }
+                max
+            })
+            .reduce(
+                || vec![0f32; dim],
+                |a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect(),
+            );
         let lines_per_row = dim.div_ceil(LINE);
         let mut quant = Quantized {
             max,
@@ -62,14 +74,14 @@ impl Quantized {
         let rows = floats.len() / dim;
         self.codes
             .resize(start + rows * self.lines_per_row, Line([0; LINE]));
-        for (row, lines) in floats
-            .chunks_exact(dim)
-            .zip(self.codes[start..].chunks_exact_mut(self.lines_per_row))
-        {
-            for (k, (&x, &s)) in row.iter().zip(&scales).enumerate() {
-                lines[k / LINE].0[k % LINE] = (x / s).round().clamp(-127.0, 127.0) as i8;
-            }
-        }
+        floats
+            .par_chunks_exact(dim)
+            .zip(self.codes[start..].par_chunks_exact_mut(self.lines_per_row))
+            .for_each(|(row, lines)| {
+                for (k, (&x, &s)) in row.iter().zip(&scales).enumerate() {
+                    lines[k / LINE].0[k % LINE] = (x / s).round().clamp(-127.0, 127.0) as i8;
+                }
+            });
     }
 
     /// Brings the codes up to date after rows `from..` were appended to `cat`: their codes

@@ -235,3 +235,23 @@ fn an_empty_index_takes_items_and_an_empty_batch_is_a_no_op() {
         assert!(recall_at_k(&hits, &exact.search(q, K, Exclude::Nothing).unwrap(), K) >= 0.9);
     }
 }
+
+#[test]
+fn an_hnsw_rs_graph_takes_inserted_items() {
+    let (all, queries) = common::data(3_300, 100);
+    let config = HnswConfig {
+        builder: index::Builder::HnswRs,
+        ef_construction: 100,
+        ..HnswConfig::default()
+    };
+    let mut hnsw = HnswIndex::build(slice(&all, 0, 3_000), &config, &|_, _| {}).unwrap();
+    hnsw.insert(slice(&all, 3_000, 3_300), &|_, _| {}).unwrap();
+    let exact = ExactIndex::new(all.clone()).unwrap();
+    let own = slice(&all, 3_000, 3_300).data;
+    let (r, o) = (
+        recall(&hnsw, &exact, &queries, 64),
+        recall(&hnsw, &exact, &own, 64),
+    );
+    eprintln!("hnsw_rs graph + 300 inserted: recall@{K} {r:.4}, new items' own queries {o:.4}");
+    assert!(r >= 0.97 && o >= 0.97, "{r} {o}");
+}
