@@ -7,7 +7,7 @@ use crate::error::{IndexError, Result};
 use crate::exact::exact_one;
 use crate::graph::{ExactScorer, Graph, QuantScorer};
 use crate::hnswrs::build_with_hnsw_rs;
-use crate::metric::GraphMetric;
+use crate::metric::{BiasTransform, GraphMetric};
 use crate::native::{build_native, BuildParams};
 use crate::quant::Quantized;
 use crate::search::{check_query, resolve_batch, split_batch, to_hits, Exclude, Hit};
@@ -117,6 +117,34 @@ pub struct HnswIndex {
     pub(crate) config: HnswConfig,
     /// int8 codes for the walk (see [`HnswConfig::int8_walk`]).
     pub(crate) quant: Option<Quantized>,
+    /// Bias coordinate of the graph metric, as fitted at build time.
+    pub(crate) graph_bias: BiasTransform,
+}
+
+/// The construction parameters of `config` with the bias transform `bias`.
+pub(crate) fn build_params(config: &HnswConfig, bias: BiasTransform) -> BuildParams {
+    BuildParams {
+        m: config.m,
+        ef_construction: config.ef_construction,
+        metric: config.metric,
+        level_scale: config.level_scale,
+        bias,
+        seed: config.seed,
+    }
+}
+
+/// Builds the graph of `cat` with the configured builder.
+pub(crate) fn build_graph(
+    cat: &Catalogue,
+    config: &HnswConfig,
+    bias: BiasTransform,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Graph {
+    let params = build_params(config, bias);
+    match config.builder {
+        Builder::Native => build_native(cat, &params, progress),
+        Builder::HnswRs => build_with_hnsw_rs(cat, &params, progress),
+    }
 }
 
 impl HnswIndex {
@@ -129,30 +157,32 @@ impl HnswIndex {
     ) -> Result<Self> {
         config.validate()?;
         let cat = Catalogue::from_items(items)?;
-        let params = BuildParams {
-            m: config.m,
-            ef_construction: config.ef_construction,
-            metric: config.metric,
-            level_scale: config.level_scale,
-            bias_scale: config.bias_scale,
-            seed: config.seed,
-        };
-        let graph = match config.builder {
-            Builder::Native => build_native(&cat, &params, progress),
-            Builder::HnswRs => build_with_hnsw_rs(&cat, &params, progress),
-        };
-        Ok(HnswIndex::assemble(cat, graph, config.clone()))
+        let bias = BiasTransform::fit(&cat, config.bias_scale);
+        let graph = build_graph(&cat, config, bias, progress);
+        Ok(HnswIndex::assemble(cat, graph, config.clone(), bias))
     }
 
     /// Puts the parts together (and quantizes the vectors when configured).
-    pub(crate) fn assemble(cat: Catalogue, graph: Graph, config: HnswConfig) -> Self {
+    pub(crate) fn assemble(
+        cat: Catalogue,
+        graph: Graph,
+        config: HnswConfig,
+        graph_bias: BiasTransform,
+    ) -> Self {
         let quant = config.int8_walk.then(|| Quantized::new(&cat));
         HnswIndex {
             cat,
             graph,
             config,
             quant,
+            graph_bias,
         }
+    }
+
+    /// The bias coordinate transform of the graph metric, fixed when the index was built
+    /// (inserted items are linked with the same one).
+    pub fn bias_transform(&self) -> BiasTransform {
+        self.graph_bias
     }
 
     /// Number of items.

@@ -39,7 +39,7 @@ pub(crate) fn build_with_hnsw_rs(
     if n == 0 {
         return Graph::empty();
     }
-    let dist = IndexDistance(BuildMetric::new(cat, params.metric, params.bias_scale));
+    let dist = IndexDistance(BuildMetric::with_transform(cat, params.metric, params.bias));
     let mut hnsw =
         Hnsw::<u32, IndexDistance>::new(params.m, n, MAX_LAYERS, params.ef_construction, dist);
     if params.level_scale < 1.0 {

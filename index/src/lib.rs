@@ -9,6 +9,8 @@
 //!   batches); the baseline and the small-catalogue choice.
 //! * [`Index`]: either one, built by size, saved to and loaded from a folder whose manifest
 //!   records every file's sha256 ([`Index::save`], [`Index::load`]).
+//! * New items go into a built index without a rebuild ([`Index::insert`]): each is linked
+//!   into the graph as the builder links a late item, with the build's [`BiasTransform`].
 //!
 //! Both kinds leave out a per-query exclusion (seen items, [`Exclude`]) and still return `k`
 //! items whenever the catalogue has `k` items outside it. [`bench`] measures build time,
@@ -32,6 +34,7 @@ mod files;
 mod graph;
 mod hnsw;
 mod hnswrs;
+mod insert;
 mod kernel;
 mod metric;
 mod native;
@@ -50,7 +53,7 @@ pub use exact::ExactIndex;
 pub use files::FileEntry;
 pub use hnsw::{Builder, HnswConfig, HnswIndex};
 pub use kernel::dot;
-pub use metric::GraphMetric;
+pub use metric::{BiasTransform, GraphMetric};
 pub use persist::{LoadOptions, Manifest};
 pub use search::{recall_at_k, Exclude, Hit};
 pub use tune::EfChoice;

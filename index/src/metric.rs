@@ -24,33 +24,68 @@ pub enum GraphMetric {
     Mobius,
 }
 
-/// The bias coordinate `b'` of each item in the graph metric: `(b - mean b) / s`. Only
+/// The bias coordinate `b'` of each item in the graph metric: `(b - mean) / scale`. Only
 /// differences of biases matter to rankings, hence the centring. The default scale
 /// `s = 4 std(b) / rms |v|` was the best of a sweep on clustered data (bias std 0.1 and 0.3,
 /// norms 0.5..2): it gives the bias axis about a quarter of a typical vector's length.
-fn graph_bias(cat: &Catalogue, norms2: &[f32], bias_scale: Option<f32>) -> Vec<f32> {
-    let n = cat.len().max(1) as f64;
-    let mean = cat.bias.iter().map(|&b| f64::from(b)).sum::<f64>() / n;
-    let var = cat
-        .bias
-        .iter()
-        .map(|&b| (f64::from(b) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let rms_norm = (norms2.iter().map(|&x| f64::from(x)).sum::<f64>() / n).sqrt();
-    let auto = if var > 0.0 && rms_norm > 0.0 {
-        4.0 * var.sqrt() / rms_norm
-    } else {
-        1.0
-    };
-    let scale = match bias_scale {
-        Some(s) if s.is_finite() && s > 0.0 => f64::from(s),
-        _ => auto,
-    };
-    cat.bias
-        .iter()
-        .map(|&b| ((f64::from(b) - mean) / scale) as f32)
-        .collect()
+///
+/// An index keeps the transform its graph was built with (and saves it in its manifest), so
+/// that items inserted later get the same coordinates as the items already linked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BiasTransform {
+    /// Mean bias subtracted.
+    pub mean: f64,
+    /// Divisor of the centred bias (finite, > 0).
+    pub scale: f64,
+}
+
+impl Default for BiasTransform {
+    fn default() -> Self {
+        BiasTransform {
+            mean: 0.0,
+            scale: 1.0,
+        }
+    }
+}
+
+impl BiasTransform {
+    /// The transform of a catalogue: its mean bias, and `bias_scale` or the default scale.
+    pub(crate) fn fit(cat: &Catalogue, bias_scale: Option<f32>) -> Self {
+        let norms2: Vec<f32> = (0..cat.len() as u32)
+            .into_par_iter()
+            .map(|i| dot(cat.row(i), cat.row(i)))
+            .collect();
+        let n = cat.len().max(1) as f64;
+        let mean = cat.bias.iter().map(|&b| f64::from(b)).sum::<f64>() / n;
+        let var = cat
+            .bias
+            .iter()
+            .map(|&b| (f64::from(b) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let rms_norm = (norms2.iter().map(|&x| f64::from(x)).sum::<f64>() / n).sqrt();
+        let auto = if var > 0.0 && rms_norm > 0.0 {
+            4.0 * var.sqrt() / rms_norm
+        } else {
+            1.0
+        };
+        let scale = match bias_scale {
+            Some(s) if s.is_finite() && s > 0.0 => f64::from(s),
+            _ => auto,
+        };
+        BiasTransform { mean, scale }
+    }
+
+    /// True when the values are usable (finite, positive scale).
+    pub(crate) fn is_valid(&self) -> bool {
+        self.mean.is_finite() && self.scale.is_finite() && self.scale > 0.0
+    }
+
+    /// The graph coordinate `b'` of bias `b`.
+    #[inline]
+    fn apply(&self, b: f32) -> f32 {
+        ((f64::from(b) - self.mean) / self.scale) as f32
+    }
 }
 
 /// A [`GraphMetric`] with its per-item constants, evaluated between dense indices.
@@ -66,14 +101,18 @@ pub(crate) struct BuildMetric<'a> {
 }
 
 impl<'a> BuildMetric<'a> {
-    /// Precomputes the per-item constants.
-    pub(crate) fn new(cat: &'a Catalogue, kind: GraphMetric, bias_scale: Option<f32>) -> Self {
+    /// Precomputes the per-item constants, biases mapped by `transform`.
+    pub(crate) fn with_transform(
+        cat: &'a Catalogue,
+        kind: GraphMetric,
+        transform: BiasTransform,
+    ) -> Self {
         let n = cat.len() as u32;
         let norms2: Vec<f32> = (0..n)
             .into_par_iter()
             .map(|i| dot(cat.row(i), cat.row(i)))
             .collect();
-        let bias = graph_bias(cat, &norms2, bias_scale);
+        let bias: Vec<f32> = cat.bias.iter().map(|&b| transform.apply(b)).collect();
         let full2: Vec<f32> = norms2.iter().zip(&bias).map(|(x, b)| x + b * b).collect();
         let inv = |x: f32| if x > 0.0 { 1.0 / x } else { 0.0 };
         let (aux, shift) = match kind {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::graph::{with_visited, BaseLayer, Graph, Layer, Visited};
 use crate::kernel::{prefetch, prefetch_row};
-use crate::metric::{BuildMetric, GraphMetric};
+use crate::metric::{BiasTransform, BuildMetric, GraphMetric};
 use crate::rng::SplitMix;
 use crate::topk::{Scored, TopK};
 use crate::vectors::Catalogue;
@@ -29,7 +29,8 @@ pub(crate) struct BuildParams {
     pub(crate) ef_construction: usize,
     pub(crate) metric: GraphMetric,
     pub(crate) level_scale: f64,
-    pub(crate) bias_scale: Option<f32>,
+    /// Bias coordinate of the graph metric.
+    pub(crate) bias: BiasTransform,
     pub(crate) seed: u64,
 }
 
@@ -278,6 +279,114 @@ fn draw_levels(n: usize, m: usize, level_scale: f64, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Upper-layer slot starts (`u32::MAX` below layer 1) and the total slot count for `levels`.
+fn upper_layout(levels: &[u8], m: usize) -> (Vec<u32>, usize) {
+    let mut upper_start = vec![u32::MAX; levels.len()];
+    let mut upper_len = 0usize;
+    for (start, &l) in upper_start.iter_mut().zip(levels) {
+        if l > 0 {
+            *start = upper_len as u32;
+            upper_len += l as usize * (m + 1);
+        }
+    }
+    (upper_start, upper_len)
+}
+
+/// Inserts items `from..end` (after `from` items already linked), one by one until the graph
+/// has [`SERIAL_START`] items, then in parallel batches; `progress(done, end - from)`.
+fn insert_range(
+    builder: &GraphBuilder<'_>,
+    from: usize,
+    end: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) {
+    let total = end - from;
+    let serial = end.min(SERIAL_START.max(from));
+    for q in from as u32..serial as u32 {
+        builder.insert(q);
+    }
+    let mut done = serial;
+    progress(done - from, total);
+    let batch = (end / 100).clamp(1_000, 20_000);
+    while done < end {
+        let stop = (done + batch).min(end);
+        (done as u32..stop as u32)
+            .into_par_iter()
+            .for_each(|q| builder.insert(q));
+        done = stop;
+        progress(done - from, total);
+    }
+}
+
+/// Links catalogue items `graph_n..` into `graph` (built on the first `graph_n` items) as the
+/// builder links late items: levels continue the seeded draw, each item descends from the
+/// entry point, takes its links by the heuristic from an `ef_construction` beam per layer and
+/// is linked back (lists pruned to capacity); a new top level makes it the entry point.
+/// `progress(done, new items)` is called between batches.
+pub(crate) fn extend_native(
+    graph: Graph,
+    graph_n: usize,
+    cat: &Catalogue,
+    params: &BuildParams,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Graph {
+    let n = cat.len();
+    if graph_n == 0 {
+        return build_native(cat, params, progress);
+    }
+    progress(0, n - graph_n);
+    let (m, m0) = (params.m, params.m * 2);
+    let mut levels = draw_levels(n, m, params.level_scale, params.seed);
+    levels[..graph_n].fill(0);
+    for (l, layer) in graph.upper.iter().enumerate() {
+        let level = (l + 1).min(usize::from(TOP_LAYER)) as u8;
+        for &node in layer
+            .nodes
+            .iter()
+            .filter(|&&node| (node as usize) < graph_n)
+        {
+            levels[node as usize] = levels[node as usize].max(level);
+        }
+    }
+    let (upper_start, upper_len) = upper_layout(&levels, m);
+    let mut base: Vec<AtomicU32> = Vec::with_capacity(n * (m0 + 1));
+    for node in 0..graph_n as u32 {
+        let links = graph.base.neighbours(node);
+        let links = &links[..links.len().min(m0)];
+        base.push(AtomicU32::new(links.len() as u32));
+        base.extend(links.iter().map(|&l| AtomicU32::new(l)));
+        base.extend((links.len()..m0).map(|_| AtomicU32::new(0)));
+    }
+    base.resize_with(n * (m0 + 1), || AtomicU32::new(0));
+    let upper: Vec<AtomicU32> = (0..upper_len).map(|_| AtomicU32::new(0)).collect();
+    let top = graph.upper.len().min(usize::from(TOP_LAYER)) as u8;
+    let builder = GraphBuilder {
+        metric: BuildMetric::with_transform(cat, params.metric, params.bias),
+        m,
+        m0,
+        ef: params.ef_construction.max(m),
+        base,
+        upper,
+        upper_start,
+        locks: (0..n.clamp(1, 1 << 16)).map(|_| Mutex::new(())).collect(),
+        entry: Mutex::new((graph.entry, top)),
+        levels,
+    };
+    for (l, layer) in graph.upper.iter().enumerate().take(usize::from(top)) {
+        for &node in layer
+            .nodes
+            .iter()
+            .filter(|&&node| (node as usize) < graph_n)
+        {
+            let links = layer.neighbours(node);
+            builder.write(node, l as u8 + 1, links.iter().copied().take(m));
+        }
+    }
+    drop(graph);
+    insert_range(&builder, graph_n, n, progress);
+    builder.into_graph()
+}
+
 /// Builds the graph on all rayon threads, calling `progress(done, total)` between batches.
 pub(crate) fn build_native(
     cat: &Catalogue,
@@ -291,16 +400,9 @@ pub(crate) fn build_native(
     }
     let (m, m0) = (params.m, params.m * 2);
     let levels = draw_levels(n, m, params.level_scale, params.seed);
-    let mut upper_start = vec![u32::MAX; n];
-    let mut upper_len = 0usize;
-    for (start, &l) in upper_start.iter_mut().zip(&levels) {
-        if l > 0 {
-            *start = upper_len as u32;
-            upper_len += l as usize * (m + 1);
-        }
-    }
+    let (upper_start, upper_len) = upper_layout(&levels, m);
     let builder = GraphBuilder {
-        metric: BuildMetric::new(cat, params.metric, params.bias_scale),
+        metric: BuildMetric::with_transform(cat, params.metric, params.bias),
         m,
         m0,
         ef: params.ef_construction.max(m),
@@ -311,20 +413,7 @@ pub(crate) fn build_native(
         entry: Mutex::new((0, levels[0])),
         levels,
     };
-    let serial = n.min(SERIAL_START);
-    for q in 1..serial as u32 {
-        builder.insert(q);
-    }
-    progress(serial, n);
-    let batch = (n / 100).clamp(1_000, 20_000);
-    let mut done = serial;
-    while done < n {
-        let end = (done + batch).min(n);
-        (done as u32..end as u32)
-            .into_par_iter()
-            .for_each(|q| builder.insert(q));
-        done = end;
-        progress(done, n);
-    }
+    // item 0 is the first entry point; insert_range reports from item 1
+    insert_range(&builder, 1, n, &|done, _| progress(done + 1, n));
     builder.into_graph()
 }

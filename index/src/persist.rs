@@ -20,6 +20,7 @@ use crate::exact::ExactIndex;
 use crate::files::{map_floats, parse_graph, read_numbers, write_graph, FileEntry, HashingWriter};
 use crate::graph::Graph;
 use crate::hnsw::{HnswConfig, HnswIndex};
+use crate::metric::BiasTransform;
 use crate::vectors::{check_values, Catalogue, Floats};
 use crate::Index;
 
@@ -49,6 +50,10 @@ pub struct Manifest {
     pub config: Option<HnswConfig>,
     /// Every data file with its size and checksum.
     pub files: Vec<FileEntry>,
+    /// The graph metric's bias transform (HNSW only; absent in folders saved before it was
+    /// recorded, which are then given the transform fitted to their items, as at build time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_bias: Option<BiasTransform>,
 }
 
 /// How [`Index::load`] reads a folder.
@@ -71,7 +76,11 @@ impl Default for LoadOptions {
 }
 
 /// Writes the data files of `cat` (and `graph`) into `dir`.
-fn write_files(dir: &Path, cat: &Catalogue, graph: Option<&Graph>) -> Result<Vec<FileEntry>> {
+fn write_files(
+    dir: &Path,
+    cat: &Catalogue,
+    graph: Option<(&Graph, BiasTransform)>,
+) -> Result<Vec<FileEntry>> {
     let mut files = Vec::new();
     let mut w = HashingWriter::create(dir, IDS)?;
     w.put_all(&cat.ids, i64::to_le_bytes)?;
@@ -82,7 +91,7 @@ fn write_files(dir: &Path, cat: &Catalogue, graph: Option<&Graph>) -> Result<Vec
     let mut w = HashingWriter::create(dir, BIAS)?;
     w.put_all(&cat.bias, f32::to_le_bytes)?;
     files.push(w.finish()?);
-    if let Some(graph) = graph {
+    if let Some((graph, _)) = graph {
         files.push(write_graph(dir, GRAPH, graph)?);
     }
     Ok(files)
@@ -93,7 +102,7 @@ fn write_files(dir: &Path, cat: &Catalogue, graph: Option<&Graph>) -> Result<Vec
 pub(crate) fn save(
     dir: &Path,
     cat: &Catalogue,
-    graph: Option<&Graph>,
+    graph: Option<(&Graph, BiasTransform)>,
     config: Option<&HnswConfig>,
 ) -> Result<Vec<FileEntry>> {
     if dir.exists() {
@@ -132,6 +141,7 @@ pub(crate) fn save(
             dim: cat.dim as u64,
             config: config.cloned(),
             files: files.clone(),
+            graph_bias: graph.map(|(_, bias)| bias),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| IndexError::InvalidInput(format!("manifest: {e}")))?;
@@ -265,7 +275,12 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Index> {
             config
                 .validate()
                 .map_err(|e| IndexError::corrupt(&mpath, e.to_string()))?;
-            Ok(Index::Hnsw(HnswIndex::assemble(cat, graph, config)))
+            let bias = match manifest.graph_bias {
+                Some(b) if b.is_valid() => b,
+                Some(_) => return Err(IndexError::corrupt(&mpath, "bad graph_bias")),
+                None => BiasTransform::fit(&cat, config.bias_scale),
+            };
+            Ok(Index::Hnsw(HnswIndex::assemble(cat, graph, config, bias)))
         }
         other => Err(IndexError::corrupt(
             &mpath,
@@ -280,7 +295,7 @@ impl Index {
     /// (the manifest last).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<Vec<FileEntry>> {
         match self {
-            Index::Hnsw(i) => save(dir.as_ref(), &i.cat, Some(&i.graph), Some(&i.config)),
+            Index::Hnsw(i) => i.save(dir),
             Index::Exact(i) => save(dir.as_ref(), &i.cat, None, None),
         }
     }
@@ -304,7 +319,7 @@ impl HnswIndex {
         save(
             dir.as_ref(),
             &self.cat,
-            Some(&self.graph),
+            Some((&self.graph, self.graph_bias)),
             Some(&self.config),
         )
     }

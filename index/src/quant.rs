@@ -5,11 +5,23 @@
 //! prepared once as `u_k * s_k` and a score is `sum(prepared_k * code_k) + b`. Only the walk
 //! uses these scores; answers are re-scored with the f32 vectors.
 
+use rayon::prelude::*;
+
 use crate::kernel::{prefetch, reduce, LANES};
 use crate::vectors::Catalogue;
 
 /// Codes per cache line.
 const LINE: usize = 64;
+
+/// The code step of a dimension whose largest `|v_k|` is `max`.
+#[inline]
+fn scale(max: f32) -> f32 {
+    if max > 0.0 {
+        max / 127.0
+    } else {
+        1.0
+    }
+}
 
 /// One 64-byte-aligned cache line of codes.
 #[derive(Clone, Copy)]
@@ -18,7 +30,8 @@ pub(crate) struct Line([i8; LINE]);
 
 /// int8 codes of every row, each row padded to whole cache lines.
 pub(crate) struct Quantized {
-    scales: Vec<f32>,
+    /// Per dimension, the largest `|v_k|` coded (the scale is `max / 127`, see [`scale`]).
+    max: Vec<f32>,
     lines_per_row: usize,
     codes: Vec<Line>,
 }
@@ -27,39 +40,74 @@ impl Quantized {
     /// Quantizes the catalogue's vectors.
     pub(crate) fn new(cat: &Catalogue) -> Self {
         let dim = cat.dim;
-        let mut max = vec![0f32; dim];
-        for row in cat.floats().chunks_exact(dim) {
-            for (m, &x) in max.iter_mut().zip(row) {
-                *m = m.max(x.abs());
-            }
-        }
-        let scales: Vec<f32> = max
-            .iter()
-            .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
-            .collect();
-        let lines_per_row = dim.div_ceil(LINE);
-        let mut codes = vec![Line([0; LINE]); cat.len() * lines_per_row];
-        for (row, lines) in cat
+        let max = cat
             .floats()
-            .chunks_exact(dim)
-            .zip(codes.chunks_exact_mut(lines_per_row))
-        {
-            for (k, (&x, &s)) in row.iter().zip(&scales).enumerate() {
-                lines[k / LINE].0[k % LINE] = (x / s).round().clamp(-127.0, 127.0) as i8;
-            }
-        }
-        Quantized {
-            scales,
+            .par_chunks(dim * 4096)
+            .map(|rows| {
+                let mut max = vec![0f32; dim];
+                for row in rows.chunks_exact(dim) {
+                    for (m, &x) in max.iter_mut().zip(row) {
+                        *m = m.max(x.abs());
+                    }
+                }
+                max
+            })
+            .reduce(
+                || vec![0f32; dim],
+                |a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect(),
+            );
+        let lines_per_row = dim.div_ceil(LINE);
+        let mut quant = Quantized {
+            max,
             lines_per_row,
-            codes,
+            codes: Vec::new(),
+        };
+        quant.encode(cat.floats());
+        quant
+    }
+
+    /// Appends the codes of the row-major rows `floats`.
+    fn encode(&mut self, floats: &[f32]) {
+        let dim = self.max.len();
+        let scales: Vec<f32> = self.max.iter().map(|&m| scale(m)).collect();
+        let start = self.codes.len();
+        let rows = floats.len() / dim;
+        self.codes
+            .resize(start + rows * self.lines_per_row, Line([0; LINE]));
+        floats
+            .par_chunks_exact(dim)
+            .zip(self.codes[start..].par_chunks_exact_mut(self.lines_per_row))
+            .for_each(|(row, lines)| {
+                for (k, (&x, &s)) in row.iter().zip(&scales).enumerate() {
+                    lines[k / LINE].0[k % LINE] = (x / s).round().clamp(-127.0, 127.0) as i8;
+                }
+            });
+    }
+
+    /// Brings the codes up to date after rows `from..` were appended to `cat`: their codes
+    /// are appended when every value is within the per-dimension range already coded (the
+    /// scales then stay those of the whole catalogue), otherwise everything is re-quantized
+    /// with the wider range. Either way the result equals [`Quantized::new`] of `cat`.
+    /// Returns true when everything was re-quantized.
+    pub(crate) fn extend(&mut self, cat: &Catalogue, from: usize) -> bool {
+        let new = cat.floats().get(from * cat.dim..).unwrap_or(&[]);
+        let within = new
+            .chunks_exact(cat.dim)
+            .all(|row| row.iter().zip(&self.max).all(|(x, &m)| x.abs() <= m));
+        if within && self.max.len() == cat.dim {
+            self.encode(new);
+            false
+        } else {
+            *self = Quantized::new(cat);
+            true
         }
     }
 
     /// The query scaled per dimension and zero-padded to whole lines.
     pub(crate) fn prepare(&self, query: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; self.lines_per_row * LINE];
-        for ((o, &x), &s) in out.iter_mut().zip(query).zip(&self.scales) {
-            *o = x * s;
+        for ((o, &x), &m) in out.iter_mut().zip(query).zip(&self.max) {
+            *o = x * scale(m);
         }
         out
     }
@@ -93,7 +141,7 @@ impl Quantized {
 
     /// Bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.codes.len() * LINE + self.scales.len() * 4
+        self.codes.len() * LINE + self.max.len() * 4
     }
 }
 
@@ -184,7 +232,7 @@ mod tests {
         let quant = Quantized::new(&cat);
         let query: Vec<f32> = (0..dim).map(|k| (k as f32 * 0.13).sin()).collect();
         let prepared = quant.prepare(&query);
-        let step = quant.scales.iter().fold(0f32, |m, &s| m.max(s));
+        let step = quant.max.iter().fold(0f32, |a, &m| a.max(scale(m)));
         let bound = query.iter().map(|x| x.abs()).sum::<f32>() * step / 2.0 + 1e-5;
         for i in 0..n as u32 {
             let exact = crate::kernel::dot(&query, cat.row(i));

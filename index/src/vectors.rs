@@ -184,6 +184,62 @@ impl Catalogue {
         self.ids.len()
     }
 
+    /// Appends `items` after the present ones. Their dimension must match, their values be
+    /// valid and their ids new (neither in the catalogue nor repeated among them); on error
+    /// the catalogue is unchanged. Mapped vectors are copied into memory first.
+    pub(crate) fn append(&mut self, items: ItemVectors) -> Result<()> {
+        if items.dim != self.dim {
+            return Err(IndexError::InvalidInput(format!(
+                "new items have dimension {}, the index {}",
+                items.dim, self.dim
+            )));
+        }
+        let old_n = self.len();
+        check_shapes(
+            items.ids.len(),
+            items.dim,
+            items.data.len(),
+            items.bias.len(),
+        )?;
+        check_shapes(
+            old_n + items.ids.len(),
+            self.dim,
+            self.floats().len() + items.data.len(),
+            self.bias.len() + items.bias.len(),
+        )?;
+        check_values(items.dim, &items.data, &items.bias)?;
+        let order = sort_by_id(&items.ids)?;
+        if let Some(&id) = items.ids.iter().find(|&&id| self.dense_of(id).is_some()) {
+            return Err(IndexError::InvalidInput(format!(
+                "item id {id} is already in the index"
+            )));
+        }
+        // merge the two id orders (both sorted by id, ids distinct)
+        let mut by_id = Vec::with_capacity(old_n + order.len());
+        let (mut a, mut b) = (self.by_id.iter().peekable(), order.iter().peekable());
+        while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+            if self.ids[x as usize] < items.ids[y as usize] {
+                by_id.push(x);
+                a.next();
+            } else {
+                by_id.push(old_n as u32 + y);
+                b.next();
+            }
+        }
+        by_id.extend(a);
+        by_id.extend(b.map(|&y| old_n as u32 + y));
+        if let Floats::Mapped(_) = self.data {
+            self.data = Floats::Owned(self.floats().to_vec());
+        }
+        if let Floats::Owned(v) = &mut self.data {
+            v.extend_from_slice(&items.data);
+        }
+        self.ids.extend_from_slice(&items.ids);
+        self.bias.extend_from_slice(&items.bias);
+        self.by_id = by_id;
+        Ok(())
+    }
+
     /// All vector floats, row-major.
     pub(crate) fn floats(&self) -> &[f32] {
         self.data.as_slice()
