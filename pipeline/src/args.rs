@@ -28,6 +28,9 @@ pub enum Command {
     Import(ImportCommand),
     /// The nightly job: train, index, evaluate and publish a new version.
     BuildIndex(BuildIndexArgs),
+    /// Embed items published since the last build from their features and insert them into
+    /// the live index, as a new version (models with an item tower: two_tower).
+    AddItems(AddItemsArgs),
     /// Candidates for one user (or an ad-hoc history) from the live version.
     Query(QueryArgs),
     /// Candidates for many users into candidates.parquet (the offline batch path).
@@ -63,6 +66,20 @@ pub struct BuildIndexArgs {
     /// Publish even when the quality gate refuses.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `recpipe add-items`.
+#[derive(Debug, Args)]
+pub struct AddItemsArgs {
+    /// Artifact folder (versions/ and CURRENT).
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// The new items (items.parquet schema; rows the live version already has are skipped).
+    #[arg(long)]
+    pub items: PathBuf,
+    /// Write what was added as JSON to this file too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `recpipe query`.

@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BuildIndex(a) => run_build(&a, &config),
+        Command::AddItems(a) => run_add_items(&a, &config),
         Command::Query(a) => run_query(&a),
         Command::Serve(a) => crate::server::serve(
             &a.artifacts,
@@ -183,6 +184,32 @@ fn run_build(a: &BuildIndexArgs, config: &Config) -> Result<()> {
         "{}",
         crate::report::build_summary(&m, t.elapsed().as_secs_f64())
     );
+    Ok(())
+}
+
+fn run_add_items(a: &AddItemsArgs, config: &Config) -> Result<()> {
+    let r = crate::stages::add_items::add_items(&a.artifacts, &a.items, config)?;
+    if let Some(p) = &a.json {
+        crate::output::write_json(p, &r)?;
+    }
+    match &r.version {
+        Some(v) => println!(
+            "published version {v}: added {} items to {} ({} items in the index; {} already \
+             known, {} unknown category tokens ignored) in {:.2} s",
+            r.added,
+            r.from_version,
+            r.items,
+            r.already_known,
+            r.unknown_tokens,
+            r.seconds["total"].as_f64().unwrap_or(0.0)
+        ),
+        None => println!(
+            "nothing to add: version {} already has all {} items of {}; nothing published",
+            r.from_version,
+            r.already_known,
+            a.items.display()
+        ),
+    }
     Ok(())
 }
 

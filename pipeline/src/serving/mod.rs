@@ -11,6 +11,7 @@ use crate::data::{Events, Items};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::ids::{ExternalId, IdKeys, IdSpelling, IdSpellings};
+use crate::stages::add_items::added_items;
 use crate::stages::ranking::has_ranker;
 use index::{Exclude, Index, LoadOptions};
 use retrieval::{DynRetriever, UserQuery};
@@ -110,7 +111,9 @@ impl LiveModel {
                     Error::Input("the manifest names no data folder; pass --data".into())
                 })?,
         };
-        let dataset = Dataset::load(&data_dir)?;
+        let mut dataset = Dataset::load(&data_dir)?;
+        // Items added since the nightly build: their titles and features until the data has them.
+        crate::stages::add_items::append(&mut dataset.items, &added_items(v)?);
         ids.user_features.attach(dataset.users.clone());
         let histories = histories(&dataset.events, &ids);
         let titles = titles(&dataset.items, &ids);
