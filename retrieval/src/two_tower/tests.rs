@@ -381,6 +381,35 @@ fn warm_start_keeps_known_items_id_rows_and_new_items_start_from_features() {
 }
 
 #[test]
+fn logq_corrections_count_both_kinds_of_negatives_and_hits_are_masked() {
+    // Targets' shares p = (1/2, 1/4, 1/4, 0); draws from (count + 1)^1 over counts
+    // (0, 1, 3, 0): q = (1/8, 2/8, 4/8, 1/8), S = 2 draws; B = 3 rows.
+    let sampler = nn::softmax::NegativeSampler::new(&[0, 1, 3, 0], 1.0, 2).unwrap();
+    let share = [0.5, 0.25, 0.25, 0.0];
+    let targets = [0, 1, 0];
+    let columns = [0, 1, 0, 0, 3]; // the targets, then the negatives 0 and 3
+    let (adjust, hits) = train::corrections(Some(&sampler), &share, &targets, &columns);
+    // E[n_0] = 3/2 + 2/8, E[n_1] = 3/4 + 4/8, E[n_3] = 0 + 2/8.
+    let want: Vec<f32> = [1.75f64, 1.25, 1.75, 1.75, 0.25]
+        .iter()
+        .map(|e| -e.ln() as f32)
+        .collect();
+    assert_close(&adjust, &want, "logQ");
+    // Row 0 (item 0) meets its item again in columns 2 and 3, row 2 in columns 0 and 3; the
+    // own column is never masked.
+    let mut hits = hits;
+    hits.sort();
+    assert_eq!(hits, vec![(0, 2), (0, 3), (2, 0), (2, 3)]);
+    // In-batch only: the correction is -log(B p_j).
+    let (adjust, _) = train::corrections(None, &share, &targets, &columns[..3]);
+    assert_close(
+        &adjust,
+        &[-(1.5f32.ln()), -(0.75f32.ln()), -(1.5f32.ln())],
+        "in-batch",
+    );
+}
+
+#[test]
 fn config_errors_are_one_line_naming_the_key() {
     assert!(TwoTowerConfig::default().validate().is_ok());
     let cases = [

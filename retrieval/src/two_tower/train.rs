@@ -195,38 +195,39 @@ impl<'a> Run<'a> {
             grads,
         })
     }
+}
 
-    /// Per-column logQ corrections `-log(B p_j + S q_j)` and the accidental hits of a batch
-    /// whose columns are `targets` then `negatives`.
-    fn corrections(&self, targets: &[u32], columns: &[u32]) -> (Vec<f32>, Vec<(u32, u32)>) {
-        let b = targets.len() as f64;
-        let adjust = columns
-            .iter()
-            .map(|&j| {
-                let drawn = self
-                    .sampler
-                    .as_ref()
-                    .map_or(0.0, |s| f64::from(s.log_expected_count(j)).exp());
-                let expected = b * self.target_share[j as usize] + drawn;
-                -(expected.max(1e-12).ln() as f32)
-            })
-            .collect();
-        let mut column_of: HashMap<u32, Vec<u32>> = HashMap::new();
-        for (c, &j) in columns.iter().enumerate() {
-            column_of.entry(j).or_default().push(c as u32);
-        }
-        let mut hits = Vec::new();
-        for (row, t) in targets.iter().enumerate() {
-            if let Some(cols) = column_of.get(t) {
-                hits.extend(
-                    cols.iter()
-                        .filter(|&&c| c as usize != row)
-                        .map(|&c| (row as u32, c)),
-                );
-            }
-        }
-        (adjust, hits)
+/// Per-column logQ corrections `-log(B p_j + S q_j)` (B = `targets.len()`, p_j =
+/// `target_share[j]`, S q_j = the sampler's expected draws of j) and the accidental hits
+/// `(row, column)` of a batch whose columns are `targets` then the negatives: every column
+/// holding a row's target other than the row's own column.
+pub(super) fn corrections(
+    sampler: Option<&NegativeSampler>,
+    target_share: &[f64],
+    targets: &[u32],
+    columns: &[u32],
+) -> (Vec<f32>, Vec<(u32, u32)>) {
+    let b = targets.len() as f64;
+    let adjust = columns
+        .iter()
+        .map(|&j| {
+            let drawn = sampler.map_or(0.0, |s| f64::from(s.log_expected_count(j)).exp());
+            let share = target_share.get(j as usize).copied().unwrap_or(0.0);
+            -((b * share + drawn).max(1e-12).ln() as f32)
+        })
+        .collect();
+    let mut column_of: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (c, &j) in columns.iter().enumerate() {
+        column_of.entry(j).or_default().push(c as u32);
     }
+    let mut hits = Vec::new();
+    for (row, t) in targets.iter().enumerate() {
+        if let Some(cols) = column_of.get(t) {
+            let others = cols.iter().filter(|&&c| c as usize != row);
+            hits.extend(others.map(|&c| (row as u32, c)));
+        }
+    }
+    (adjust, hits)
 }
 
 impl Fit for Run<'_> {
@@ -283,7 +284,8 @@ impl Fit for Run<'_> {
             .iter()
             .map(|j| unique.binary_search(j).unwrap_or(0) as u32)
             .collect();
-        let (adjust, hits) = self.corrections(&targets, &columns);
+        let sampler = self.sampler.as_ref();
+        let (adjust, hits) = corrections(sampler, &self.target_share, &targets, &columns);
         let rng = &mut self.rng;
         let p_id = cfg.id_dropout as f64;
         let items = model
