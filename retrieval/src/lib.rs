@@ -15,7 +15,10 @@
 //!   position's output;
 //! - [`gru4rec`]: GRU4Rec, a GRU over the watch sequence (Hidasi et al., "Session-based
 //!   Recommendations with Recurrent Neural Networks", ICLR 2016), the user vector being the
-//!   state after the last watch.
+//!   state after the last watch;
+//! - [`two_tower`]: a user tower and an item tower over item ids and features (tokens,
+//!   duration, publication age) trained with a logQ-corrected in-batch plus sampled softmax
+//!   (Yi et al., RecSys 2019), the one model that embeds items it was not trained on.
 //!
 //! The two sequence models share their windows, serving and training ([`sequence`]).
 //!
@@ -42,6 +45,7 @@ pub mod mult_vae;
 pub mod registry;
 pub mod sasrec;
 pub mod sequence;
+pub mod two_tower;
 pub mod warm;
 pub mod youtube_dnn;
 
@@ -53,5 +57,6 @@ pub use nn::{
     UserFeatures, UserQuery, ValidationCase, WatchHistories,
 };
 pub use registry::{load, DynRetriever, RetrievalSettings, MODELS, PAIR_MODELS};
+pub use two_tower::{TwoTower, TwoTowerConfig};
 pub use warm::WarmStart;
 pub use youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};

@@ -19,9 +19,12 @@ use crate::mf::{Mf, MfConfig};
 use crate::mult_dae::MultDaeConfig;
 use crate::mult_vae::MultVaeConfig;
 use crate::sasrec::{SasRec, SasRecConfig};
+use crate::two_tower::{TwoTower, TwoTowerConfig};
 use crate::warm::WarmStart;
 use crate::youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};
-use crate::{autorec, cdae, cfgan, gmf, gru4rec, mf, mult_dae, mult_vae, sasrec, youtube_dnn};
+use crate::{
+    autorec, cdae, cfgan, gmf, gru4rec, mf, mult_dae, mult_vae, sasrec, two_tower, youtube_dnn,
+};
 use ranking::ncf::{self, Ncf, NcfConfig, NcfKind};
 
 /// A trained retriever of any kind.
@@ -39,6 +42,7 @@ pub const MODELS: &[&str] = &[
     gmf::KIND,
     sasrec::KIND,
     gru4rec::KIND,
+    two_tower::KIND,
 ];
 
 /// NCF's pair scorers (He et al. 2017): trained on the same implicit feedback, but their score
@@ -72,6 +76,8 @@ pub struct RetrievalSettings {
     pub sasrec: SasRecConfig,
     /// `[retrieval.gru4rec]`.
     pub gru4rec: Gru4RecConfig,
+    /// `[retrieval.two_tower]`.
+    pub two_tower: TwoTowerConfig,
     /// `[retrieval.mlp]` (a pair model, see [`PAIR_MODELS`]).
     pub mlp: NcfConfig,
     /// `[retrieval.neumf]` (a pair model, see [`PAIR_MODELS`]).
@@ -92,6 +98,7 @@ impl Default for RetrievalSettings {
             gmf: NcfConfig::default(),
             sasrec: SasRecConfig::default(),
             gru4rec: Gru4RecConfig::default(),
+            two_tower: TwoTowerConfig::default(),
             mlp: NcfConfig::default(),
             neumf: NcfConfig::default(),
         }
@@ -131,6 +138,7 @@ impl RetrievalSettings {
             gmf::KIND => self.gmf.validate("retrieval.gmf").map_err(ranking_err),
             sasrec::KIND => self.sasrec.validate(),
             gru4rec::KIND => self.gru4rec.validate(),
+            two_tower::KIND => self.two_tower.validate(),
             pair if PAIR_MODELS.contains(&pair) => Err(RetrievalError::InvalidConfig(format!(
                 "'{pair}' scores (user, item) pairs through a network, which the index cannot \
                  serve; measure it with `recpipe evaluate --protocol ncf --model {pair}`"
@@ -168,6 +176,7 @@ impl RetrievalSettings {
             gmf::KIND => self.gmf.epochs,
             sasrec::KIND => self.sasrec.epochs,
             gru4rec::KIND => self.gru4rec.epochs,
+            two_tower::KIND => self.two_tower.epochs,
             ncf::KIND_MLP => self.mlp.epochs,
             ncf::KIND_NEUMF => self.neumf.epochs,
             _ => self.youtube_dnn.epochs,
@@ -186,6 +195,7 @@ impl RetrievalSettings {
             gmf::KIND => serde_json::to_value(&self.gmf),
             sasrec::KIND => serde_json::to_value(&self.sasrec),
             gru4rec::KIND => serde_json::to_value(&self.gru4rec),
+            two_tower::KIND => serde_json::to_value(&self.two_tower),
             ncf::KIND_MLP => serde_json::to_value(&self.mlp),
             ncf::KIND_NEUMF => serde_json::to_value(&self.neumf),
             _ => serde_json::to_value(&self.youtube_dnn),
@@ -226,6 +236,10 @@ impl RetrievalSettings {
                 let (m, r) = Gru4Rec::train(&self.gru4rec, data, warm, progress)?;
                 (Box::new(m), r)
             }
+            two_tower::KIND => {
+                let (m, r) = TwoTower::train(&self.two_tower, data, warm, progress)?;
+                (Box::new(m), r)
+            }
             other => return Err(unknown(other)),
         })
     }
@@ -248,6 +262,7 @@ pub fn load(dir: &Path) -> Result<Box<DynRetriever>> {
         gmf::KIND => Box::new(Gmf::load(dir)?),
         sasrec::KIND => Box::new(SasRec::load(dir)?),
         gru4rec::KIND => Box::new(Gru4Rec::load(dir)?),
+        two_tower::KIND => Box::new(TwoTower::load(dir)?),
         other => return Err(unknown(other)),
     })
 }

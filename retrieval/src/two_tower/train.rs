@@ -1,0 +1,392 @@
+//! Training: batches of rolled-back examples, the logQ-corrected in-batch + sampled softmax of
+//! the module doc, in-place AdamW (row-sparse for the embedding tables), run by the shared
+//! trainer with early stopping on validation HR@10.
+
+use std::collections::HashMap;
+
+use candle_core::{Tensor, Var};
+use nn::bag::{with_f32_data, Bags, RowGrads};
+use nn::layers::with_bias_column;
+use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::rng::Rng;
+use nn::softmax::NegativeSampler;
+use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
+use nn::xent::SoftmaxCrossEntropy;
+use nn::{Retriever, TrainingSet, UserFeatures};
+
+use super::config::TwoTowerConfig;
+use super::network::{block, ItemFeatures, Standardizer, UserSource, Vocabulary};
+use super::TwoTower;
+use crate::error::{invalid, Result, RetrievalError};
+use crate::warm::WarmStart;
+
+/// Name of the id embedding table among the variables.
+const IDS: &str = "ids.weight";
+
+impl TwoTower {
+    /// Trains a model on `data`, keeping the epoch with the best validation HR@10 and stopping
+    /// after `cfg.patience` epochs without improvement; starts from `warm`'s weights when given
+    /// (known items keep their id rows, new items start from their features).
+    pub fn train(
+        cfg: &TwoTowerConfig,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(TwoTower, TrainReport)> {
+        cfg.validate()?;
+        data.validate()?;
+        let model = Self::warm_started(cfg, data, warm)?;
+        let mut run = Run::new(model, data)?;
+        let schedule = Schedule {
+            epochs: cfg.epochs,
+            patience: cfg.patience,
+            learning_rate: cfg.learning_rate,
+            final_lr_fraction: cfg.final_lr_fraction,
+        };
+        let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
+        Ok((run.model, report))
+    }
+
+    /// The untrained model for `data`: fresh, or from `warm`'s weights (id rows of known
+    /// items and token rows moved to their new indices, new items' id rows zero, every other
+    /// tensor copied when its shape is unchanged).
+    pub(crate) fn warm_started(
+        cfg: &TwoTowerConfig,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+    ) -> Result<Self> {
+        let c = data.catalog;
+        let features = data.user_features.filter(|_| cfg.use_user_features);
+        let vocab = Vocabulary {
+            id_rows: c.num_items,
+            num_tokens: if c.item_tokens.is_empty() {
+                0
+            } else {
+                c.num_tokens
+            },
+            duration: (!c.duration_seconds.is_empty())
+                .then(|| Standardizer::fit(&c.duration_seconds)),
+            age: (!c.age_days.is_empty()).then(|| Standardizer::fit(&c.age_days)),
+            user_cardinalities: features.map_or(Vec::new(), |f| f.cardinalities.clone()),
+            num_numeric: features.map_or(0, |f| f.num_numeric),
+        };
+        let items = ItemFeatures::from_catalog(c, &vocab)?;
+        let mut model = TwoTower::init(cfg, vocab, items)?;
+        let Some(w) = warm else {
+            return Ok(model);
+        };
+        nn::vars::warm_start(&model.varmap, &w.weights, |name| {
+            if name.starts_with("ids.") {
+                Some(w.items.as_slice())
+            } else if name.starts_with("tokens.") {
+                Some(w.tokens.as_slice())
+            } else {
+                None
+            }
+        })?;
+        let old_rows = w.weights.get(IDS).and_then(|t| t.dim(0).ok());
+        if let (Some(old_rows), true) = (old_rows, w.items.len() == model.vocab.id_rows) {
+            let var = model.network.ids.var();
+            let width = model.network.ids.width();
+            let mut rows = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            for (r, prev) in w.items.iter().enumerate() {
+                if !prev.is_some_and(|p| (p as usize) < old_rows) {
+                    rows[r * width..(r + 1) * width].fill(0.0);
+                }
+            }
+            var.set(&Tensor::from_vec(rows, var.shape(), &model.device)?)?;
+        }
+        model.refresh_table()?;
+        Ok(model)
+    }
+}
+
+/// Row gradients of the embedding tables, in the optimiser's sparse-table order.
+struct TableGrads {
+    ids: RowGrads,
+    tokens: Option<RowGrads>,
+    user: Vec<RowGrads>,
+}
+
+/// One training run's state.
+struct Run<'a> {
+    model: TwoTower,
+    data: TrainingSet<'a>,
+    features: Option<&'a UserFeatures>,
+    /// Draws the shared negatives (None when `num_negatives` is 0).
+    sampler: Option<NegativeSampler>,
+    /// Each item's share p_j of the training targets (the in-batch candidates' distribution).
+    target_share: Vec<f64>,
+    optimizer: InPlaceAdamW,
+    grads: TableGrads,
+    rng: Rng,
+    batches: ShuffledBatches,
+}
+
+impl<'a> Run<'a> {
+    fn new(model: TwoTower, data: &TrainingSet<'a>) -> Result<Self> {
+        let cfg = model.config.clone();
+        let features = data.user_features.filter(|_| cfg.use_user_features);
+        let sampler = match cfg.num_negatives {
+            0 => None,
+            s => Some(
+                NegativeSampler::new(&data.item_counts(), cfg.sampling_power, s)
+                    .ok_or_else(|| invalid("cannot build the negative sampler"))?,
+            ),
+        };
+        let mut counts = vec![0f64; data.catalog.num_items];
+        for e in data.examples {
+            counts[data.target(e) as usize] += 1.0;
+        }
+        let total = data.examples.len().max(1) as f64;
+        let target_share = counts.into_iter().map(|c| c / total).collect();
+
+        let net = &model.network;
+        let mut sparse = vec![(net.ids.var().clone(), net.ids.width())];
+        if let Some(t) = &net.tokens {
+            sparse.push((t.var().clone(), t.width()));
+        }
+        sparse.extend(
+            net.user_categorical
+                .iter()
+                .map(|t| (t.var().clone(), t.width())),
+        );
+        let dense: Vec<Var> = {
+            let vars = model
+                .varmap
+                .data()
+                .lock()
+                .map_err(|_| invalid("variable map lock poisoned"))?;
+            let mut names: Vec<&String> = vars
+                .keys()
+                .filter(|k| k.starts_with("item_tower.") || k.starts_with("user_tower."))
+                .collect();
+            names.sort();
+            names.into_iter().map(|k| vars[k].clone()).collect()
+        };
+        let params = AdamWParams {
+            lr: cfg.learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: cfg.weight_decay,
+        };
+        let grads = TableGrads {
+            ids: RowGrads::new(net.ids.rows(), net.ids.width()),
+            tokens: net
+                .tokens
+                .as_ref()
+                .map(|t| RowGrads::new(t.rows(), t.width())),
+            user: net
+                .user_categorical
+                .iter()
+                .map(|t| RowGrads::new(t.rows(), t.width()))
+                .collect(),
+        };
+        Ok(Self {
+            optimizer: InPlaceAdamW::new(dense, sparse, params),
+            rng: Rng::new(cfg.seed ^ 0x7A0_70EE),
+            batches: ShuffledBatches::new(data.examples.len(), cfg.batch_size),
+            model,
+            data: *data,
+            features,
+            sampler,
+            target_share,
+            grads,
+        })
+    }
+}
+
+/// Per-column logQ corrections `-log(B p_j + S q_j)` (B = `targets.len()`, p_j =
+/// `target_share[j]`, S q_j = the sampler's expected draws of j) and the accidental hits
+/// `(row, column)` of a batch whose columns are `targets` then the negatives: every column
+/// holding a row's target other than the row's own column.
+pub(super) fn corrections(
+    sampler: Option<&NegativeSampler>,
+    target_share: &[f64],
+    targets: &[u32],
+    columns: &[u32],
+) -> (Vec<f32>, Vec<(u32, u32)>) {
+    let b = targets.len() as f64;
+    let adjust = columns
+        .iter()
+        .map(|&j| {
+            let drawn = sampler.map_or(0.0, |s| f64::from(s.log_expected_count(j)).exp());
+            let share = target_share.get(j as usize).copied().unwrap_or(0.0);
+            -((b * share + drawn).max(1e-12).ln() as f32)
+        })
+        .collect();
+    let mut column_of: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (c, &j) in columns.iter().enumerate() {
+        column_of.entry(j).or_default().push(c as u32);
+    }
+    let mut hits = Vec::new();
+    for (row, t) in targets.iter().enumerate() {
+        if let Some(cols) = column_of.get(t) {
+            let others = cols.iter().filter(|&&c| c as usize != row);
+            hits.extend(others.map(|&c| (row as u32, c)));
+        }
+    }
+    (adjust, hits)
+}
+
+impl Fit for Run<'_> {
+    type Error = RetrievalError;
+    type Snapshot = HashMap<String, Tensor>;
+
+    fn examples_per_epoch(&self) -> usize {
+        self.data.examples.len()
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.batches.steps()
+    }
+
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
+        self.batches.shuffle(&mut self.rng);
+        Ok(())
+    }
+
+    fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
+        let model = &self.model;
+        let cfg = &model.config;
+        let (net, layout, device) = (&model.network, &model.network.layout, &model.device);
+        let data = &self.data;
+        let features = self.features;
+        let batch = self.batches.batch(step);
+        let targets: Vec<u32> = batch
+            .iter()
+            .map(|&i| data.target(&data.examples[i]))
+            .collect();
+        let sources = batch.iter().map(|&i| {
+            let e = &data.examples[i];
+            let (user, pos) = (e.user as usize, e.pos as usize);
+            let seq = data.histories.user_items(user);
+            UserSource {
+                history: &seq[pos.saturating_sub(cfg.max_history)..pos],
+                categorical: features.map_or(&[], |f| f.categorical_of(user)),
+                numeric: features.map_or(&[], |f| f.numeric_of(user)),
+            }
+        });
+        let users = model
+            .features
+            .user_batch(layout, &model.vocab, cfg.recent_window, sources);
+
+        let negatives = match &self.sampler {
+            Some(s) => s.sample(&mut self.rng),
+            None => Vec::new(),
+        };
+        let columns: Vec<u32> = targets.iter().chain(&negatives).copied().collect();
+        let mut unique = columns.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        let local: Vec<u32> = columns
+            .iter()
+            .map(|j| unique.binary_search(j).unwrap_or(0) as u32)
+            .collect();
+        let sampler = self.sampler.as_ref();
+        let (adjust, hits) = corrections(sampler, &self.target_share, &targets, &columns);
+        let rng = &mut self.rng;
+        let p_id = cfg.id_dropout as f64;
+        let items = model
+            .features
+            .item_batch(&unique, &model.vocab, |_| rng.uniform() >= p_id);
+
+        let embed = layout.item_embed();
+        let item_leaf = Var::from_tensor(&block(
+            net.gather_items(&items)?,
+            items.rows,
+            embed,
+            device,
+        )?)?;
+        let user_leaf = Var::from_tensor(&block(
+            net.gather_users(&users)?,
+            users.rows,
+            layout.user_sparse,
+            device,
+        )?)?;
+        let p = cfg.dropout;
+        let item_out =
+            net.item_forward(item_leaf.as_tensor(), &items.dense, Some((p, &mut *rng)))?;
+        let u = net.user_forward(user_leaf.as_tensor(), &users.dense, Some((p, &mut *rng)))?;
+        let local = Tensor::from_vec(local, columns.len(), device)?;
+        let candidates = item_out.index_select(&local, 0)?;
+        let mut logits = with_bias_column(&u)?.matmul(&candidates.t()?)?;
+        if cfg.temperature != 1.0 {
+            logits = logits.affine(1.0 / cfg.temperature, 0.0)?;
+        }
+        let objective = SoftmaxCrossEntropy::new((0..targets.len() as u32).collect())
+            .with_column_adjust(adjust)
+            .with_masked(hits);
+        let loss = logits.apply_op1(objective)?.mean_all()?;
+        let value = f64::from(loss.to_scalar::<f32>()?);
+        let store = loss.backward()?;
+        self.optimizer.set_learning_rate(lr);
+        self.optimizer.begin_step();
+        self.optimizer.step_dense(&store)?;
+
+        let grad_of = |leaf: &Var| {
+            store
+                .get(leaf.as_tensor())
+                .ok_or_else(|| invalid("no gradient reached the embeddings"))
+                .and_then(|g| Ok(g.contiguous()?))
+        };
+        let g_items = grad_of(&item_leaf)?;
+        let g_users = grad_of(&user_leaf)?;
+        let grads = &mut self.grads;
+        let id_width = layout.id_width;
+        let mut scatter_embed =
+            |g: &[f32], offset: usize, stride: usize, ids: &Bags, toks: &Bags| {
+                grads.ids.scatter(g, offset, stride, ids);
+                if let Some(tg) = grads.tokens.as_mut() {
+                    tg.scatter(g, offset + id_width, stride, toks);
+                }
+            };
+        with_f32_data(&g_items, |g| {
+            scatter_embed(g, 0, embed, &items.ids, &items.tokens)
+        })?;
+        with_f32_data(&g_users, |g| {
+            let stride = layout.user_sparse;
+            scatter_embed(g, 0, stride, &users.ids, &users.tokens);
+            if let Some(offset) = layout.recent {
+                scatter_embed(g, offset, stride, &users.recent_ids, &users.recent_tokens);
+            }
+        })?;
+        with_f32_data(&g_users, |g| {
+            for ((ug, bags), (offset, _)) in grads
+                .user
+                .iter_mut()
+                .zip(&users.categorical)
+                .zip(&layout.user_categorical)
+            {
+                ug.scatter(g, *offset, layout.user_sparse, bags);
+            }
+        })?;
+        let mut tables: Vec<&mut RowGrads> = vec![&mut grads.ids];
+        tables.extend(grads.tokens.as_mut());
+        tables.extend(grads.user.iter_mut());
+        for (k, table) in tables.into_iter().enumerate() {
+            let (rows, gv) = table.take_sorted();
+            self.optimizer.step_rows(k, &rows, &gv)?;
+        }
+        Ok(StepLoss {
+            sum: value,
+            weight: 1.0,
+        })
+    }
+
+    fn validate(&mut self) -> Result<Option<f64>> {
+        self.model.refresh_table()?;
+        self.model
+            .validation_hit_rate(self.data.validation, self.features)
+    }
+
+    fn snapshot(&self) -> Result<Self::Snapshot> {
+        Ok(nn::vars::snapshot(&self.model.varmap)?)
+    }
+
+    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
+        nn::vars::restore(&self.model.varmap, &snapshot)?;
+        self.model.refresh_table()
+    }
+}
