@@ -95,10 +95,11 @@ pub struct Catalog {
     /// Length of each item in seconds (`num_items` values, `None` when unknown), or empty when
     /// the data has no durations.
     pub duration_seconds: Vec<Option<f32>>,
-    /// Age of each item in days at the data's reference time (the newest event of the
-    /// training data; items published later have age 0), or empty when the data has no
-    /// publication times.
+    /// Age of each item in days at `reference_time` (items published later have age 0), or
+    /// empty when the data has no publication times.
     pub age_days: Vec<Option<f32>>,
+    /// The time (Unix seconds) `age_days` is measured from: the newest watch of the data.
+    pub reference_time: Option<i64>,
 }
 
 impl Catalog {

@@ -281,6 +281,7 @@ impl RetrievalInputs {
             },
             duration_seconds,
             age_days,
+            reference_time,
         };
         let evaluated: HashMap<i64, usize> = split
             .sequences

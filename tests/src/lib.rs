@@ -89,6 +89,9 @@ pub fn retrieval_section(model: &str) -> String {
         }
         "cfgan" => "epochs = 3\npatience = 0\nhidden = 32\ndiscriminator_hidden = 16\nbatch_size = 16\n",
         "gmf" => "epochs = 3\npatience = 0\ndim = 32\n",
+        "two_tower" => {
+            "epochs = 6\npatience = 0\ndim = 32\nid_embedding_dim = 32\nitem_hidden = [64]\nuser_hidden = [64]\nnum_negatives = 256\n"
+        }
         _ => "epochs = 3\npatience = 0\ndim = 32\nitem_embedding_dim = 32\nhidden = [64]\nnum_negatives = 256\n",
     };
     format!("[retrieval.{model}]\n{own}\n[retrieval]\nmodel = \"{model}\"\n")

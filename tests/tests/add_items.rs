@@ -231,7 +231,7 @@ fn fresh_items_reach_users_of_their_taste() {
         rate / chance
     );
     assert!(
-        rate >= 3.0 * chance && rate >= 0.2,
+        rate >= 3.0 * chance && rate >= 0.1,
         "rate {rate:.4} against chance {chance:.4}"
     );
 }

@@ -89,6 +89,7 @@ fn new_catalog(new: &Items, rows: &[usize], ids: &IdMaps) -> (Catalog, Vec<Vec<u
         num_tokens: vocab.len(),
         duration_seconds,
         age_days,
+        reference_time: ids.reference_time,
     };
     (catalog, tokens, unknown)
 }

@@ -77,7 +77,7 @@ use nn::{Catalog, Retriever, UserFeatures, UserQuery};
 use serde::{Deserialize, Serialize};
 
 pub use config::TwoTowerConfig;
-use network::{block, ItemFeatures, ItemTokens, Network, UserSource, Vocabulary};
+use network::{age_bucket, block, ItemFeatures, ItemTokens, Network, UserSource, Vocabulary};
 
 use crate::error::{invalid, Result, RetrievalError};
 use crate::files;
@@ -165,7 +165,8 @@ impl TwoTower {
         self.vocab.id_rows
     }
 
-    /// The item tower's output `[v_j, b_j]` for items `items` (no dropout).
+    /// The item tower's output `[v_j, b_j]` for items `items` (no dropout), the bias plus the
+    /// age bias of each item's age at the training data's reference time.
     pub fn item_rows(&self, items: &[u32]) -> Result<Tensor> {
         if let Some(bad) = items
             .iter()
@@ -176,7 +177,12 @@ impl TwoTower {
         let b = self.features.item_batch(items, &self.vocab, |_| true);
         let width = self.network.layout.item_embed();
         let sparse = block(self.network.gather_items(&b)?, b.rows, width, &self.device)?;
-        self.network.item_forward(&sparse, &b.dense, None)
+        let rows = self.network.item_forward(&sparse, &b.dense, None)?;
+        let buckets: Vec<u32> = items
+            .iter()
+            .map(|&j| age_bucket(self.features.age.get(j as usize).copied().flatten()))
+            .collect();
+        self.network.with_age_bias(rows, &buckets)
     }
 
     /// Recomputes the item table from the current weights.

@@ -62,8 +62,9 @@ pub struct Vocabulary {
     pub num_tokens: usize,
     /// Duration feature statistics, when the training catalogue had durations.
     pub duration: Option<Standardizer>,
-    /// Publication-age feature statistics, when the training catalogue had ages.
-    pub age: Option<Standardizer>,
+    /// Whether the training catalogue had publication ages: the score then has a learned
+    /// bias per age bucket ([`age_bucket`]).
+    pub age: bool,
     /// Cardinality of each categorical user feature used.
     pub user_cardinalities: Vec<usize>,
     /// Number of numeric user features used.
@@ -79,7 +80,8 @@ pub struct ItemFeatures {
     pub tokens: ItemTokens,
     /// Duration in seconds of each item (empty when the model has no duration feature).
     pub duration: Vec<Option<f32>>,
-    /// Age in days of each item (empty when the model has no age feature).
+    /// Age in days of each item at the training data's reference time (empty when the model
+    /// has no age bias).
     pub age: Vec<Option<f32>>,
 }
 
@@ -114,7 +116,7 @@ impl ItemFeatures {
             num_items: n,
             tokens,
             duration: column(vocab.duration.is_some(), &catalog.duration_seconds),
-            age: column(vocab.age.is_some(), &catalog.age_days),
+            age: column(vocab.age, &catalog.age_days),
         })
     }
 
@@ -147,7 +149,7 @@ impl ItemFeatures {
         let column_ok = |on: bool, len: usize| if on { len == n } else { len == 0 };
         if !tokens_ok
             || !column_ok(vocab.duration.is_some(), self.duration.len())
-            || !column_ok(vocab.age.is_some(), self.age.len())
+            || !column_ok(vocab.age, self.age.len())
             || vocab.id_rows > n
         {
             return Err(invalid("the item features do not match the model"));
@@ -163,7 +165,7 @@ pub struct Layout {
     pub id_width: usize,
     /// Width of the token embeddings (0 = no token feature).
     pub token_width: usize,
-    /// Dense item inputs: 2 per numeric item feature (standardised value, missing flag).
+    /// Dense item inputs: the standardised duration and its missing flag (0 without durations).
     pub item_dense: usize,
     /// Width of the user tower's gathered block: history mean, recent mean, user features.
     pub user_sparse: usize,
@@ -197,7 +199,7 @@ impl Layout {
                 (width - cfg.user_embedding_dim, cfg.user_embedding_dim)
             })
             .collect();
-        let item_dense = 2 * (vocab.duration.is_some() as usize + vocab.age.is_some() as usize);
+        let item_dense = 2 * vocab.duration.is_some() as usize;
         Self {
             id_width: cfg.id_embedding_dim,
             token_width,
@@ -277,11 +279,9 @@ impl ItemFeatures {
             let known = (j as usize) < vocab.id_rows && keep_id(j);
             b.ids.push_mean(known.then_some(j));
             b.tokens.push_mean(self.tokens.of(j).iter().copied());
-            for (column, stats) in [(&self.duration, vocab.duration), (&self.age, vocab.age)] {
-                if let Some(stats) = stats {
-                    let x = column.get(j as usize).copied().flatten();
-                    b.dense.extend(stats.encode(x));
-                }
+            if let Some(stats) = vocab.duration {
+                let x = self.duration.get(j as usize).copied().flatten();
+                b.dense.extend(stats.encode(x));
             }
         }
         b
@@ -364,6 +364,9 @@ pub struct Network {
     pub item_tower: Tower,
     /// User tower: `[history mean, recent mean, user features]` -> u (dim).
     pub user_tower: Tower,
+    /// The learned score bias of each age bucket ([`AGE_BUCKETS`] values), when the catalogue
+    /// has publication ages.
+    pub age_bias: Option<Tensor>,
     /// Where the inputs sit.
     pub layout: Layout,
 }
@@ -398,7 +401,14 @@ impl Network {
         let item_tower = Tower::new(vb.pp("item_tower"), item_in, &cfg.item_hidden, cfg.dim + 1)?;
         let user_in = layout.user_sparse + layout.numeric;
         let user_tower = Tower::new(vb.pp("user_tower"), user_in, &cfg.user_hidden, cfg.dim)?;
+        let age_bias = if vocab.age {
+            let init = candle_nn::Init::Const(0.0);
+            Some(vb.pp("item_tower").get_with_hints(AGE_BUCKETS, "age_bias", init)?)
+        } else {
+            None
+        };
         Ok(Self {
+            age_bias,
             ids,
             tokens,
             user_categorical,
@@ -472,6 +482,37 @@ impl Network {
     ) -> Result<Tensor> {
         let x = with_dense(sparse, dense, self.layout.numeric)?;
         Ok(self.user_tower.forward_with_dropout(&x, dropout)?)
+    }
+}
+
+/// Number of age buckets: bucket 0 holds items of unknown age, bucket `1 + k` ages with
+/// `floor(2 log2(1 + days)) = k` (half-octaves: 0-0.4 days, 0.4-1, 1-1.8, ..., the last from
+/// 4,096 days on).
+pub const AGE_BUCKETS: usize = 26;
+
+/// The age bucket of an age in days (`None`: unknown; negative ages count as 0).
+pub fn age_bucket(age_days: Option<f32>) -> u32 {
+    match age_days {
+        None => 0,
+        Some(a) => {
+            let k = (2.0 * f64::from(a.max(0.0)).ln_1p() / std::f64::consts::LN_2).floor();
+            1 + (k.max(0.0) as u32).min(AGE_BUCKETS as u32 - 2)
+        }
+    }
+}
+
+impl Network {
+    /// `rows x (dim + 1)` item rows with the age bias of `buckets` added to the bias column
+    /// (unchanged without an age bias).
+    pub fn with_age_bias(&self, rows: Tensor, buckets: &[u32]) -> Result<Tensor> {
+        let Some(w) = &self.age_bias else {
+            return Ok(rows);
+        };
+        let (n, width) = rows.dims2()?;
+        let idx = Tensor::from_slice(buckets, n, rows.device())?;
+        let bias = w.index_select(&idx, 0)?.reshape((n, 1))?;
+        let zeros = Tensor::zeros((n, width - 1), rows.dtype(), rows.device())?;
+        Ok((rows + Tensor::cat(&[&zeros, &bias], 1)?)?)
     }
 }
 

@@ -84,6 +84,7 @@ fn clustered_catalog(first: usize, count: usize, k: usize) -> Catalog {
         age_days: ids
             .map(|i| (i % 5 != 1).then_some((i % 13) as f32))
             .collect(),
+        reference_time: None,
     }
 }
 
@@ -133,8 +134,42 @@ fn stats(values: &[Option<f32>]) -> (f32, f32) {
     (mean as f32, var.sqrt() as f32)
 }
 
+/// The age bucket of an age in days, written out: half-octaves of 1 + days, 0 = unknown.
+fn bucket_by_hand(age: Option<f32>) -> usize {
+    match age {
+        None => 0,
+        Some(a) => {
+            let mut k = 0;
+            while k < 24 && 2f64.powf((k + 1) as f64 / 2.0) <= 1.0 + a as f64 {
+                k += 1;
+            }
+            1 + k
+        }
+    }
+}
+
+#[test]
+fn age_buckets_are_half_octaves() {
+    for (age, want) in [
+        (None, 0),
+        (Some(0.0), 1),
+        (Some(0.41), 1),
+        (Some(0.42), 2),
+        (Some(1.2), 3),
+        (Some(2.0), 4),
+        (Some(6.0), 6),
+        (Some(30.0), 10),
+        (Some(1e6), 25),
+        (Some(-3.0), 1),
+    ] {
+        assert_eq!(age_bucket(age) as usize, want, "{age:?}");
+        assert_eq!(bucket_by_hand(age), want, "{age:?}");
+    }
+}
+
 /// The item tower's output for one item built by hand: `[id row or zeros, token mean,
-/// duration z, missing, age z, missing]`.
+/// duration z, missing]` through the tower, plus the age bias of the item's age bucket on
+/// the bias output.
 fn tower_by_hand(
     model: &TwoTower,
     train: &Catalog,
@@ -157,24 +192,24 @@ fn tower_by_hand(
         }
     }
     x.extend(mean);
-    for (all, value) in [
-        (&train.duration_seconds, item.duration_seconds[k]),
-        (&train.age_days, item.age_days[k]),
-    ] {
-        let (m, s) = stats(all);
-        match value {
-            Some(v) => x.extend([((v as f64 + 1.0).ln() as f32 - m) / s, 0.0]),
-            None => x.extend([0.0, 1.0]),
-        }
+    let (m, s) = stats(&train.duration_seconds);
+    match item.duration_seconds[k] {
+        Some(v) => x.extend([((v as f64 + 1.0).ln() as f32 - m) / s, 0.0]),
+        None => x.extend([0.0, 1.0]),
     }
     let input = Tensor::from_vec(x.clone(), (1, x.len()), &Device::Cpu).unwrap();
-    net.item_tower
+    let mut out: Vec<f32> = net
+        .item_tower
         .forward(&input)
         .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1()
-        .unwrap()
+        .unwrap();
+    let age_bias: Vec<f32> = net.age_bias.as_ref().unwrap().to_vec1().unwrap();
+    let last = out.len() - 1;
+    out[last] += age_bias[bucket_by_hand(item.age_days[k])];
+    out
 }
 
 #[test]

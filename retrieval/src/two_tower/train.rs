@@ -15,7 +15,7 @@ use nn::xent::SoftmaxCrossEntropy;
 use nn::{Retriever, TrainingSet, UserFeatures};
 
 use super::config::TwoTowerConfig;
-use super::network::{block, ItemFeatures, Standardizer, UserSource, Vocabulary};
+use super::network::{age_bucket, block, ItemFeatures, Standardizer, UserSource, Vocabulary};
 use super::TwoTower;
 use crate::error::{invalid, Result, RetrievalError};
 use crate::warm::WarmStart;
@@ -66,7 +66,7 @@ impl TwoTower {
             },
             duration: (!c.duration_seconds.is_empty())
                 .then(|| Standardizer::fit(&c.duration_seconds)),
-            age: (!c.age_days.is_empty()).then(|| Standardizer::fit(&c.age_days)),
+            age: !c.age_days.is_empty(),
             user_cardinalities: features.map_or(Vec::new(), |f| f.cardinalities.clone()),
             num_numeric: features.map_or(0, |f| f.num_numeric),
         };
@@ -285,7 +285,31 @@ impl Fit for Run<'_> {
             .map(|j| unique.binary_search(j).unwrap_or(0) as u32)
             .collect();
         let sampler = self.sampler.as_ref();
-        let (adjust, hits) = corrections(sampler, &self.target_share, &targets, &columns);
+        let (adjust, mut hits) = corrections(sampler, &self.target_share, &targets, &columns);
+        // Each candidate's age at its row's example time (the example age of Covington et al.
+        // 2016, section 3.3, on the item side); a candidate not yet published then is masked.
+        let ages = net.age_bias.as_ref().map(|_| {
+            let h = data.histories;
+            let reference = data.catalog.reference_time;
+            let mut buckets = Vec::with_capacity(batch.len() * columns.len());
+            for (r, &i) in batch.iter().enumerate() {
+                let e = &data.examples[i];
+                let at = h.offsets[e.user as usize] + e.pos as usize;
+                let shift = match (reference, h.times.get(at)) {
+                    (Some(reference), Some(&t)) => (reference - t) as f32 / 86_400.0,
+                    _ => 0.0,
+                };
+                for (c, &j) in columns.iter().enumerate() {
+                    let age = model.features.age.get(j as usize).copied().flatten();
+                    let age = age.map(|a| a - shift);
+                    if c != r && age.is_some_and(|a| a < 0.0) {
+                        hits.push((r as u32, c as u32));
+                    }
+                    buckets.push(age_bucket(age));
+                }
+            }
+            buckets
+        });
         let rng = &mut self.rng;
         let p_id = cfg.id_dropout as f64;
         let items = model
@@ -312,6 +336,11 @@ impl Fit for Run<'_> {
         let local = Tensor::from_vec(local, columns.len(), device)?;
         let candidates = item_out.index_select(&local, 0)?;
         let mut logits = with_bias_column(&u)?.matmul(&candidates.t()?)?;
+        if let (Some(w), Some(buckets)) = (&net.age_bias, ages) {
+            let shape = (targets.len(), columns.len());
+            let idx = Tensor::from_vec(buckets, shape.0 * shape.1, device)?;
+            logits = (logits + w.index_select(&idx, 0)?.reshape(shape)?)?;
+        }
         if cfg.temperature != 1.0 {
             logits = logits.affine(1.0 / cfg.temperature, 0.0)?;
         }
