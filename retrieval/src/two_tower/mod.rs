@@ -8,11 +8,21 @@
 //! random with probability `id_dropout` while training: the DropoutNet trick of Volkovs,
 //! Yu and Poutanen, "DropoutNet: Addressing Cold Start in Recommender Systems", NeurIPS 2017,
 //! so that the feature-only path new items take is trained), the mean t_j of its token
-//! embeddings, and dense values x_j: (log1p(duration) - mean) / std with a missing flag and
-//! the same for the publication age in days (statistics fitted on the training catalogue and
-//! saved). A ReLU MLP maps it to `d + 1` outputs, `[v_j, b_j]`: the item vector and its bias,
-//! so a fresh item gets a bias from its features too. Inputs the catalogue lacks (tokens,
-//! durations, ages) are simply absent.
+//! embeddings, and x_j = (log1p(duration) - mean) / std with a missing flag (statistics
+//! fitted on the training catalogue and saved). A ReLU MLP maps it to `d + 1` outputs,
+//! `[v_j, b_j]`: the item vector and its bias, so a fresh item gets a bias from its features
+//! too. Inputs the catalogue lacks (tokens, durations) are simply absent.
+//!
+//! **Publication age.** Popularity depends on an item's age at the time of the watch, not
+//! at the end of the data: an item published two days before the end has had two days to
+//! be watched, so a feature measured at the end would teach the model that young items are
+//! unpopular, and a fresh item would never be served. As Covington et al. (RecSys 2016,
+//! section 3.3) feed the example age, the score gets a learned bias `a(k)` of the candidate's
+//! age bucket k (half-octaves of 1 + days, bucket 0 = unknown age) evaluated at each training
+//! example's time: `s(i, j) = u_i . v_j + b_j + a(bucket(age_j at t_i))`; a candidate not yet
+//! published at t_i is masked like an accidental hit. The served item table adds `a` at the
+//! reference time (the newest watch of the training data; `add-items` measures new items from
+//! it too, so a fresh item sits in bucket 1).
 //!
 //! **User tower.** The mean of the history's embedded item parts `[e_i, t_i]` (the same
 //! tables as the item tower, so fresh items in a history still count through their tokens),
@@ -24,9 +34,10 @@
 //! (in-batch negatives) and S negatives drawn for the whole batch from
 //! `(count + 1)^sampling_power` (the mixed negative sampling of Yang et al., "Mixed Negative
 //! Sampling for Learning Two-tower Neural Networks in Recommendations", WWW 2020). With
-//! `s(i, j) = (u_i . v_j + b_j) / temperature`, the corrected logit of Yi et al. (eq. 3) is
-//! `s^c(i, j) = s(i, j) - log E[n_j]`, where `E[n_j] = B p_j + S q_j` is the expected number of
-//! columns holding item j (p_j: j's share of the training targets, q_j: its draw probability);
+//! `s(i, j) = (u_i . v_j + b_j + a(k_ij)) / temperature` (k_ij: j's age bucket at example i's
+//! time, above), the corrected logit of Yi et al. (eq. 3) is `s^c(i, j) = s(i, j) - log
+//! E[n_j]`, where `E[n_j] = B p_j + S q_j` is the expected number of columns holding item j
+//! (p_j: j's share of the training targets, q_j: its draw probability);
 //! with it the batch softmax estimates the full softmax `P(j | i) = e^{s(i,j)} / sum_k
 //! e^{s(i,k)}` without the popularity bias of in-batch negatives. A column holding row i's own
 //! target other than its own column (an accidental hit) is masked out, and the loss is the
@@ -34,8 +45,8 @@
 //! brief: one correction for both kinds of negatives, since they are one candidate set.
 //!
 //! **Serving.** After training (and after each epoch, for the validation HR@10 that picks the
-//! epoch) the item tower runs over the whole catalogue to fill the item table `[v | b]`;
-//! score = `u . v_j + b_j`, served by the inner-product index. [`nn::Retriever::add_items`]
+//! epoch) the item tower runs over the whole catalogue to fill the item table `[v | b]` (b
+//! holding the age bias at the reference time); score = `u . v_j + b_j`, served by the inner-product index. [`nn::Retriever::add_items`]
 //! embeds items the model was not trained on from their features alone (zero id embedding)
 //! and appends them to the table and to the saved features. Warm start keeps the id rows of
 //! known items; new items' id rows start at zero, i.e. from their features.

@@ -403,7 +403,10 @@ impl Network {
         let user_tower = Tower::new(vb.pp("user_tower"), user_in, &cfg.user_hidden, cfg.dim)?;
         let age_bias = if vocab.age {
             let init = candle_nn::Init::Const(0.0);
-            Some(vb.pp("item_tower").get_with_hints(AGE_BUCKETS, "age_bias", init)?)
+            Some(
+                vb.pp("item_tower")
+                    .get_with_hints(AGE_BUCKETS, "age_bias", init)?,
+            )
         } else {
             None
         };
