@@ -234,6 +234,29 @@ fn fresh_items_reach_users_of_their_taste() {
         rate >= 3.0 * chance && rate >= 0.1,
         "rate {rate:.4} against chance {chance:.4}"
     );
+
+    // The next night's build (the data now has the fresh items and their watches) warm-starts
+    // from the version add-items published. (--force: the quality gate compares figures
+    // measured on different data, which is not what this checks.)
+    recpipe_ok(&[
+        "--config",
+        s(&cfg),
+        "build-index",
+        "--data",
+        s(&full),
+        "--artifacts",
+        s(&art),
+        "--force",
+    ]);
+    let night = current(&art).expect("a version");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(art.join("versions").join(&night).join("manifest.json")).expect("read"),
+    )
+    .expect("json");
+    assert_eq!(
+        manifest["inputs"]["warm_start_from"].as_str(),
+        Some(added.as_str())
+    );
 }
 
 /// A model whose item vectors are free rows cannot embed a new item: one line, exit code 2,

@@ -62,9 +62,10 @@ pub struct Vocabulary {
     pub num_tokens: usize,
     /// Duration feature statistics, when the training catalogue had durations.
     pub duration: Option<Standardizer>,
-    /// Whether the training catalogue had publication ages: the score then has a learned
-    /// bias per age bucket ([`age_bucket`]).
-    pub age: bool,
+    /// Publication-age statistics, when the training catalogue had ages: the item tower then
+    /// reads the age at the reference time, and the score has a learned bias per age bucket
+    /// ([`age_bucket`]) at the example's time.
+    pub age: Option<Standardizer>,
     /// Cardinality of each categorical user feature used.
     pub user_cardinalities: Vec<usize>,
     /// Number of numeric user features used.
@@ -116,7 +117,7 @@ impl ItemFeatures {
             num_items: n,
             tokens,
             duration: column(vocab.duration.is_some(), &catalog.duration_seconds),
-            age: column(vocab.age, &catalog.age_days),
+            age: column(vocab.age.is_some(), &catalog.age_days),
         })
     }
 
@@ -149,7 +150,7 @@ impl ItemFeatures {
         let column_ok = |on: bool, len: usize| if on { len == n } else { len == 0 };
         if !tokens_ok
             || !column_ok(vocab.duration.is_some(), self.duration.len())
-            || !column_ok(vocab.age, self.age.len())
+            || !column_ok(vocab.age.is_some(), self.age.len())
             || vocab.id_rows > n
         {
             return Err(invalid("the item features do not match the model"));
@@ -165,7 +166,7 @@ pub struct Layout {
     pub id_width: usize,
     /// Width of the token embeddings (0 = no token feature).
     pub token_width: usize,
-    /// Dense item inputs: the standardised duration and its missing flag (0 without durations).
+    /// Dense item inputs: 2 per numeric item feature (standardised value, missing flag).
     pub item_dense: usize,
     /// Width of the user tower's gathered block: history mean, recent mean, user features.
     pub user_sparse: usize,
@@ -199,7 +200,7 @@ impl Layout {
                 (width - cfg.user_embedding_dim, cfg.user_embedding_dim)
             })
             .collect();
-        let item_dense = 2 * vocab.duration.is_some() as usize;
+        let item_dense = 2 * (vocab.duration.is_some() as usize + vocab.age.is_some() as usize);
         Self {
             id_width: cfg.id_embedding_dim,
             token_width,
@@ -279,9 +280,11 @@ impl ItemFeatures {
             let known = (j as usize) < vocab.id_rows && keep_id(j);
             b.ids.push_mean(known.then_some(j));
             b.tokens.push_mean(self.tokens.of(j).iter().copied());
-            if let Some(stats) = vocab.duration {
-                let x = self.duration.get(j as usize).copied().flatten();
-                b.dense.extend(stats.encode(x));
+            for (column, stats) in [(&self.duration, vocab.duration), (&self.age, vocab.age)] {
+                if let Some(stats) = stats {
+                    let x = column.get(j as usize).copied().flatten();
+                    b.dense.extend(stats.encode(x));
+                }
             }
         }
         b
@@ -401,7 +404,7 @@ impl Network {
         let item_tower = Tower::new(vb.pp("item_tower"), item_in, &cfg.item_hidden, cfg.dim + 1)?;
         let user_in = layout.user_sparse + layout.numeric;
         let user_tower = Tower::new(vb.pp("user_tower"), user_in, &cfg.user_hidden, cfg.dim)?;
-        let age_bias = if vocab.age {
+        let age_bias = if vocab.age.is_some() {
             let init = candle_nn::Init::Const(0.0);
             Some(
                 vb.pp("item_tower")

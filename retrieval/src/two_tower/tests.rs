@@ -168,7 +168,7 @@ fn age_buckets_are_half_octaves() {
 }
 
 /// The item tower's output for one item built by hand: `[id row or zeros, token mean,
-/// duration z, missing]` through the tower, plus the age bias of the item's age bucket on
+/// duration z, missing, age z, missing]` through the tower, plus the age bias of the item's age bucket on
 /// the bias output.
 fn tower_by_hand(
     model: &TwoTower,
@@ -192,10 +192,15 @@ fn tower_by_hand(
         }
     }
     x.extend(mean);
-    let (m, s) = stats(&train.duration_seconds);
-    match item.duration_seconds[k] {
-        Some(v) => x.extend([((v as f64 + 1.0).ln() as f32 - m) / s, 0.0]),
-        None => x.extend([0.0, 1.0]),
+    for (all, value) in [
+        (&train.duration_seconds, item.duration_seconds[k]),
+        (&train.age_days, item.age_days[k]),
+    ] {
+        let (m, s) = stats(all);
+        match value {
+            Some(v) => x.extend([((v as f64 + 1.0).ln() as f32 - m) / s, 0.0]),
+            None => x.extend([0.0, 1.0]),
+        }
     }
     let input = Tensor::from_vec(x.clone(), (1, x.len()), &Device::Cpu).unwrap();
     let mut out: Vec<f32> = net

@@ -66,7 +66,7 @@ impl TwoTower {
             },
             duration: (!c.duration_seconds.is_empty())
                 .then(|| Standardizer::fit(&c.duration_seconds)),
-            age: !c.age_days.is_empty(),
+            age: (!c.age_days.is_empty()).then(|| Standardizer::fit(&c.age_days)),
             user_cardinalities: features.map_or(Vec::new(), |f| f.cardinalities.clone()),
             num_numeric: features.map_or(0, |f| f.num_numeric),
         };
