@@ -336,11 +336,20 @@ impl Fit for Run<'_> {
         let local = Tensor::from_vec(local, columns.len(), device)?;
         let candidates = item_out.index_select(&local, 0)?;
         let mut logits = with_bias_column(&u)?.matmul(&candidates.t()?)?;
-        if let (Some(w), Some(buckets)) = (&net.age_bias, ages) {
-            let shape = (targets.len(), columns.len());
-            let idx = Tensor::from_vec(buckets, shape.0 * shape.1, device)?;
-            logits = (logits + w.index_select(&idx, 0)?.reshape(shape)?)?;
-        }
+        // The age term a(k_ij) enters as a leaf gathered here; its gradient is folded into the
+        // bucket weights after the backward pass (a candle gather over every (row, column)
+        // pair and its scatter back cost more than the rest of the step).
+        let age_term = match (&net.age_bias, ages) {
+            (Some(w), Some(buckets)) => {
+                let weights = w.to_vec1::<f32>()?;
+                let values: Vec<f32> = buckets.iter().map(|&k| weights[k as usize]).collect();
+                let shape = (targets.len(), columns.len());
+                let leaf = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
+                logits = (logits + leaf.as_tensor())?;
+                Some((w, leaf, buckets))
+            }
+            _ => None,
+        };
         if cfg.temperature != 1.0 {
             logits = logits.affine(1.0 / cfg.temperature, 0.0)?;
         }
@@ -349,7 +358,17 @@ impl Fit for Run<'_> {
             .with_masked(hits);
         let loss = logits.apply_op1(objective)?.mean_all()?;
         let value = f64::from(loss.to_scalar::<f32>()?);
-        let store = loss.backward()?;
+        let mut store = loss.backward()?;
+        if let Some((w, leaf, buckets)) = age_term {
+            let mut grad = vec![0f32; w.elem_count()];
+            if let Some(g) = store.get(leaf.as_tensor()) {
+                let g = g.flatten_all()?.to_vec1::<f32>()?;
+                for (&k, &x) in buckets.iter().zip(&g) {
+                    grad[k as usize] += x;
+                }
+            }
+            store.insert(w, Tensor::from_vec(grad, w.elem_count(), device)?);
+        }
         self.optimizer.set_learning_rate(lr);
         self.optimizer.begin_step();
         self.optimizer.step_dense(&store)?;
