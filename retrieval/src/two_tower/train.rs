@@ -337,8 +337,7 @@ impl Fit for Run<'_> {
         let candidates = item_out.index_select(&local, 0)?;
         let mut logits = with_bias_column(&u)?.matmul(&candidates.t()?)?;
         // The age term a(k_ij) enters as a leaf gathered here; its gradient is folded into the
-        // bucket weights after the backward pass (a candle gather over every (row, column)
-        // pair and its scatter back cost more than the rest of the step).
+        // bucket weights after the backward pass, in one pass over the batch's pairs.
         let age_term = match (&net.age_bias, ages) {
             (Some(w), Some(buckets)) => {
                 let weights = w.to_vec1::<f32>()?;
