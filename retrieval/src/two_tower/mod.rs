@@ -65,6 +65,7 @@
 //! `num_negatives = 4096` 0.0852, `id_dropout = 0.1, dropout = 0` 0.0885 (0.1930 on ml-100k),
 //! `dim = id_embedding_dim = 128` 0.0623, `learning_rate = 1e-3` 0.0787.
 
+mod age;
 pub mod config;
 pub mod network;
 #[cfg(test)]
