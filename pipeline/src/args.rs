@@ -385,6 +385,10 @@ pub struct ImportArgs {
     /// Output folder for events.parquet, items.parquet, users.parquet.
     #[arg(long)]
     pub out: PathBuf,
+    /// Memory for sorting the events, in MiB: a larger log is sorted in runs spilled beside
+    /// the output and merged (an external sort), so the import's memory stays bounded.
+    #[arg(long, default_value_t = crate::data::events::DEFAULT_SORT_MEMORY_MB)]
+    pub memory_mb: usize,
 }
 
 /// `recpipe import csv`.

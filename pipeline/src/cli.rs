@@ -3,9 +3,10 @@
 
 use crate::args::*;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::generate::{generate, WorldConfig};
-use crate::import::{kuairand, movielens, write_dataset};
+use crate::import::{finish_import, kuairand, movielens, EventSink};
+use crate::output::OutputDir;
 use crate::progress::bar;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -107,20 +108,32 @@ fn run_generate(world: &WorldConfig, out: &std::path::Path) -> Result<()> {
 
 type Reader = fn(
     &std::path::Path,
-) -> Result<(
-    crate::data::Events,
-    crate::data::Items,
-    crate::data::Users,
-    crate::import::ImportSummary,
-)>;
+    &mut crate::import::EventSink,
+) -> Result<(crate::data::Items, crate::data::Users)>;
 
 fn run_import(a: &ImportArgs, read: Reader) -> Result<()> {
     let t = Instant::now();
-    let (events, items, users, summary) = read(&a.input)?;
-    write_dataset(&a.out, &events, &items, &users)?;
+    if a.memory_mb == 0 {
+        return Err(Error::Input(
+            "--memory-mb 0: the import's sort needs a budget of at least 1 MiB".into(),
+        ));
+    }
+    let dir = OutputDir::open(&a.out)?;
+    let mut sink = EventSink::new(&dir.join("events.parquet"), a.memory_mb << 20);
+    let (items, users) = read(&a.input, &mut sink)?;
+    let runs = sink.spilled_runs();
+    let summary = finish_import(sink, items, users, &dir)?;
+    dir.keep();
     let secs = t.elapsed().as_secs_f64();
+    let sorted = match runs {
+        0 => "sorted in memory".to_string(),
+        n => format!(
+            "sorted in {n} spilled run(s) within --memory-mb {}",
+            a.memory_mb
+        ),
+    };
     println!(
-        "{summary}\nwrote {} in {:.2} s ({:.0} rows/s)",
+        "{summary}\nwrote {} in {:.2} s ({:.0} rows/s; {sorted})",
         a.out.display(),
         secs,
         summary.events as f64 / secs

@@ -169,6 +169,13 @@ pub struct RankingConfig {
     pub valid_days: usize,
     /// Item vocabulary size: the items with the most watched impressions on the fit days.
     pub max_items: usize,
+    /// Training examples kept from a large log: above this many fit impressions, a seeded
+    /// sample of whole pages (user, day) of about this size (0: every impression). Bounds the
+    /// ranker stage's memory; every impression still feeds the features.
+    pub max_fit_examples: usize,
+    /// Validation and test examples kept from a large log: above this many impressions in
+    /// either part, a seeded sample of whole users of about this size (0: every impression).
+    pub max_eval_examples: usize,
     /// Recent watches kept per user.
     pub recent: usize,
     /// Pseudo-impressions of the prior in smoothed rates.
@@ -243,6 +250,8 @@ impl Default for RankingConfig {
             test_days: 3,
             valid_days: 1,
             max_items: 100_000,
+            max_fit_examples: 2_000_000,
+            max_eval_examples: 500_000,
             recent: features.recent,
             smoothing: features.smoothing,
             pages_per_user: 20,

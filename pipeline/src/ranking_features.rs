@@ -355,13 +355,41 @@ pub fn build_examples(
     side: &SideInfo,
     config: &FeatureConfig,
 ) -> Vec<RankingExample> {
+    build_examples_where(log, side, config, &|_| true)
+        .into_iter()
+        .map(|(_, example)| example)
+        .collect()
+}
+
+/// The examples of the impressions `keep` selects, as (impression index, example) in index
+/// order. Every impression still feeds the counters, so an example is the one
+/// [`build_examples`] gives at its index; memory grows with the kept examples only, which is
+/// what bounds the ranker's examples on large logs.
+pub fn build_examples_where(
+    log: &Impressions,
+    side: &SideInfo,
+    config: &FeatureConfig,
+    keep: &dyn Fn(usize) -> bool,
+) -> Vec<(usize, RankingExample)> {
     let mut state = FeatureState {
         config: config.clone(),
         ..Default::default()
     };
-    let mut examples = vec![RankingExample::default(); log.len()];
-    state.replay(log, Some((side, &mut examples)));
-    examples
+    let mut emit = Emit {
+        side,
+        keep,
+        out: Vec::new(),
+    };
+    state.replay(log, Some(&mut emit));
+    emit.out.sort_unstable_by_key(|&(i, _)| i);
+    emit.out
+}
+
+/// Where [`FeatureState::replay`] writes examples: those of the impressions `keep` selects.
+struct Emit<'a> {
+    side: &'a SideInfo,
+    keep: &'a dyn Fn(usize) -> bool,
+    out: Vec<(usize, RankingExample)>,
 }
 
 impl FeatureState {
@@ -420,8 +448,8 @@ impl FeatureState {
         }
     }
 
-    /// Feeds `log` in time order; with `emit`, writes each impression's example at its index.
-    fn replay(&mut self, log: &Impressions, mut emit: Option<(&SideInfo, &mut [RankingExample])>) {
+    /// Feeds `log` in time order; with `emit`, writes the example of each impression it keeps.
+    fn replay(&mut self, log: &Impressions, mut emit: Option<&mut Emit>) {
         let n = log.len();
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&i| (log.timestamp[i], i));
@@ -443,7 +471,7 @@ impl FeatureState {
                     user.page = Some((day, t));
                     user.page_prior_rate = prior_rate;
                 }
-                let Some((side, out)) = emit.as_mut() else {
+                let Some(emit) = emit.as_mut().filter(|e| (e.keep)(i)) else {
                     continue;
                 };
                 let user = &self.users[&user_id];
@@ -462,7 +490,7 @@ impl FeatureState {
                 }
                 let page_start = user.page.map_or(t, |(_, s)| s);
                 let mut example = self.example_of(
-                    side,
+                    emit.side,
                     user_id,
                     user,
                     page_start,
@@ -473,7 +501,7 @@ impl FeatureState {
                 );
                 example.label = log.watched[i];
                 example.watch_time = log.time(i);
-                out[i] = example;
+                emit.out.push((i, example));
             }
             for &i in &order[start..end] {
                 if log.probe.is_some_and(|p| p[i]) {

@@ -11,7 +11,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use recpipe::data::{Candidate, CandidatesWriter, Event, Events, Items};
 use recpipe::ranking_features::{
-    build_examples, FeatureConfig, FeatureState, Impressions, RankingVocab, SideInfo,
+    build_examples, build_examples_where, FeatureConfig, FeatureState, Impressions, RankingVocab,
+    SideInfo,
 };
 use recpipe_tests::*;
 use std::collections::{HashMap, HashSet};
@@ -133,6 +134,23 @@ fn features_read_user_state_at_page_start_and_skip_own_page_impressions() {
     assert_eq!(ex[5].recent_tokens, vec![0]);
     assert!(ex[0].label && !ex[1].label);
     assert_eq!(ex[0].watch_time, 10.0);
+    // Only the kept impressions get examples, each the one the whole log gives at its index
+    // (the dropped ones still feed the counters).
+    let kept = build_examples_where(&impressions, &side, &config, &|i| i % 2 == 1);
+    let at: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
+    assert_eq!(at, vec![1, 3, 5]);
+    for (i, e) in &kept {
+        assert_features(&e.continuous, &ex[*i].continuous, "kept example");
+        assert_eq!(
+            (e.item, &e.recent_watches, &e.item_tokens, e.label),
+            (
+                ex[*i].item,
+                &ex[*i].recent_watches,
+                &ex[*i].item_tokens,
+                ex[*i].label
+            )
+        );
+    }
 
     // The state after the whole log, for a new page at t=2000: prior 1/6, 10/6 s.
     let state = FeatureState::after(&impressions, &config);

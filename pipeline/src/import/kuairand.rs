@@ -1,9 +1,9 @@
 //! `recpipe import kuairand`: KuaiRand logs (one event per impression), video and user features.
 
 use super::text::{read_records, Encoding, Record, TextFormat};
-use super::ImportSummary;
+use super::EventSink;
 use crate::calendar::days_from_civil;
-use crate::data::{Event, Events, Items, Users};
+use crate::data::{Event, Items, Users};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,8 @@ fn column(header: &[String], path: &Path, name: &str) -> Result<usize> {
 /// `watch_time = play_time_ms / 1000` on clicked impressions, timestamp from `time_ms`); every
 /// other log column is kept as an extra `Int64` column. Items come from
 /// `video_features_basic*.csv` (duration, upload date, tags), users from `user_features*.csv`.
-pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
+/// The events go into `sink`.
+pub fn read(dir: &Path, sink: &mut EventSink) -> Result<(Items, Users)> {
     let logs = matching(dir, "log_")?;
     if logs.is_empty() {
         return Err(Error::Input(format!(
@@ -56,7 +57,6 @@ pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
             dir.display()
         )));
     }
-    let mut events = Events::default();
     let mut log_duration: HashMap<i64, f32> = HashMap::new();
     let mut extra_names: Option<Vec<String>> = None;
     for path in &logs {
@@ -76,7 +76,7 @@ pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
             .collect();
         match &extra_names {
             None => {
-                events.extra = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+                sink.start("kuairand", &names);
                 extra_names = Some(names);
             }
             Some(prev) if *prev != names => return Err(Error::input(
@@ -85,6 +85,7 @@ pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
             )),
             Some(_) => {}
         }
+        let mut extra = vec![0i64; extra_cols.len()];
         read_records(path, &csv(), Some(header.len()), |r: &Record| {
             let time_ms: i64 = r.parse(tms, "time_ms")?;
             let clicked: i64 = r.parse(click, "is_click")?;
@@ -114,24 +115,25 @@ pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
                     log_duration.entry(item_id).or_insert((ms / 1000.0) as f32);
                 }
             }
-            events.push(Event {
-                user_id: r.parse(uid, "user_id")?,
-                item_id,
-                timestamp: time_ms.div_euclid(1000),
-                watched,
-                watch_time: watched.then_some((play_ms / 1000.0) as f32),
-                rating: None,
-            });
-            for (k, &c) in extra_cols.iter().enumerate() {
-                let v = r.parse_opt::<i64>(c, &header[c])?.unwrap_or(0);
-                events.extra[k].1.push(v);
+            for (slot, &c) in extra.iter_mut().zip(&extra_cols) {
+                *slot = r.parse_opt::<i64>(c, &header[c])?.unwrap_or(0);
             }
-            Ok(())
+            sink.push(
+                Event {
+                    user_id: r.parse(uid, "user_id")?,
+                    item_id,
+                    timestamp: time_ms.div_euclid(1000),
+                    watched,
+                    watch_time: watched.then_some((play_ms / 1000.0) as f32),
+                    rating: None,
+                },
+                &extra,
+            )
         })?;
     }
     let items = read_items(dir, &log_duration)?;
     let users = read_users(dir)?;
-    super::finish(events, items, users, "kuairand")
+    Ok((items, users))
 }
 
 fn first_line_fields(path: &Path) -> Result<Vec<String>> {

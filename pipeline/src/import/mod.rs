@@ -6,14 +6,13 @@ pub mod kuairand;
 pub mod movielens;
 pub mod text;
 
-use crate::data::events::{write_events_file, MAX_TIMESTAMP, MIN_TIMESTAMP};
-use crate::data::{write_items, write_users, Events, Items, Users};
+use crate::data::events::{EventSorter, MAX_TIMESTAMP, MIN_TIMESTAMP};
+use crate::data::{write_items, write_users, Event, Items, Users};
 use crate::error::{Error, Result};
 use crate::output::{commit_all, OutputDir};
-use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// What an import produced.
 #[derive(Debug, Clone, Serialize)]
@@ -48,94 +47,113 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
-/// Orders events by (user, timestamp, item), checks timestamps, completes the item and user
-/// tables with every id the events use, and counts.
-pub(crate) fn finish(
-    mut events: Events,
-    mut items: Items,
-    mut users: Users,
-    source: &str,
-) -> Result<(Events, Items, Users, ImportSummary)> {
-    if events.is_empty() {
-        return Err(Error::Input(format!("{source}: no events found")));
-    }
-    if let Some(i) = events
-        .timestamp
-        .iter()
-        .position(|t| !(MIN_TIMESTAMP..MAX_TIMESTAMP).contains(t))
-    {
-        return Err(Error::Input(format!(
-            "{source}: event {} has timestamp {} outside 1990..2100",
-            i + 1,
-            events.timestamp[i]
-        )));
-    }
-    let mut order: Vec<u32> = (0..events.len() as u32).collect();
-    order.par_sort_by_key(|&i| {
-        let i = i as usize;
-        (events.user_id[i], events.timestamp[i], events.item_id[i])
-    });
-    events = permute(&events, &order);
-    let known: HashSet<i64> = items.item_id.iter().copied().collect();
-    let mut added = HashSet::new();
-    for &id in &events.item_id {
-        if !known.contains(&id) && added.insert(id) {
-            items.push(id, None, None, Vec::new(), None);
+/// Events on their way into `events.parquet`: timestamps checked, ids and watches counted,
+/// and rows sorted by (user, timestamp, item) within the import's memory budget
+/// ([`EventSorter`]: a log larger than the budget spills sorted runs beside the output and is
+/// merged from them).
+pub struct EventSink {
+    source: String,
+    budget_bytes: usize,
+    dest: PathBuf,
+    sorter: Option<EventSorter>,
+    users: HashSet<i64>,
+    items: HashSet<i64>,
+    watched: usize,
+}
+
+impl EventSink {
+    /// A sink writing `dest` with about `budget_bytes` of events held in memory.
+    pub fn new(dest: &Path, budget_bytes: usize) -> Self {
+        EventSink {
+            source: "import".into(),
+            budget_bytes,
+            dest: dest.to_path_buf(),
+            sorter: None,
+            users: HashSet::new(),
+            items: HashSet::new(),
+            watched: 0,
         }
     }
-    let known_users: HashMap<i64, ()> = users.user_id.iter().map(|&u| (u, ())).collect();
-    let mut added_users = HashSet::new();
-    for &u in &events.user_id {
-        if !known_users.contains_key(&u) && added_users.insert(u) {
-            users.user_id.push(u);
-            for (_, col) in users.categorical.iter_mut() {
-                col.push(None);
-            }
-            for (_, col) in users.numeric.iter_mut() {
-                col.push(None);
-            }
+
+    /// Names the source and the extra `Int64` columns every event will carry; called once,
+    /// before the first [`EventSink::push`].
+    pub fn start(&mut self, source: &str, extra: &[String]) {
+        self.source = source.to_string();
+        self.sorter = Some(EventSorter::new(extra, self.budget_bytes, &self.dest));
+    }
+
+    /// Takes one event (its extra values in [`EventSink::start`]'s order); a timestamp outside
+    /// 1990..2100 is an error naming the event's number.
+    pub fn push(&mut self, e: Event, extra: &[i64]) -> Result<()> {
+        let sorter = match &mut self.sorter {
+            Some(s) => s,
+            None => self
+                .sorter
+                .insert(EventSorter::new(&[], self.budget_bytes, &self.dest)),
+        };
+        if !(MIN_TIMESTAMP..MAX_TIMESTAMP).contains(&e.timestamp) {
+            return Err(Error::Input(format!(
+                "{}: event {} has timestamp {} outside 1990..2100",
+                self.source,
+                sorter.rows + 1,
+                e.timestamp
+            )));
+        }
+        self.users.insert(e.user_id);
+        self.items.insert(e.item_id);
+        self.watched += usize::from(e.watched);
+        sorter.push(e, extra)
+    }
+
+    /// Runs the sort spilled (0: the events fit the budget and were sorted in memory).
+    pub fn spilled_runs(&self) -> usize {
+        self.sorter.as_ref().map_or(0, EventSorter::runs)
+    }
+}
+
+/// Completes the item and user tables with every id the events use (ids missing from a table
+/// are appended in ascending order), then writes `events.parquet` (sorted), `items.parquet`
+/// and `users.parquet` into `out`: all three appear together or none does.
+pub fn finish_import(
+    sink: EventSink,
+    mut items: Items,
+    mut users: Users,
+    out: &OutputDir,
+) -> Result<ImportSummary> {
+    let Some(sorter) = sink.sorter.filter(|s| s.rows > 0) else {
+        return Err(Error::Input(format!("{}: no events found", sink.source)));
+    };
+    let known: HashSet<i64> = items.item_id.iter().copied().collect();
+    let mut missing: Vec<i64> = sink.items.difference(&known).copied().collect();
+    missing.sort_unstable();
+    for id in missing {
+        items.push(id, None, None, Vec::new(), None);
+    }
+    let known_users: HashSet<i64> = users.user_id.iter().copied().collect();
+    let mut missing: Vec<i64> = sink.users.difference(&known_users).copied().collect();
+    missing.sort_unstable();
+    for u in missing {
+        users.user_id.push(u);
+        for (_, col) in users.categorical.iter_mut() {
+            col.push(None);
+        }
+        for (_, col) in users.numeric.iter_mut() {
+            col.push(None);
         }
     }
     let summary = ImportSummary {
-        source: source.to_string(),
-        events: events.len(),
-        watched: events.watched.iter().filter(|w| **w).count(),
-        users: events.user_id.iter().collect::<HashSet<_>>().len(),
-        items: events.item_id.iter().collect::<HashSet<_>>().len(),
+        source: sink.source.clone(),
+        events: sorter.rows,
+        watched: sink.watched,
+        users: sink.users.len(),
+        items: sink.items.len(),
         catalogue: items.len(),
     };
-    Ok((events, items, users, summary))
-}
-
-fn permute(ev: &Events, order: &[u32]) -> Events {
-    fn take<T: Copy>(v: &[T], order: &[u32]) -> Vec<T> {
-        order.iter().map(|&i| v[i as usize]).collect()
-    }
-    Events {
-        user_id: take(&ev.user_id, order),
-        item_id: take(&ev.item_id, order),
-        timestamp: take(&ev.timestamp, order),
-        watched: take(&ev.watched, order),
-        watch_time: take(&ev.watch_time, order),
-        rating: take(&ev.rating, order),
-        extra: ev
-            .extra
-            .iter()
-            .map(|(n, v)| (n.clone(), take(v, order)))
-            .collect(),
-        ids: ev.ids.clone(),
-    }
-}
-
-/// Writes the three files into `out` (created when missing): all appear together or none does.
-pub fn write_dataset(out: &Path, events: &Events, items: &Items, users: &Users) -> Result<()> {
-    let dir = OutputDir::open(out)?;
     let files = vec![
-        write_events_file(&dir.join("events.parquet"), events)?,
-        write_items(&dir.join("items.parquet"), items)?,
-        write_users(&dir.join("users.parquet"), users)?,
+        sorter.finish(&out.join("events.parquet"))?,
+        write_items(&out.join("items.parquet"), &items)?,
+        write_users(&out.join("users.parquet"), &users)?,
     ];
     commit_all(files)?;
-    dir.keep();
-    Ok(())
+    Ok(summary)
 }

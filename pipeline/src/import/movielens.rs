@@ -1,9 +1,9 @@
 //! `recpipe import movielens`: the ml-100k, ml-1m and csv (ml-latest, ml-20m, ml-25m) layouts.
 
 use super::text::{read_records, Encoding, Record, TextFormat};
-use super::ImportSummary;
+use super::EventSink;
 use crate::calendar::days_from_civil;
-use crate::data::{Event, Events, Items, Users};
+use crate::data::{Event, Items, Users};
 use crate::error::{Error, Result};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -37,34 +37,36 @@ pub fn detect(dir: &Path) -> Result<Layout> {
 
 /// Reads a MovieLens folder into events (every rating is a watched event with its rating and no
 /// watch time), items (title, genres, release time where known) and users (demographics where
-/// present).
-pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
+/// present). The events go into `sink`.
+pub fn read(dir: &Path, sink: &mut EventSink) -> Result<(Items, Users)> {
     let layout = detect(dir)?;
-    let mut events = Events::default();
+    sink.start(&format!("movielens {layout:?}"), &[]);
     let rating_line =
-        |r: &Record, ev: &mut Events, uid: usize, iid: usize, rt: usize, ts: usize| {
-            ev.push(Event {
-                user_id: r.parse(uid, "user_id")?,
-                item_id: r.parse(iid, "item_id")?,
-                timestamp: r.parse(ts, "timestamp")?,
-                watched: true,
-                watch_time: None,
-                rating: Some(r.parse(rt, "rating")?),
-            });
-            Ok(())
+        |r: &Record, ev: &mut EventSink, uid: usize, iid: usize, rt: usize, ts: usize| {
+            ev.push(
+                Event {
+                    user_id: r.parse(uid, "user_id")?,
+                    item_id: r.parse(iid, "item_id")?,
+                    timestamp: r.parse(ts, "timestamp")?,
+                    watched: true,
+                    watch_time: None,
+                    rating: Some(r.parse(rt, "rating")?),
+                },
+                &[],
+            )
         };
     let (items, users) = match layout {
         Layout::Ml100k => {
             let tab = fmt("\t", false, Encoding::Latin1);
             read_records(&dir.join("u.data"), &tab, Some(4), |r| {
-                rating_line(r, &mut events, 0, 1, 2, 3)
+                rating_line(r, sink, 0, 1, 2, 3)
             })?;
             (read_100k_items(dir)?, read_100k_users(dir)?)
         }
         Layout::Ml1m => {
             let dat = fmt("::", false, Encoding::Latin1);
             read_records(&dir.join("ratings.dat"), &dat, Some(4), |r| {
-                rating_line(r, &mut events, 0, 1, 2, 3)
+                rating_line(r, sink, 0, 1, 2, 3)
             })?;
             (read_movies(dir, "movies.dat", &dat)?, read_1m_users(dir)?)
         }
@@ -74,12 +76,12 @@ pub fn read(dir: &Path) -> Result<(Events, Items, Users, ImportSummary)> {
                 ..fmt(",", true, Encoding::Utf8)
             };
             read_records(&dir.join("ratings.csv"), &csv, Some(4), |r| {
-                rating_line(r, &mut events, 0, 1, 2, 3)
+                rating_line(r, sink, 0, 1, 2, 3)
             })?;
             (read_movies(dir, "movies.csv", &csv)?, Users::default())
         }
     };
-    super::finish(events, items, users, &format!("movielens {layout:?}"))
+    Ok((items, users))
 }
 
 fn fmt(separator: &'static str, quoted: bool, encoding: Encoding) -> TextFormat {

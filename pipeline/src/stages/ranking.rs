@@ -6,6 +6,7 @@
 pub mod figures;
 pub mod rerank;
 pub mod retrieved;
+mod sample;
 pub mod store;
 
 use crate::config::RankingConfig;
@@ -14,7 +15,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::ranking::{auc, ranking_metrics, RankingMetrics, ScoredImpression};
 use crate::progress::bar;
-use crate::ranking_features::{build_examples, Impressions, RankingVocab, SideInfo};
+use crate::ranking_features::{build_examples_where, Impressions, RankingVocab, SideInfo};
 use crate::stages::retrieval::train_retrieval;
 use ranking::{DynRanker, FeatureSchema, RankerSettings, RankingExample, TrainReport};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ use std::time::Instant;
 
 pub use figures::{ModelFigures, RankingFigures, TaskFigures};
 pub use rerank::{rerank_file, RerankSummary};
+use sample::ExampleSample;
 pub use store::{has_ranker, load_vocab, publish_ranker_dir, save_ranker, VOCAB_FILE};
 
 /// Whether the events hold impressions (some shown but not watched): what the ranker needs.
@@ -63,8 +65,12 @@ pub enum Part {
 pub struct PartSummary {
     /// First and last day (YYYYMMDD); empty when the part is.
     pub days: Vec<i64>,
-    /// Impressions.
+    /// Impressions (examples) in the part: after sampling when it was sampled.
     pub impressions: usize,
+    /// When the part was sampled down to `[ranking] max_fit_examples` or `max_eval_examples`:
+    /// how many impressions it had before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_from: Option<usize>,
 }
 
 /// Where the examples come from: an impression log split by day.
@@ -186,7 +192,22 @@ impl RankingData {
             cfg.features(),
         );
         let side = SideInfo::new(&vocab, &data.items, &data.users);
-        let mut examples = build_examples(&Impressions::new(events, &day), &side, &vocab.features);
+        let sample = ExampleSample::new(&parts, cfg);
+        let parts: Vec<Option<Part>> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, &part)| {
+                sample
+                    .keeps(part, events.user_id[i], day[i])
+                    .then_some(part)
+            })
+            .collect();
+        let mut examples = build_examples_where(
+            &Impressions::new(events, &day),
+            &side,
+            &vocab.features,
+            &|i| parts[i].is_some(),
+        );
         let labels = attach_labels(events, &mut examples);
         let part_days = [Part::Fit, Part::Valid, Part::Test].map(|part| {
             let in_part: Vec<i64> = days
@@ -199,9 +220,8 @@ impl RankingData {
                 _ => Vec::new(),
             }
         });
-        let parts: Vec<Option<Part>> = parts.into_iter().map(Some).collect();
         let pages: Vec<(i64, i64)> = events.user_id.iter().copied().zip(day).collect();
-        let assembled = Self::assemble(
+        let mut assembled = Self::assemble(
             vocab,
             examples,
             Labelled {
@@ -214,23 +234,27 @@ impl RankingData {
             part_days,
             SOURCE_IMPRESSIONS.into(),
         );
+        assembled.split.fit.sampled_from = sample.sampled_from(Part::Fit);
+        assembled.split.valid.sampled_from = sample.sampled_from(Part::Valid);
+        assembled.split.test.sampled_from = sample.sampled_from(Part::Test);
         Ok(Self {
             labels,
             ..assembled
         })
     }
 
-    /// Sorts `examples` into their parts (an example without a part is dropped) and computes
-    /// the video-CTR order from the fit and validation examples.
+    /// Sorts `examples` ((impression index, example), in index order) into their parts (an
+    /// example without a part is dropped) and computes the video-CTR order from the fit and
+    /// validation impressions.
     fn assemble(
         vocab: RankingVocab,
-        examples: Vec<RankingExample>,
+        examples: Vec<(usize, RankingExample)>,
         log: Labelled,
         part_days: [Vec<i64>; 3],
         source: String,
     ) -> Self {
         let mut ctr: HashMap<i64, (u32, u32)> = HashMap::new();
-        for i in 0..examples.len() {
+        for i in 0..log.parts.len() {
             if matches!(log.parts[i], Some(Part::Fit | Part::Valid)) {
                 let c = ctr.entry(log.item_id[i]).or_default();
                 c.0 += u32::from(log.watched[i]);
@@ -240,7 +264,7 @@ impl RankingData {
         let (mut fit, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
         let (mut test_pages, mut ctr_scores) = (Vec::new(), Vec::new());
         let mut retrieval_scores = log.retrieval_score.map(|_| Vec::new());
-        for (i, example) in examples.into_iter().enumerate() {
+        for (i, example) in examples {
             match log.parts[i] {
                 None => {}
                 Some(Part::Fit) => fit.push(example),
@@ -262,14 +286,17 @@ impl RankingData {
             fit: PartSummary {
                 days: fit_days,
                 impressions: fit.len(),
+                sampled_from: None,
             },
             valid: PartSummary {
                 days: valid_days,
                 impressions: valid.len(),
+                sampled_from: None,
             },
             test: PartSummary {
                 days: test_days,
                 impressions: test.len(),
+                sampled_from: None,
             },
             items: vocab.items.len(),
         };
@@ -404,14 +431,14 @@ impl RankingData {
 
 /// Sets every example's [`RankingExample::labels`] from the label columns `events` has (one
 /// example per event, in order); returns their names.
-fn attach_labels(events: &Events, examples: &mut [RankingExample]) -> Vec<String> {
+fn attach_labels(events: &Events, examples: &mut [(usize, RankingExample)]) -> Vec<String> {
     let columns: Vec<(&str, &[i64])> = crate::dataset::LABEL_COLUMNS
         .iter()
         .filter_map(|&name| events.extra(name).map(|col| (name, col)))
         .collect();
     if !columns.is_empty() {
-        for (i, example) in examples.iter_mut().enumerate() {
-            example.labels = columns.iter().map(|(_, col)| col[i] as f32).collect();
+        for (i, example) in examples.iter_mut() {
+            example.labels = columns.iter().map(|(_, col)| col[*i] as f32).collect();
         }
     }
     columns.iter().map(|(name, _)| name.to_string()).collect()

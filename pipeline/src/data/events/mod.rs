@@ -469,5 +469,9 @@ pub fn read_events(path: &Path, extra: &[&str]) -> Result<Events> {
     Ok(ev)
 }
 
+pub mod sort;
+
+pub use sort::{EventSorter, DEFAULT_SORT_MEMORY_MB};
+
 #[cfg(test)]
 mod tests;

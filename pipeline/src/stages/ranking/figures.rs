@@ -101,6 +101,14 @@ fn days_label(p: &PartSummary) -> String {
     }
 }
 
+/// A part's example count, with what it was sampled from ([`PartSummary::sampled_from`]).
+fn count_label(p: &PartSummary) -> String {
+    match p.sampled_from {
+        Some(all) => format!("{} sampled of {all}", p.impressions),
+        None => p.impressions.to_string(),
+    }
+}
+
 impl RankingFigures {
     /// The table printed by the commands.
     pub fn table(&self) -> String {
@@ -110,8 +118,8 @@ impl RankingFigures {
         let _ = writeln!(
             s,
             "ranking (EVAL.md section 3 metrics; {}): fit {} ({} impressions), early stopping {} ({}), test {} ({} impressions, {} pages, {} pairs); {} items in the vocabulary",
-            if sp.source.is_empty() { SOURCE_IMPRESSIONS } else { &sp.source }, days_label(&sp.fit), sp.fit.impressions, days_label(&sp.valid), sp.valid.impressions,
-            days_label(&sp.test), sp.test.impressions, m.pages, m.pairs, sp.items
+            if sp.source.is_empty() { SOURCE_IMPRESSIONS } else { &sp.source }, days_label(&sp.fit), count_label(&sp.fit), days_label(&sp.valid), count_label(&sp.valid),
+            days_label(&sp.test), count_label(&sp.test), m.pages, m.pairs, sp.items
         );
         let _ = writeln!(
             s,

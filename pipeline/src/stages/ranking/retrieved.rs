@@ -29,7 +29,9 @@ use crate::config::RankingConfig;
 use crate::data::Events;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::ranking_features::{build_examples, FeatureConfig, Impressions, RankingVocab, SideInfo};
+use crate::ranking_features::{
+    build_examples_where, FeatureConfig, Impressions, RankingVocab, SideInfo,
+};
 use crate::split::{WatchSequences, MIN_WATCHES};
 use crate::stages::retrieval::TrainedRetrieval;
 use index::{ExactIndex, Exclude, ItemVectors};
@@ -300,11 +302,11 @@ pub fn build_retrieved(
         probe: Some(&log.probe),
         ..Impressions::new(&log.events, &log.day)
     };
-    let mut examples = build_examples(&impressions, &side, &vocab.features);
-    for (i, example) in examples.iter_mut().enumerate() {
-        if log.part[i].is_some() {
-            example.continuous.extend([log.score[i], log.rank[i]]);
-        }
+    let mut examples = build_examples_where(&impressions, &side, &vocab.features, &|i| {
+        log.part[i].is_some()
+    });
+    for (i, example) in examples.iter_mut() {
+        example.continuous.extend([log.score[*i], log.rank[*i]]);
     }
     let page_keys: Vec<(i64, i64)> = log
         .events
