@@ -24,9 +24,10 @@ impl Drop for DeadlineGuard {
 }
 
 /// Runs `f` with a wall-clock budget of `seconds` (`None`: none) for the [`train`] runs it
-/// makes on this thread: the epoch during which the budget runs out is the last one, and the
-/// best epoch so far is kept as usual (at least one epoch always runs). This is how a nightly
-/// job bounds training time on a world larger than its epochs were sized for.
+/// makes on this thread: training stops at the first step after the budget runs out (at least
+/// one step runs), that last, possibly partial, epoch is validated, and the best epoch so far
+/// is kept as usual. This is how a nightly job bounds training time on a world larger than
+/// its epochs were sized for, including one whose single epoch outlasts the budget.
 pub fn with_time_budget<T>(seconds: Option<f64>, f: impl FnOnce() -> T) -> T {
     let deadline = seconds
         .filter(|s| s.is_finite() && *s >= 0.0)
@@ -198,7 +199,13 @@ pub fn train<F: Fit>(
         let epoch_start = Instant::now();
         fit.begin_epoch(epoch)?;
         let (mut sum, mut weight) = (0f64, 0f64);
+        let mut done = 0usize;
         for step in 0..steps {
+            if global_step > 0 && past_deadline() {
+                report.stopped_by_time_budget = true;
+                break;
+            }
+            done += 1;
             let lr = schedule.learning_rate_at(global_step, total_steps);
             global_step += 1;
             let loss = fit.step(step, lr)?;
@@ -234,11 +241,15 @@ pub fn train<F: Fit>(
             validation,
             best_epoch,
             seconds,
-            examples_per_second: fit.examples_per_epoch() as f64 / seconds.max(1e-9),
+            examples_per_second: fit.examples_per_epoch() as f64 * done as f64
+                / steps.max(1) as f64
+                / seconds.max(1e-9),
         };
         progress(&epoch_report);
         report.epochs.push(epoch_report);
-        if schedule.patience > 0 && epoch - best_epoch >= schedule.patience {
+        if report.stopped_by_time_budget
+            || schedule.patience > 0 && epoch - best_epoch >= schedule.patience
+        {
             break;
         }
         if epoch < schedule.epochs && past_deadline() {
@@ -333,11 +344,14 @@ mod tests {
     }
 
     #[test]
-    fn a_spent_time_budget_stops_after_the_running_epoch_and_keeps_the_best() {
+    fn a_spent_time_budget_stops_at_the_next_step_and_keeps_the_best() {
         let (fit, report) = with_time_budget(Some(0.0), || run(script(), Better::Higher, 0));
         assert_eq!(report.epochs.len(), 1);
         assert!(report.stopped_by_time_budget);
         assert_eq!((report.best_epoch, fit.weights), (1, 1));
+        // One step of the epoch's two ran, and that partial epoch was validated.
+        assert_eq!(fit.lrs.len(), 1);
+        assert_eq!(report.best_validation, Some(0.5));
         // Outside the scope there is no budget again.
         let (_, report) = run(script(), Better::Higher, 0);
         assert_eq!(report.epochs.len(), 6);
