@@ -29,7 +29,9 @@ pub enum Builder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HnswConfig {
-    /// Links per item on upper layers; layer 0 keeps up to `2 * m`.
+    /// Links per item on upper layers; layer 0 keeps up to `2 * m`. The default, 32, is what
+    /// trained model vectors of dimension 128 needed to reach recall@100 0.99 at a search
+    /// width of about 500 (the crate README).
     pub m: usize,
     /// Beam width while inserting (quality vs build time).
     pub ef_construction: usize,
@@ -56,7 +58,7 @@ pub struct HnswConfig {
 impl Default for HnswConfig {
     fn default() -> Self {
         HnswConfig {
-            m: 16,
+            m: 32,
             ef_construction: 200,
             ef_search_default: 128,
             metric: GraphMetric::default(),

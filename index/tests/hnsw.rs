@@ -2,7 +2,10 @@
 
 mod common;
 
-use index::{recall_at_k, Builder, ExactIndex, Exclude, HnswConfig, HnswIndex, Index, ItemVectors};
+use index::{
+    recall_at_k, Builder, ExactIndex, Exclude, GraphMetric, HnswConfig, HnswIndex, Index,
+    ItemVectors,
+};
 
 const K: usize = 100;
 
@@ -17,6 +20,18 @@ fn mean_recall(hnsw: &HnswIndex, exact: &ExactIndex, queries: &[f32], ef: usize)
         / truth.len() as f64
 }
 
+/// The graph these tests measure: the Möbius metric with m 16, the best on the synthetic
+/// clustered items of `common::data` (norms 0.5..2, biases). The default (angular, m 32) is
+/// tuned for trained model vectors and reaches recall@100 0.94 at ef 100 on these items; the
+/// crate README has both comparisons.
+fn clustered() -> HnswConfig {
+    HnswConfig {
+        metric: GraphMetric::Mobius,
+        m: 16,
+        ..HnswConfig::default()
+    }
+}
+
 fn build(items: &ItemVectors, config: &HnswConfig) -> HnswIndex {
     HnswIndex::build(items.clone(), config, &|_, _| {}).unwrap()
 }
@@ -25,7 +40,7 @@ fn build(items: &ItemVectors, config: &HnswConfig) -> HnswIndex {
 fn native_graph_recall_floors() {
     let (items, queries) = common::data(10_000, 200);
     let exact = ExactIndex::new(items.clone()).unwrap();
-    let hnsw = build(&items, &HnswConfig::default());
+    let hnsw = build(&items, &clustered());
     let r100 = mean_recall(&hnsw, &exact, &queries, 100);
     let r200 = mean_recall(&hnsw, &exact, &queries, 200);
     eprintln!("native recall@100: ef 100 {r100:.4}, ef 200 {r200:.4}");
@@ -37,7 +52,7 @@ fn native_graph_recall_floors() {
 fn f32_walk_matches_int8_walk_recall() {
     let (items, queries) = common::data(10_000, 200);
     let exact = ExactIndex::new(items.clone()).unwrap();
-    let mut hnsw = build(&items, &HnswConfig::default());
+    let mut hnsw = build(&items, &clustered());
     let int8 = mean_recall(&hnsw, &exact, &queries, 100);
     hnsw.set_int8_walk(false);
     let f32_walk = mean_recall(&hnsw, &exact, &queries, 100);
@@ -53,7 +68,7 @@ fn hnsw_rs_graph_recall_floor() {
     let config = HnswConfig {
         builder: Builder::HnswRs,
         ef_construction: 100,
-        ..HnswConfig::default()
+        ..clustered()
     };
     let hnsw = build(&items, &config);
     let r = mean_recall(&hnsw, &exact, &queries, 100);
@@ -65,7 +80,7 @@ fn hnsw_rs_graph_recall_floor() {
 fn exclusions_never_shrink_the_answer() {
     let (items, queries) = common::data(10_000, 40);
     let exact = ExactIndex::new(items.clone()).unwrap();
-    let hnsw = build(&items, &HnswConfig::default());
+    let hnsw = build(&items, &clustered());
     for q in queries.chunks_exact(items.dim) {
         // a user who has seen 300 of the items this query scores highest
         let seen: Vec<i64> = exact
@@ -85,7 +100,7 @@ fn exclusions_never_shrink_the_answer() {
 #[test]
 fn heavy_exclusions_fall_back_to_exact_search() {
     let (items, queries) = common::data(10_000, 3);
-    let hnsw = Index::build(items.clone(), &HnswConfig::default(), &|_, _| {}).unwrap();
+    let hnsw = Index::build(items.clone(), &clustered(), &|_, _| {}).unwrap();
     assert!(matches!(hnsw, Index::Hnsw(_)));
     let q = &queries[..items.dim];
     // everything but 120 items (every 50th id kept, and ids 5..20) is excluded
@@ -104,7 +119,7 @@ fn heavy_exclusions_fall_back_to_exact_search() {
 #[test]
 fn a_beam_narrower_than_k_is_widened_to_k() {
     let (items, queries) = common::data(10_000, 20);
-    let hnsw = build(&items, &HnswConfig::default());
+    let hnsw = build(&items, &clustered());
     for q in queries.chunks_exact(items.dim) {
         let narrow = hnsw.search(q, K, 1, Exclude::Nothing).unwrap();
         common::assert_valid_answer(&items, q, &narrow, K, &[]);
@@ -115,7 +130,7 @@ fn a_beam_narrower_than_k_is_widened_to_k() {
 #[test]
 fn batch_search_equals_single_searches() {
     let (items, queries) = common::data(10_000, 16);
-    let hnsw = build(&items, &HnswConfig::default());
+    let hnsw = build(&items, &clustered());
     let seen = [1i64, 2, 3];
     let excl: Vec<Exclude> = (0..16).map(|_| Exclude::Ids(&seen)).collect();
     let batch = hnsw.search_batch(&queries, 10, 50, &excl).unwrap();
@@ -129,7 +144,7 @@ fn tiny_and_degenerate_catalogues_work_with_both_builders() {
     for builder in [Builder::Native, Builder::HnswRs] {
         let config = HnswConfig {
             builder,
-            ..HnswConfig::default()
+            ..clustered()
         };
         for n in [1usize, 2, 5, 60] {
             let (items, queries) = common::data(n, 3);
