@@ -103,8 +103,9 @@ pub fn bench_scale(world: &WorldConfig, dir: &Path, config: &Config) -> Result<S
         &full.join("events.parquet"),
         crate::dataset::USED_EXTRA_COLUMNS,
     )?;
-    let end = all.timestamp.iter().copied().max().unwrap_or(0);
-    let last_day = end.div_euclid(86_400) * 86_400;
+    // The appended day starts where the first `world.days` simulated days end. (The newest
+    // timestamp is no guide: a page started late on the last day runs past midnight.)
+    let last_day = crate::generate::WORLD_START + world.days as i64 * 86_400;
     let held = before(&all, last_day);
     std::fs::create_dir_all(&first).map_err(|e| Error::io(&first, e))?;
     write_events_file(&first.join("events.parquet"), &held)?.commit()?;

@@ -380,6 +380,13 @@ fn bench_scale_runs_the_nightly_sequence_on_a_world_of_a_given_size() {
         r["events"][1].as_u64().expect("events"),
     );
     assert!(0 < first && first < all, "{}", r["events"]);
+    // The appended day is a whole simulated day: about a sixth of the 6 days' events (a page
+    // that runs past the last midnight must not be taken for the day).
+    assert!(
+        (all - first) * 12 > all,
+        "appended {} of {all}",
+        all - first
+    );
     assert!(!r["build"]["stages"].as_array().expect("stages").is_empty());
     assert!(
         r["query"]["retrieval"]["p50_ms"].as_f64().is_some(),

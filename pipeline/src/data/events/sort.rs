@@ -41,13 +41,22 @@ pub struct EventSorter {
 }
 
 impl EventSorter {
-    /// A sorter for events with the extra `Int64` columns `extra`, holding at most about
-    /// `budget_bytes` of events in memory; runs spill into a hidden folder beside `dest` (the
-    /// output's file system, so its free space is what the spill needs).
+    /// A sorter for events with the extra `Int64` columns `extra`, for an import whose memory
+    /// budget is `budget_bytes`: the buffer of events gets the budget less 512 MiB for the
+    /// rest of the import (half the budget below 1 GiB). Runs spill into a hidden folder
+    /// beside `dest` (the output's file system, so its free space is what the spill needs).
     pub fn new(extra: &[String], budget_bytes: usize, dest: &Path) -> Self {
+        // The rest of the import (the Parquet writers' open row groups, the distinct ids, the
+        // item and user tables) takes a few hundred MiB: the buffer gets what is left.
+        const RESERVE: usize = 512 << 20;
+        let buffer_bytes = if budget_bytes > 2 * RESERVE {
+            budget_bytes - RESERVE
+        } else {
+            budget_bytes / 2
+        };
         // The columns, plus the sort's u32 order per row.
         let row_bytes = 8 * 3 + 1 + 8 + 8 + 8 * extra.len() + 4;
-        let run_rows = (budget_bytes / row_bytes).clamp(1, u32::MAX as usize);
+        let run_rows = (buffer_bytes / row_bytes).clamp(1, u32::MAX as usize);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -337,8 +346,9 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let (memory, runs) = sorted_file(1 << 30, &dir, "memory.parquet");
         assert_eq!(runs, 0, "a large budget never spills");
-        // 73 bytes a row: 6 rows per run, 834 runs, merged 128 at a time along the way.
-        let (spilled, runs) = sorted_file(500, &dir, "spilled.parquet");
+        // 73 bytes a row, half of 1,000 bytes for the buffer: 6 rows per run, 834 runs,
+        // merged 128 at a time along the way.
+        let (spilled, runs) = sorted_file(1_000, &dir, "spilled.parquet");
         assert!((1..FAN_IN).contains(&runs), "{runs} runs");
         let a = read_events(&memory, &["a", "b"]).expect("read");
         let b = read_events(&spilled, &["a", "b"]).expect("read");

@@ -7,7 +7,7 @@ use crate::rng::Rng;
 use crate::split::tie_order;
 
 /// Salt of the example sample's hash (fixed, so a build's sample does not move between runs).
-const SAMPLE_SEED: u64 = 0x5EED_0F_0EAA;
+const SAMPLE_SEED: u64 = 0x005E_ED0F_0EAA;
 
 /// Which impressions of a large log become examples, so that the ranker's examples fit in
 /// memory whatever the log's length. Training keeps whole pages (user, day), a seeded hash of
