@@ -42,13 +42,15 @@ pub struct EventSorter {
 
 impl EventSorter {
     /// A sorter for events with the extra `Int64` columns `extra`, for an import whose memory
-    /// budget is `budget_bytes`: the buffer of events gets the budget less 512 MiB for the
-    /// rest of the import (half the budget below 1 GiB). Runs spill into a hidden folder
+    /// budget is `budget_bytes`: the buffer of events gets the budget less 768 MiB for the
+    /// rest of the import (half the budget below 1.5 GiB). Runs spill into a hidden folder
     /// beside `dest` (the output's file system, so its free space is what the spill needs).
     pub fn new(extra: &[String], budget_bytes: usize, dest: &Path) -> Self {
-        // The rest of the import (the Parquet writers' open row groups, the distinct ids, the
-        // item and user tables) takes a few hundred MiB: the buffer gets what is left.
-        const RESERVE: usize = 512 << 20;
+        // The rest of the import (the Parquet writers' open row groups, the run readers of
+        // the merge, the distinct ids, the item and user tables) takes several hundred MiB:
+        // 663 MiB beside a 1,536 MiB buffer on a 100M-row log with 1M items. The buffer gets
+        // what is left.
+        const RESERVE: usize = 768 << 20;
         let buffer_bytes = if budget_bytes > 2 * RESERVE {
             budget_bytes - RESERVE
         } else {
