@@ -433,6 +433,50 @@ pub fn sample_examples(h: &WatchHistories, cfg: &ExamplesConfig) -> Vec<Example>
 mod tests {
     use super::*;
 
+    /// Validation and test cases of 40 users with 6 watches each under `eval_users`.
+    fn cases(eval_users: usize, seed: u64) -> (Vec<ValidationCase>, Vec<ValidationCase>) {
+        let mut events = crate::data::Events::default();
+        for u in 0..40i64 {
+            for k in 0..6i64 {
+                events.push(crate::data::Event {
+                    user_id: 100 + u,
+                    item_id: (u * 7 + k * 3) % 50,
+                    timestamp: 1_700_000_000 + k * 60,
+                    watched: true,
+                    watch_time: None,
+                    rating: None,
+                });
+            }
+        }
+        let all = WatchSequences::from_events(&events);
+        let split = LeaveLastOut::from_sequences(&all);
+        let cfg = ExamplesConfig {
+            eval_users,
+            seed,
+            ..Default::default()
+        };
+        let inputs =
+            RetrievalInputs::build(&all, &split, &Items::default(), &Users::default(), &cfg)
+                .expect("inputs");
+        assert_eq!(inputs.evaluable_users, 40);
+        (inputs.validation, inputs.test)
+    }
+
+    #[test]
+    fn sampled_evaluation_is_seeded_and_a_covering_sample_is_the_full_evaluation() {
+        let full = cases(0, 17);
+        assert_eq!(full.0.len(), 40);
+        for covering in [40, 41, 1_000] {
+            assert_eq!(cases(covering, 17), full, "eval_users {covering}");
+        }
+        let sample = cases(10, 17);
+        assert_eq!(sample.0.len(), 10);
+        assert_eq!(cases(10, 17), sample, "seeded");
+        assert!(sample.0.iter().all(|c| full.0.contains(c)));
+        assert!(sample.1.iter().all(|c| full.1.contains(c)));
+        assert_ne!(cases(10, 18).0, sample.0, "another seed, another sample");
+    }
+
     #[test]
     fn examples_are_capped_sampled_and_never_position_zero() {
         let seqs: Vec<Vec<(u32, i64)>> = vec![
