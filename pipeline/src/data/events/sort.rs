@@ -348,7 +348,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let (memory, runs) = sorted_file(1 << 30, &dir, "memory.parquet");
         assert_eq!(runs, 0, "a large budget never spills");
-        // 73 bytes a row, half of 1,000 bytes for the buffer: 6 rows per run, 834 runs,
+        // 61 bytes a row, half of 1,000 bytes for the buffer: 8 rows per run, 625 runs,
         // merged 128 at a time along the way.
         let (spilled, runs) = sorted_file(1_000, &dir, "spilled.parquet");
         assert!((1..FAN_IN).contains(&runs), "{runs} runs");
