@@ -160,11 +160,13 @@ fn a_version_whose_index_loses_hr10_is_refused() {
         "--seed",
         "13",
     ]);
+    // The Möbius graph: the default angular graph keeps this world's served HR@10 at exact
+    // even this sparse (m 2, ef 1), so it cannot show the gate refusing.
     let cfg = config(
         &w,
         "bad-graph.toml",
-        "[index]\nexact_below = 0\nm = 2\nef_construction = 2\nef_search_default = 1\n\n\
-         [build]\nrecall_target = 0.0\nmin_served_ratio = 1.0\n",
+        "[index]\nexact_below = 0\nmetric = \"mobius\"\nm = 2\nef_construction = 2\n\
+         ef_search_default = 1\n\n[build]\nrecall_target = 0.0\nmin_served_ratio = 1.0\n",
     );
     // The [build] section of the base config is replaced by this one.
     let text = std::fs::read_to_string(&cfg)
