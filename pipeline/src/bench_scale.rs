@@ -5,8 +5,8 @@
 //! -k 100` throughput, then append the held-back day and run the warm-started `build-index`.
 
 use crate::config::Config;
-use crate::data::events::write_events_file;
-use crate::data::{read_events, Events};
+use crate::data::events::write_events_rows;
+use crate::data::read_events;
 use crate::error::{Error, Result};
 use crate::generate::{generate, WorldConfig};
 use crate::progress::peak_rss_mib;
@@ -35,26 +35,6 @@ pub struct ScaleReport {
     pub warm_build: serde_json::Value,
     /// The process's peak resident memory at the end (MiB; each stage's is in `build`).
     pub peak_rss_mib: Option<f64>,
-}
-
-/// The events of `all` strictly before `end` (Unix seconds).
-fn before(all: &Events, end: i64) -> Events {
-    let keep: Vec<usize> = (0..all.len()).filter(|&i| all.timestamp[i] < end).collect();
-    let take = |v: &[i64]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
-    Events {
-        user_id: take(&all.user_id),
-        item_id: take(&all.item_id),
-        timestamp: take(&all.timestamp),
-        watched: keep.iter().map(|&i| all.watched[i]).collect(),
-        watch_time: keep.iter().map(|&i| all.watch_time[i]).collect(),
-        rating: keep.iter().map(|&i| all.rating[i]).collect(),
-        extra: all
-            .extra
-            .iter()
-            .map(|(n, v)| (n.clone(), take(v)))
-            .collect(),
-        ids: all.ids.clone(),
-    }
 }
 
 fn copy_table(from: &Path, to: &Path, name: &str) -> Result<()> {
@@ -106,9 +86,11 @@ pub fn bench_scale(world: &WorldConfig, dir: &Path, config: &Config) -> Result<S
     // The appended day starts where the first `world.days` simulated days end. (The newest
     // timestamp is no guide: a page started late on the last day runs past midnight.)
     let last_day = crate::generate::WORLD_START + world.days as i64 * 86_400;
-    let held = before(&all, last_day);
+    let held: Vec<usize> = (0..all.len())
+        .filter(|&i| all.timestamp[i] < last_day)
+        .collect();
     std::fs::create_dir_all(&first).map_err(|e| Error::io(&first, e))?;
-    write_events_file(&first.join("events.parquet"), &held)?.commit()?;
+    write_events_rows(&first.join("events.parquet"), &all, held.iter().copied())?.commit()?;
     copy_table(&full, &first, "items.parquet")?;
     copy_table(&full, &first, "users.parquet")?;
     let events = [held.len(), all.len()];

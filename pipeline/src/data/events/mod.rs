@@ -89,6 +89,19 @@ impl Events {
         self.rating.push(e.rating);
     }
 
+    /// Removes every row, keeping the columns (and their capacity).
+    pub fn clear_rows(&mut self) {
+        self.user_id.clear();
+        self.item_id.clear();
+        self.timestamp.clear();
+        self.watched.clear();
+        self.watch_time.clear();
+        self.rating.clear();
+        for (_, col) in &mut self.extra {
+            col.clear();
+        }
+    }
+
     /// The extra column `name`, when it was read.
     pub fn extra(&self, name: &str) -> Option<&[i64]> {
         self.extra
@@ -310,10 +323,20 @@ impl EventsWriter {
 /// Writes `events` (in their order) to `dest` under a temporary name, renamed into place when
 /// the returned file is committed.
 pub fn write_events_file(dest: &Path, events: &Events) -> Result<AtomicFile> {
+    write_events_rows(dest, events, 0..events.len())
+}
+
+/// Writes the rows `rows` of `events`, in that order, to `dest` under a temporary name,
+/// renamed into place when the returned file is committed.
+pub fn write_events_rows(
+    dest: &Path,
+    events: &Events,
+    rows: impl IntoIterator<Item = usize>,
+) -> Result<AtomicFile> {
     let names: Vec<&str> = events.extra.iter().map(|(n, _)| n.as_str()).collect();
     let mut w = EventsWriter::create(dest, &names)?;
     let mut extra = vec![0i64; names.len()];
-    for i in 0..events.len() {
+    for i in rows {
         for (slot, (_, col)) in extra.iter_mut().zip(&events.extra) {
             *slot = col[i];
         }

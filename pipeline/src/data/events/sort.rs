@@ -6,7 +6,7 @@
 //! and written, the in-memory path. Both paths sort stably (equal keys keep their input
 //! order), so they write the same rows in the same order.
 
-use super::{Event, Events, EventsWriter};
+use super::{write_events_rows, Event, Events, EventsWriter};
 use crate::error::{Error, Result};
 use crate::output::AtomicFile;
 use arrow_array::cast::AsArray;
@@ -113,17 +113,8 @@ impl EventSorter {
 
     /// Writes the buffer, sorted, to `dest`.
     fn write_sorted(&self, dest: &Path) -> Result<AtomicFile> {
-        let names: Vec<&str> = self.buffer.extra.iter().map(|(n, _)| n.as_str()).collect();
-        let mut w = EventsWriter::create(dest, &names)?;
-        let mut extra = vec![0i64; names.len()];
-        for i in self.order() {
-            let i = i as usize;
-            for (slot, (_, col)) in extra.iter_mut().zip(&self.buffer.extra) {
-                *slot = col[i];
-            }
-            w.push(&self.buffer.get(i), &extra)?;
-        }
-        w.finish()
+        let order = self.order();
+        write_events_rows(dest, &self.buffer, order.into_iter().map(|i| i as usize))
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -145,16 +136,7 @@ impl EventSorter {
             }
             self.runs.push(merged);
         }
-        for col in [&mut self.buffer.user_id, &mut self.buffer.item_id] {
-            col.clear();
-        }
-        self.buffer.timestamp.clear();
-        self.buffer.watched.clear();
-        self.buffer.watch_time.clear();
-        self.buffer.rating.clear();
-        for (_, col) in &mut self.buffer.extra {
-            col.clear();
-        }
+        self.buffer.clear_rows();
         Ok(())
     }
 
@@ -205,7 +187,7 @@ impl EventSorter {
 
 impl Drop for EventSorter {
     fn drop(&mut self) {
-        if !self.runs.is_empty() || self.spill_dir.exists() {
+        if self.spill_dir.exists() {
             let _ = std::fs::remove_dir_all(&self.spill_dir);
         }
     }
