@@ -6,11 +6,15 @@
 //! ([`trainer`]) and the model interfaces: [`Retriever`] (candidate generators), [`Ranker`]
 //! (rankers) and [`RatingModel`] (rating prediction).
 //!
+//! Each model computes either with the fused CPU kernels or, on a GPU, with their formulations
+//! in candle ops ([`compute`], [`portable`]).
+//!
 //! The crate knows no model and no file format: model crates build on it.
 
 #![warn(missing_docs)]
 
 pub mod bag;
+pub mod compute;
 pub mod data;
 pub mod error;
 pub mod init;
@@ -19,6 +23,7 @@ pub mod linalg;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod portable;
 pub mod ranker;
 pub mod rating;
 pub mod retriever;
@@ -29,6 +34,7 @@ pub mod trainer;
 pub mod vars;
 pub mod xent;
 
+pub use compute::Compute;
 pub use data::{
     Catalog, Example, TrainingSet, UserFeatures, UserQuery, ValidationCase, WatchHistories,
 };

@@ -1,16 +1,20 @@
 //! Allocation-free AdamW: dense (every element of a variable) and sparse (chosen rows of a
 //! table, "lazy" AdamW: a row's moments and decay advance only on steps that touch it).
 //!
-//! Both update the variables' storage in place through candle's `InplaceOp`s, instead of
-//! building new tensors as `candle_nn::AdamW` does (STACK-NOTES: its buffers dominated a step).
-//! The kernels run on CPU storage; other devices report an error.
+//! On the CPU both update the variables' storage in place through candle's `InplaceOp`s,
+//! instead of building new tensors as `candle_nn::AdamW` does (STACK-NOTES: its buffers
+//! dominated a step). Built [`InPlaceAdamW::for_compute`] with candle ops
+//! ([`crate::compute::Compute::Candle`], any device), the moments are tensors on the variables'
+//! device and the same update is written in candle ops; a sparse step reads the touched rows
+//! with `index_select` and writes them back in place with `scatter_set`.
 
 use std::cell::RefCell;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 
+use crate::compute::Compute;
 use crate::error::{invalid, Result};
 
 /// Elements per parallel chunk of the dense update.
@@ -66,6 +70,33 @@ impl Coefficients {
             let v_hat = *v * self.scale_v;
             *w = *w * self.decay - self.lr * m_hat / (v_hat.sqrt() + self.eps);
         }
+    }
+}
+
+impl Coefficients {
+    /// [`Self::update`] in candle ops: returns the new `(w, m, v)`.
+    fn update_tensors(
+        &self,
+        w: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let f = |x: f32| x as f64;
+        let m = m
+            .affine(f(self.beta1), 0.0)?
+            .add(&g.affine(f(1.0 - self.beta1), 0.0)?)?;
+        let v = v
+            .affine(f(self.beta2), 0.0)?
+            .add(&g.sqr()?.affine(f(1.0 - self.beta2), 0.0)?)?;
+        let m_hat = m.affine(f(self.scale_m), 0.0)?;
+        let denominator = v
+            .affine(f(self.scale_v), 0.0)?
+            .sqrt()?
+            .affine(1.0, f(self.eps))?;
+        let step = m_hat.affine(f(self.lr), 0.0)?.div(&denominator)?;
+        let w = w.affine(f(self.decay), 0.0)?.sub(&step)?;
+        Ok((w, m, v))
     }
 }
 
@@ -182,19 +213,29 @@ impl InplaceOp1 for SparseUpdate<'_> {
     }
 }
 
-/// Moments of one variable.
+/// Moments of one variable: in host memory for the fused kernels, or tensors on the variable's
+/// device for the candle-op update.
 #[derive(Debug)]
-struct Moments {
-    m: Vec<f32>,
-    v: Vec<f32>,
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
 }
 
 impl Moments {
-    fn zeros(n: usize) -> Self {
-        Self {
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-        }
+    fn zeros(var: &Var, fused: bool) -> Result<Self> {
+        let t = var.as_tensor();
+        Ok(if fused {
+            let n = t.elem_count();
+            Self::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            }
+        } else {
+            Self::Device {
+                m: Tensor::zeros(t.shape(), DType::F32, t.device())?,
+                v: Tensor::zeros(t.shape(), DType::F32, t.device())?,
+            }
+        })
     }
 }
 
@@ -210,27 +251,61 @@ pub struct InPlaceAdamW {
 impl InPlaceAdamW {
     /// An optimiser for `dense` variables (updated whole from a `GradStore`) and `sparse`
     /// tables `(variable, row width)` (updated row by row with [`Self::step_rows`]).
+    /// The fused CPU kernels update the variables.
     pub fn new(dense: Vec<Var>, sparse: Vec<(Var, usize)>, params: AdamWParams) -> Self {
+        let host = |var: &Var| Moments::Host {
+            m: vec![0.0; var.elem_count()],
+            v: vec![0.0; var.elem_count()],
+        };
+        Self {
+            dense: dense
+                .into_iter()
+                .map(|var| {
+                    let moments = host(&var);
+                    (var, moments)
+                })
+                .collect(),
+            sparse: sparse
+                .into_iter()
+                .map(|(var, width)| {
+                    let moments = host(&var);
+                    (var, width, moments)
+                })
+                .collect(),
+            step: 0,
+            params,
+        }
+    }
+
+    /// [`Self::new`], updating with the fused kernels or, for [`Compute::Candle`], with candle
+    /// ops on the variables' device.
+    pub fn for_compute(
+        compute: &Compute,
+        dense: Vec<Var>,
+        sparse: Vec<(Var, usize)>,
+        params: AdamWParams,
+    ) -> Result<Self> {
+        let fused = compute.is_fused_cpu();
         let dense = dense
             .into_iter()
             .map(|var| {
-                let n = var.elem_count();
-                (var, Moments::zeros(n))
+                let moments = Moments::zeros(&var, fused)?;
+                Ok((var, moments))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let sparse = sparse
             .into_iter()
             .map(|(var, width)| {
-                let n = var.elem_count();
-                (var, width, Moments::zeros(n))
+                let moments = Moments::zeros(&var, fused)?;
+                Ok((var, width, moments))
             })
-            .collect();
-        Self {
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
             dense,
             sparse,
             step: 0,
             params,
-        }
+        })
     }
 
     /// Current hyper-parameters.
@@ -257,14 +332,24 @@ impl InPlaceAdamW {
     pub fn step_dense(&mut self, grads: &GradStore) -> Result<()> {
         let coef = Coefficients::new(&self.params, self.step.max(1));
         for (var, moments) in &mut self.dense {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                let g = g.contiguous()?;
-                let op = DenseUpdate {
-                    m: RefCell::new(&mut moments.m),
-                    v: RefCell::new(&mut moments.v),
-                    coef,
-                };
-                var.as_tensor().inplace_op2(&g, &op)?;
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            match moments {
+                Moments::Host { m, v } => {
+                    let g = g.contiguous()?;
+                    let op = DenseUpdate {
+                        m: RefCell::new(m),
+                        v: RefCell::new(v),
+                        coef,
+                    };
+                    var.as_tensor().inplace_op2(&g, &op)?;
+                }
+                Moments::Device { m, v } => {
+                    let (w2, m2, v2) = coef.update_tensors(var.as_tensor(), g, m, v)?;
+                    var.set(&w2)?;
+                    (*m, *v) = (m2, v2);
+                }
             }
         }
         Ok(())
@@ -277,15 +362,72 @@ impl InPlaceAdamW {
         let Some((var, width, moments)) = self.sparse.get_mut(table) else {
             return Err(invalid(format!("no sparse table {table}")));
         };
-        let op = SparseUpdate {
-            rows,
-            grads,
-            width: *width,
-            m: RefCell::new(&mut moments.m),
-            v: RefCell::new(&mut moments.v),
-            coef,
+        match moments {
+            Moments::Host { m, v } => {
+                let op = SparseUpdate {
+                    rows,
+                    grads,
+                    width: *width,
+                    m: RefCell::new(m),
+                    v: RefCell::new(v),
+                    coef,
+                };
+                var.as_tensor().inplace_op1(&op)?;
+            }
+            Moments::Device { .. } => {
+                let device = var.as_tensor().device().clone();
+                let g = Tensor::from_slice(grads, (rows.len(), *width), &device)?;
+                return self.step_rows_tensor(table, rows, &g);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::step_rows`] with the gradient rows as a `rows.len() x width` tensor (on the
+    /// table's device for the candle-op update, which then never leaves the device).
+    pub fn step_rows_tensor(&mut self, table: usize, rows: &[u32], grads: &Tensor) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let coef = Coefficients::new(&self.params, self.step.max(1));
+        let Some((var, width, moments)) = self.sparse.get_mut(table) else {
+            return Err(invalid(format!("no sparse table {table}")));
         };
-        var.as_tensor().inplace_op1(&op)?;
+        let width = *width;
+        let (m, v) = match moments {
+            Moments::Host { .. } => {
+                let g = grads.flatten_all()?.to_vec1::<f32>()?;
+                return self.step_rows(table, rows, &g);
+            }
+            Moments::Device { m, v } => (m, v),
+        };
+        let w = var.as_tensor();
+        let table_rows = w.elem_count() / width.max(1);
+        if grads.dims() != [rows.len(), width]
+            || rows.windows(2).any(|p| p[0] >= p[1])
+            || rows.last().is_some_and(|&r| r as usize >= table_rows)
+        {
+            return Err(invalid(
+                "sparse AdamW rows must be sorted, unique and inside the table, one gradient row \
+                 each",
+            ));
+        }
+        let shape = (table_rows, width);
+        let (w2d, m2d, v2d) = (w.reshape(shape)?, m.reshape(shape)?, v.reshape(shape)?);
+        let idx = Tensor::from_slice(rows, rows.len(), w.device())?;
+        let (w_rows, m_rows, v_rows) = (
+            w2d.index_select(&idx, 0)?,
+            m2d.index_select(&idx, 0)?,
+            v2d.index_select(&idx, 0)?,
+        );
+        let (w_new, m_new, v_new) = coef.update_tensors(&w_rows, grads, &m_rows, &v_rows)?;
+        let at = idx
+            .unsqueeze(1)?
+            .broadcast_as((rows.len(), width))?
+            .contiguous()?;
+        w2d.scatter_set(&at, &w_new, 0)?;
+        m2d.scatter_set(&at, &m_new, 0)?;
+        v2d.scatter_set(&at, &v_new, 0)?;
         Ok(())
     }
 

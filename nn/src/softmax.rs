@@ -1,12 +1,15 @@
 //! The training loss: full softmax over the catalogue, or sampled softmax with shared
-//! negatives and the logQ correction.
+//! negatives and the logQ correction; with the fused CPU kernels or in candle ops on any
+//! device ([`CatalogueSoftmax::with_compute`]).
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 
 use crate::bag::{with_f32_data, RowGrads};
+use crate::compute::Compute;
 use crate::error::{invalid, Result};
 use crate::layers::{with_bias_column, EmbeddingTable};
+use crate::portable::{self, TouchedRows};
 use crate::rng::{AliasTable, Rng};
 use crate::xent::SoftmaxCrossEntropy;
 
@@ -67,9 +70,10 @@ pub fn log_q_corrections(
 
 /// What the backward pass must route to the softmax table in sampled mode.
 pub struct SampledRows {
-    /// The gathered `[targets; negatives]` rows as a leaf variable.
+    /// The gathered `[targets; negatives]` rows as a leaf variable (fused kernels), or the
+    /// distinct rows among them (candle ops).
     pub leaf: Var,
-    /// The table row of each leaf row.
+    /// The table row of each leaf row (ascending and distinct with candle ops).
     pub ids: Vec<u32>,
 }
 
@@ -125,6 +129,8 @@ pub struct CatalogueSoftmax {
     sampler: NegativeSampler,
     /// Row gradients of the item table (sampled mode only).
     rows: Option<RowGrads>,
+    /// Fused CPU kernels, or candle ops.
+    fused: bool,
 }
 
 impl CatalogueSoftmax {
@@ -142,7 +148,15 @@ impl CatalogueSoftmax {
         Ok(Self {
             sampler,
             rows: (!full).then(|| RowGrads::new(table.rows(), table.width())),
+            fused: true,
         })
+    }
+
+    /// Computes with the fused CPU kernels or, for [`Compute::Candle`], in candle ops on the
+    /// table's device (then [`Self::table_gradient_tensor`] gives the sampled rows' gradient).
+    pub fn with_compute(mut self, compute: &Compute) -> Self {
+        self.fused = compute.is_fused_cpu();
+        self
     }
 
     /// Whether the full softmax is used (the table then trains as a dense variable).
@@ -159,6 +173,9 @@ impl CatalogueSoftmax {
         targets: &[u32],
         rng: &mut Rng,
     ) -> Result<(Tensor, Option<SampledRows>)> {
+        if !self.fused {
+            return self.loss_in_candle_ops(u, table, targets, rng);
+        }
         if self.is_full() {
             return Ok((full_softmax_loss(u, table, targets)?, None));
         }
@@ -166,6 +183,76 @@ impl CatalogueSoftmax {
         let (loss, rows) =
             sampled_softmax_loss(u, table, targets, &negatives, &self.sampler, u.device())?;
         Ok((loss, Some(rows)))
+    }
+
+    /// [`Self::loss`] in candle ops (the same draws from `rng`): the sampled rows are read into
+    /// a compact leaf of the distinct rows, so its gradient is the table's row-sparse gradient.
+    fn loss_in_candle_ops(
+        &self,
+        u: &Tensor,
+        table: &EmbeddingTable,
+        targets: &[u32],
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Option<SampledRows>)> {
+        let u = with_bias_column(u)?;
+        let weights = table.var().as_tensor();
+        if self.is_full() {
+            let logits = u.matmul(&weights.t()?)?;
+            return Ok((
+                portable::softmax_cross_entropy(&logits, targets, &[], &[])?,
+                None,
+            ));
+        }
+        let negatives = self.sampler.sample(rng);
+        let rows = targets.len();
+        let ids: Vec<u32> = targets.iter().chain(&negatives).copied().collect();
+        let touched = TouchedRows::of(&[&ids]);
+        let leaf = touched.leaf(weights)?;
+        let device = weights.device();
+        let local = &touched.local[0];
+        let read = |range: std::ops::Range<usize>| -> Result<Tensor> {
+            let idx = Tensor::from_slice(&local[range.clone()], range.len(), device)?;
+            Ok(leaf.as_tensor().index_select(&idx, 0)?)
+        };
+        let target_rows = read(0..rows)?;
+        let negative_rows = read(rows..ids.len())?;
+        let true_logits = (&u * &target_rows)?.sum_keepdim(1)?;
+        let negative_logits = u.matmul(&negative_rows.t()?)?;
+        let (per_column, hits) = log_q_corrections(&self.sampler, targets, &negatives);
+        let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;
+        let loss = portable::softmax_cross_entropy(&logits, &vec![0; rows], &per_column, &hits)?;
+        Ok((
+            loss,
+            Some(SampledRows {
+                leaf,
+                ids: touched.rows,
+            }),
+        ))
+    }
+
+    /// The sampled rows' gradient with candle ops: the distinct rows (ascending) and their
+    /// gradient as a tensor on the table's device; `None` in full mode or when no gradient
+    /// reached them.
+    pub fn table_gradient_tensor(
+        &mut self,
+        grads: &GradStore,
+        sampled: Option<SampledRows>,
+    ) -> Result<Option<(Vec<u32>, Tensor)>> {
+        if self.fused {
+            let (rows, g) = self.table_gradient(grads, sampled)?;
+            let width = self.rows.as_ref().map_or(1, |r| r.width());
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let n = rows.len();
+            return Ok(Some((rows, Tensor::from_vec(g, (n, width), &Device::Cpu)?)));
+        }
+        let Some(sampled) = sampled else {
+            return Ok(None);
+        };
+        Ok(grads
+            .get(sampled.leaf.as_tensor())
+            .map(|g| (sampled.ids, g.clone())))
     }
 
     /// The sampled rows' gradient from `grads` as sorted, unique table rows and their summed

@@ -19,7 +19,7 @@ pub fn snapshot(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
         .collect()
 }
 
-/// Sets every variable that `snap` names back to its copy.
+/// Sets every variable that `snap` names back to its copy (moved to the variable's device).
 pub fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> Result<()> {
     let data = varmap
         .data()
@@ -27,7 +27,7 @@ pub fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> Result<()> {
         .map_err(|_| invalid("variable map lock poisoned"))?;
     for (k, v) in data.iter() {
         if let Some(t) = snap.get(k) {
-            v.set(t)?;
+            v.set(&t.to_device(v.as_tensor().device())?)?;
         }
     }
     Ok(())
@@ -86,7 +86,9 @@ pub fn warm_start<'a>(
         };
         let value = match rows_of(name) {
             Some(map) => copy_rows(prev, var.as_tensor(), map)?,
-            None if prev.dims() == var.as_tensor().dims() => Some(prev.copy()?),
+            None if prev.dims() == var.as_tensor().dims() => {
+                Some(prev.to_device(var.as_tensor().device())?)
+            }
             None => None,
         };
         match value {

@@ -17,7 +17,11 @@ use evaluate::{run_evaluate, run_leaderboard};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+    if let Some(d) = cli.device.as_deref() {
+        crate::config::check_device_name(d)
+            .map_err(|e| Error::Input(format!("--device {d}: {e}")))?;
+    }
+    let config = Config::load(cli.config.as_deref())?.with_device(cli.device.as_deref());
     match cli.command {
         Command::Generate(a) => {
             let mut world = config.generate.clone();

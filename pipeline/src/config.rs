@@ -30,6 +30,8 @@ pub struct Config {
     pub index: HnswConfig,
     /// `[build]`: the nightly job.
     pub build: BuildConfig,
+    /// `[train]`: where models train.
+    pub train: TrainConfig,
     /// `[ranking]`: the ranking stage (day split, features, `[ranking.youtube]`).
     pub ranking: RankingConfig,
     /// `[rating]`: the rating model of `evaluate --task rating` (`model`, `[rating.mf]`).
@@ -60,7 +62,22 @@ impl Config {
             }
         })?;
         config.check_models().map_err(|e| Error::input(path, e))?;
-        Ok(config)
+        config
+            .train
+            .check()
+            .map_err(|e| Error::input(path, format!("[train] {e}")))?;
+        Ok(config.with_device(None))
+    }
+
+    /// These settings with `device` (the `--device` flag) instead of `[train] device` when
+    /// given, handed to the stages that train.
+    pub fn with_device(mut self, device: Option<&str>) -> Self {
+        if let Some(d) = device {
+            self.train.device = d.to_string();
+        }
+        self.retrieval.device = self.train.device.clone();
+        self.ranking.device = self.train.device.clone();
+        self
     }
 
     /// Checks every model choice and its settings before any work starts (a typo in a model
@@ -74,6 +91,46 @@ impl Config {
             .validate()
             .map_err(|e| format!("[ranking] {e}"))?;
         self.rating.validate().map_err(|e| format!("[rating] {e}"))
+    }
+}
+
+/// `[train]`: where models train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `cpu` (the default), or `cuda:N` for the N-th NVIDIA GPU, which needs a binary built
+    /// with the `cuda` feature (`scripts/cuda-build.sh`). The models of `retrieval::GPU_MODELS`
+    /// and `ranking::GPU_MODELS` train there; the others refuse a GPU. Whatever trains a model,
+    /// its files are the same, and the index and the server run on the CPU.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the device's name (opening it waits for a stage that trains).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        check_device_name(&self.device).map_err(|e| format!("device = \"{}\": {e}", self.device))
+    }
+}
+
+/// `cpu`, `cuda` or `cuda:N`.
+pub fn check_device_name(name: &str) -> std::result::Result<(), String> {
+    let cuda_ordinal = name.strip_prefix("cuda").map(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix(':')
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+    });
+    match (name, cuda_ordinal) {
+        ("cpu", _) | (_, Some(true)) => Ok(()),
+        _ => Err("must be \"cpu\" or \"cuda:N\"".into()),
     }
 }
 
@@ -209,6 +266,10 @@ pub struct RankingConfig {
     /// `[ranking.multitask]`: the multi-task ranker (shared bottom or MMoE, one head per label
     /// column the data has, per-task loss weights, the serving combination).
     pub multitask: MultitaskConfig,
+    /// The device the ranker trains on: not part of `[ranking]`, set from `[train] device` or
+    /// `--device`.
+    #[serde(skip)]
+    pub device: String,
 }
 
 impl RankingConfig {
@@ -223,6 +284,7 @@ impl RankingConfig {
             dcn_v2: self.dcn_v2.clone(),
             multitask: self.multitask.clone(),
             labels: Vec::new(),
+            device: self.device.clone(),
         }
     }
 }
@@ -267,6 +329,7 @@ impl Default for RankingConfig {
             deepfm: DeepFmConfig::default(),
             dcn_v2: DcnV2Config::default(),
             multitask: MultitaskConfig::default(),
+            device: "cpu".into(),
         }
     }
 }

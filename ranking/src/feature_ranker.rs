@@ -25,6 +25,7 @@ use crate::serve::InputRows;
 use crate::train::{fit, log_loss_of, FitSettings, ModelParts};
 use crate::youtube::{META_FILE, SCORE_BATCH, WEIGHTS_FILE};
 use nn::trainer::{EpochReport, TrainReport};
+use nn::Compute;
 
 /// `format` value of [`META_FILE`] (shared with the YouTube ranker: a ranker folder).
 const FORMAT: &str = "recpipe-ranker";
@@ -109,8 +110,10 @@ pub(crate) struct CrossRanker<H: CrossHead> {
 
 impl<H: CrossHead> CrossRanker<H> {
     /// Trains on `train`, keeping the epoch with the lowest weighted loss on `valid` (the last
-    /// epoch when it is empty); `unit_weights` trains the ablation.
-    pub fn train(
+    /// epoch when it is empty), on `compute`'s device (see [`fit`]); `unit_weights` trains the
+    /// ablation. The ranker returned is in host memory.
+    pub fn train_with(
+        compute: &Compute,
         config: &H::Config,
         schema: FeatureSchema,
         unit_weights: bool,
@@ -135,7 +138,7 @@ impl<H: CrossHead> CrossRanker<H> {
                 )
             },
         };
-        fit(&schema, &settings, train, valid, parts, progress)
+        fit(compute, &schema, &settings, train, valid, parts, progress)
     }
 
     /// Assembles a ranker around trained weights, checking every weight's name and shape.

@@ -77,9 +77,16 @@ pub fn auc(labels: &[bool], scores: &[f32]) -> f64 {
 /// logits. Returns the validation AUC.
 pub fn learns_the_cross_and_round_trips<H: CrossHead>(config: &H::Config) -> f64 {
     let (train, valid) = (xor_world(1, 3000), xor_world(2, 600));
-    let (ranker, report) =
-        CrossRanker::<H>::train(config, xor_schema(), false, &train, &valid, &mut |_| {})
-            .expect("trains");
+    let (ranker, report) = CrossRanker::<H>::train_with(
+        &nn::Compute::FusedCpu,
+        config,
+        xor_schema(),
+        false,
+        &train,
+        &valid,
+        &mut |_| {},
+    )
+    .expect("trains");
     let logits = ranker.logits(&valid).expect("logits");
     let labels: Vec<bool> = valid.iter().map(|e| e.label).collect();
     let auc = auc(&labels, &logits);

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use nn::{Ratings, SideFeatures};
+use nn::{Compute, Ratings, SideFeatures};
 use serde::{Deserialize, Serialize};
 
 use crate::autorec::{self, AutoRec, AutoRecConfig, Side};
@@ -33,6 +33,10 @@ pub const MODELS: &[&str] = &[
     dcn_v2::KIND,
     multitask::KIND,
 ];
+
+/// The rankers that train on a GPU: those over the shared input x_0 (network and dense AdamW on
+/// the device, embedding tables in host memory); the others train on the CPU only.
+pub const GPU_MODELS: &[&str] = &[youtube::KIND, deepfm::KIND, dcn_v2::KIND, multitask::KIND];
 
 /// What the pipeline needs of any ranker beyond [`nn::Ranker`].
 pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
@@ -84,6 +88,8 @@ pub struct RankerSettings {
     /// Names of the examples' extra labels ([`RankingExample::labels`], in order): set by the
     /// caller from the data, read by the multi-task ranker (one head each).
     pub labels: Vec<String>,
+    /// The device training runs on: `cpu` or `cuda:N` (see [`Compute::parse`]).
+    pub device: String,
 }
 
 impl Default for RankerSettings {
@@ -97,6 +103,7 @@ impl Default for RankerSettings {
             dcn_v2: DcnV2Config::default(),
             multitask: MultitaskConfig::default(),
             labels: Vec::new(),
+            device: "cpu".to_string(),
         }
     }
 }
@@ -147,7 +154,7 @@ impl RankerSettings {
         }
     }
 
-    /// Trains the chosen model on `train`, stopping early on `valid`.
+    /// Trains the chosen model on `train`, stopping early on `valid`, on [`Self::device`].
     pub fn train(
         &self,
         schema: FeatureSchema,
@@ -155,10 +162,26 @@ impl RankerSettings {
         valid: &[RankingExample],
         progress: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Box<DynRanker>, TrainReport)> {
+        if self.device.trim() != "cpu" && !GPU_MODELS.contains(&self.model.as_str()) {
+            return Err(RankingError::InvalidConfig(format!(
+                "the '{}' ranker trains on the CPU only; device '{}' can train {} \
+                 (`[ranking] model`), or set `[train] device = \"cpu\"`",
+                self.model,
+                self.device,
+                GPU_MODELS.join(", ")
+            )));
+        }
+        let compute = &Compute::parse(&self.device)?;
         match self.model.as_str() {
             youtube::KIND => {
-                let (r, report) =
-                    YoutubeRanker::train(schema, self.youtube.clone(), train, valid, progress)?;
+                let (r, report) = YoutubeRanker::train_with(
+                    compute,
+                    schema,
+                    self.youtube.clone(),
+                    train,
+                    valid,
+                    progress,
+                )?;
                 Ok((Box::new(r), report))
             }
             ncf::KIND_NEUMF | deep_mf::KIND => {
@@ -171,7 +194,8 @@ impl RankerSettings {
                 Ok((Box::new(r), report))
             }
             deepfm::KIND => {
-                let (r, report) = CrossRanker::<DeepFmHead>::train(
+                let (r, report) = CrossRanker::<DeepFmHead>::train_with(
+                    compute,
                     &self.deepfm,
                     schema,
                     self.unit_weights(),
@@ -182,7 +206,8 @@ impl RankerSettings {
                 Ok((Box::new(r), report))
             }
             dcn_v2::KIND => {
-                let (r, report) = CrossRanker::<DcnV2Head>::train(
+                let (r, report) = CrossRanker::<DcnV2Head>::train_with(
+                    compute,
                     &self.dcn_v2,
                     schema,
                     self.unit_weights(),
@@ -208,7 +233,8 @@ impl RankerSettings {
                     }
                     other => other,
                 })?;
-                let (r, report) = CrossRanker::<MultitaskHead>::train(
+                let (r, report) = CrossRanker::<MultitaskHead>::train_with(
+                    compute,
                     &config,
                     schema,
                     self.unit_weights(),

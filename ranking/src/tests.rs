@@ -380,3 +380,71 @@ fn ranker_can_be_shared_across_threads_and_bad_files_are_errors() -> Result<(), 
     assert!(matches!(garbage, Ok(Err(RankingError::Candle(_)))));
     Ok(())
 }
+
+/// The GPU code path (candle ops for the network and its AdamW, what `device = "cuda:N"` runs,
+/// here on the CPU) trains the same ranker as the fused kernels from the same seed.
+#[test]
+fn candle_ops_train_the_fused_kernels_rankers() -> Result<(), RankingError> {
+    use crate::dcn_v2::{DcnV2Config, DcnV2Head};
+    use crate::feature_ranker::testkit::{xor_schema, xor_world};
+    use crate::feature_ranker::CrossRanker;
+    use crate::registry::RankingModel;
+    use nn::Compute;
+
+    let examples = xor_world(5, 700);
+    let (valid, fit) = examples.split_at(200);
+    let ways = [Compute::FusedCpu, Compute::Candle(Device::Cpu)];
+    let close = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + y.abs()))
+    };
+
+    let config = RankerConfig {
+        epochs: 3,
+        hidden: vec![16],
+        ..Default::default()
+    };
+    let mut logits = Vec::new();
+    for compute in &ways {
+        let (ranker, report) = YoutubeRanker::train_with(
+            compute,
+            xor_schema(),
+            config.clone(),
+            fit,
+            valid,
+            &mut |_| {},
+        )?;
+        assert_eq!(report.epochs.len(), 3);
+        logits.push(ranker.logits(valid)?);
+    }
+    assert!(
+        close(&logits[0], &logits[1]),
+        "YouTube ranker: {:?} vs {:?}",
+        &logits[0][..4],
+        &logits[1][..4]
+    );
+
+    let config = DcnV2Config {
+        epochs: 2,
+        ..DcnV2Config::default()
+    };
+    let mut losses = Vec::new();
+    for compute in &ways {
+        let (ranker, _) = CrossRanker::<DcnV2Head>::train_with(
+            compute,
+            &config,
+            xor_schema(),
+            false,
+            fit,
+            valid,
+            &mut |_| {},
+        )?;
+        losses.push(ranker.weighted_log_loss(valid, false)?);
+    }
+    assert!(
+        (losses[0] - losses[1]).abs() < 1e-4,
+        "DCN-v2 loss {losses:?}"
+    );
+    Ok(())
+}

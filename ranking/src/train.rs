@@ -15,6 +15,7 @@ use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::sparse::SparseEmbedding;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss};
+use nn::Compute;
 
 use nn::layers::Tower;
 
@@ -80,7 +81,12 @@ pub(crate) struct ModelParts<B, F, A> {
 /// the dense one) and returns the model of the epoch with the lowest weighted loss on `valid`
 /// (the last epoch when `valid` is empty). An example that does not fit the schema is
 /// reported by its position in `train` followed by `valid`.
+///
+/// With [`Compute::Candle`] the network and its dense AdamW run on that device; the embedding
+/// tables stay in host memory, and each step moves only the rows its batch reads there and
+/// their gradient back ([`SparseEmbedding`]). `assemble` always gets host tensors.
 pub(crate) fn fit<H, R, B, F, A>(
+    compute: &Compute,
     schema: &FeatureSchema,
     settings: &FitSettings,
     train: &[RankingExample],
@@ -108,7 +114,7 @@ where
             });
         }
     }
-    let device = Device::Cpu;
+    let device = compute.device();
     let encoder = ContinuousEncoder::fit(train, schema.continuous.len(), settings.n_quantiles);
     let weights: Vec<f32> = train
         .iter()
@@ -161,7 +167,7 @@ where
         stepper: Stepper {
             net,
             tables,
-            optimizer: InPlaceAdamW::new(dense, Vec::new(), adam),
+            optimizer: InPlaceAdamW::for_compute(compute, dense, Vec::new(), adam)?,
             adam,
             device: device.clone(),
             continuous_width: encoder.width(),
@@ -207,6 +213,19 @@ impl YoutubeRanker {
         valid: &[RankingExample],
         progress: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Self, TrainReport)> {
+        Self::train_with(&Compute::FusedCpu, schema, config, train, valid, progress)
+    }
+
+    /// [`Self::train`] on `compute`'s device (see [`fit`]); the ranker returned is in host
+    /// memory.
+    pub fn train_with(
+        compute: &Compute,
+        schema: FeatureSchema,
+        config: RankerConfig,
+        train: &[RankingExample],
+        valid: &[RankingExample],
+        progress: &mut dyn FnMut(&EpochReport),
+    ) -> Result<(Self, TrainReport)> {
         config.validate()?;
         let device = Device::Cpu;
         let parts = ModelParts {
@@ -225,6 +244,7 @@ impl YoutubeRanker {
             },
         };
         fit(
+            compute,
             &schema,
             &config.fit_settings(),
             train,
@@ -326,7 +346,7 @@ where
     }
 
     fn snapshot(&self) -> Result<Self::Snapshot> {
-        current_weights(&self.varmap, &self.stepper.tables, &self.stepper.device)
+        current_weights(&self.varmap, &self.stepper.tables)
     }
 
     fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
@@ -398,23 +418,28 @@ impl<H: LogitHead> Stepper<H> {
     }
 }
 
-/// Copies of the current tower variables and tables, detached from any graph.
-fn current_weights(
-    varmap: &VarMap,
-    tables: &SparseTables,
-    device: &Device,
-) -> Result<HashMap<String, Tensor>> {
+/// Copies of the current tower variables and tables in host memory, detached from any graph.
+fn current_weights(varmap: &VarMap, tables: &SparseTables) -> Result<HashMap<String, Tensor>> {
+    let host = &Device::Cpu;
     let data = varmap
         .data()
         .lock()
         .map_err(|_| RankingError::InvalidConfig("variable map lock poisoned".into()))?;
     let mut weights = data
         .iter()
-        .map(|(name, var)| Ok((name.clone(), var.as_tensor().detach().copy()?)))
+        .map(|(name, var)| {
+            let t = var.as_tensor().detach();
+            let t = if t.device().is_cpu() {
+                t.copy()?
+            } else {
+                t.to_device(host)?
+            };
+            Ok((name.clone(), t))
+        })
         .collect::<Result<HashMap<_, _>>>()?;
-    weights.insert(ITEM_TABLE.to_string(), tables.items.to_tensor(device)?);
-    weights.insert(TOKEN_TABLE.to_string(), tables.tokens.to_tensor(device)?);
-    weights.insert(USER_TABLE.to_string(), tables.users.to_tensor(device)?);
+    weights.insert(ITEM_TABLE.to_string(), tables.items.to_tensor(host)?);
+    weights.insert(TOKEN_TABLE.to_string(), tables.tokens.to_tensor(host)?);
+    weights.insert(USER_TABLE.to_string(), tables.users.to_tensor(host)?);
     Ok(weights)
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use nn::{EpochReport, Retriever, TrainReport, TrainingSet};
+use nn::{Compute, EpochReport, Retriever, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
 use crate::autoencoder::{Autoencoder, AutoencoderSettings};
@@ -82,7 +82,14 @@ pub struct RetrievalSettings {
     pub mlp: NcfConfig,
     /// `[retrieval.neumf]` (a pair model, see [`PAIR_MODELS`]).
     pub neumf: NcfConfig,
+    /// The device training runs on: `cpu` or `cuda:N` (see [`Compute::parse`]). Not part of
+    /// `[retrieval]`: the binary sets it from `[train] device` or `--device`.
+    #[serde(skip)]
+    pub device: String,
 }
+
+/// The retrievers that train on a GPU (in candle ops); the others train on the CPU only.
+pub const GPU_MODELS: &[&str] = &[youtube_dnn::KIND];
 
 impl Default for RetrievalSettings {
     fn default() -> Self {
@@ -101,6 +108,7 @@ impl Default for RetrievalSettings {
             two_tower: TwoTowerConfig::default(),
             mlp: NcfConfig::default(),
             neumf: NcfConfig::default(),
+            device: "cpu".to_string(),
         }
     }
 }
@@ -155,6 +163,13 @@ impl RetrievalSettings {
         data: &TrainingSet,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Ncf, TrainReport)> {
+        if self.device.trim() != "cpu" {
+            return Err(RetrievalError::InvalidConfig(format!(
+                "NCF's pair models train on the CPU only; device '{}' can train {}",
+                self.device,
+                GPU_MODELS.join(", ")
+            )));
+        }
         let (k, cfg) = match kind {
             ncf::KIND_GMF => (NcfKind::Gmf, &self.gmf),
             ncf::KIND_MLP => (NcfKind::Mlp, &self.mlp),
@@ -203,16 +218,34 @@ impl RetrievalSettings {
         value.unwrap_or_default()
     }
 
-    /// Trains the chosen model on `data`, from `warm`'s weights when given (same kind only).
+    /// Where the chosen model trains: [`Self::device`] opened, refused for a model that trains
+    /// on the CPU only (one of [`GPU_MODELS`] can move to a GPU).
+    pub fn compute(&self) -> Result<Compute> {
+        if self.device.trim() != "cpu" && !GPU_MODELS.contains(&self.model.as_str()) {
+            return Err(RetrievalError::InvalidConfig(format!(
+                "the '{}' retriever trains on the CPU only; device '{}' can train {} \
+                 (`[retrieval] model`), or set `[train] device = \"cpu\"`",
+                self.model,
+                self.device,
+                GPU_MODELS.join(", ")
+            )));
+        }
+        Ok(Compute::parse(&self.device)?)
+    }
+
+    /// Trains the chosen model on `data`, from `warm`'s weights when given (same kind only),
+    /// on [`Self::device`].
     pub fn train(
         &self,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Box<DynRetriever>, TrainReport)> {
+        let compute = self.compute()?;
         Ok(match self.model.as_str() {
             youtube_dnn::KIND => {
-                let (m, r) = YoutubeDnn::train(&self.youtube_dnn, data, warm, progress)?;
+                let (m, r) =
+                    YoutubeDnn::train_with(&compute, &self.youtube_dnn, data, warm, progress)?;
                 (Box::new(m), r)
             }
             mf::KIND => {

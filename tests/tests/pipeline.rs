@@ -289,3 +289,52 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max)
 }
+
+/// `--device` / `[train] device`: a GPU asked of this CPU-only binary, a bad device name, or a
+/// GPU for a model that trains on the CPU only is a one-line error with a non-zero exit, and
+/// nothing is published.
+#[test]
+fn a_device_that_cannot_train_is_a_one_line_error() {
+    let w = World::new("device", 5);
+    let build = |cfg: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["--config", s(cfg)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "build-index",
+            "--data",
+            s(&w.data),
+            "--artifacts",
+            s(&w.art),
+        ]);
+        let out = recpipe(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        stderr
+    };
+    let e = build(&w.cfg, &["--device", "cuda:0"]);
+    assert!(e.contains("`cuda` feature"), "{e}");
+    let e = build(&w.cfg, &["--device", "gpu"]);
+    assert!(
+        e.contains("--device gpu") && e.contains("\"cuda:N\""),
+        "{e}"
+    );
+
+    let text = std::fs::read_to_string(&w.cfg).expect("config");
+    let bad = w.root.join("bad-device.toml");
+    std::fs::write(&bad, format!("{text}\n[train]\ndevice = \"tpu\"\n")).expect("write");
+    let e = build(&bad, &[]);
+    assert!(
+        e.contains("bad-device.toml") && e.contains("[train] device = \"tpu\""),
+        "{e}"
+    );
+
+    let sasrec = w.root.join("sasrec.toml");
+    std::fs::write(&sasrec, "[retrieval]\nmodel = \"sasrec\"\n").expect("write");
+    let e = build(&sasrec, &["--device", "cuda:0"]);
+    assert!(
+        e.contains("'sasrec' retriever trains on the CPU only"),
+        "{e}"
+    );
+    assert!(published_versions(&w.art).is_empty());
+}

@@ -63,12 +63,14 @@ impl std::fmt::Debug for YoutubeDnn {
 
 impl YoutubeDnn {
     /// A freshly initialised (untrained) model, seeded by `config.seed`.
+    /// The same seed gives the same weights on every device.
     pub(crate) fn init(
         config: &YoutubeDnnConfig,
         vocab: Vocabulary,
         item_tokens: ItemTokens,
+        device: &Device,
     ) -> Result<Self> {
-        let device = Device::Cpu;
+        let device = device.clone();
         let varmap = VarMap::new();
         let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&device);
         let network = Network::new(vb, config, &vocab)?;
@@ -143,14 +145,30 @@ impl YoutubeDnn {
     /// User vectors of a chunk of queries as a `rows x dim` tensor.
     fn user_tensor(&self, queries: &[UserQuery]) -> Result<Tensor> {
         let inputs = self.query_inputs(queries);
-        let sparse = self.network.gather(&inputs)?;
-        let sparse = Tensor::from_vec(
-            sparse,
-            (inputs.rows, self.network.layout.sparse_width),
-            &self.device,
-        )?;
+        let sparse = self.network.gather_tensor(&inputs)?;
         self.network
             .user_vectors(&sparse, &inputs.dense, &self.device)
+    }
+
+    /// The model with every weight in host memory (a model trained on a GPU is saved, indexed
+    /// and served from there); a CPU model is returned as it is.
+    pub(crate) fn into_cpu(self) -> Result<Self> {
+        if self.device.is_cpu() {
+            return Ok(self);
+        }
+        let tensors = files::var_tensors(&self.varmap)?
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let varmap = files::varmap_of(tensors)?;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let network = Network::new(vb, &self.config, &self.vocab)?;
+        Ok(Self {
+            network,
+            varmap,
+            device: Device::Cpu,
+            ..self
+        })
     }
 
     /// Reads a model written by [`Retriever::save`].

@@ -1,9 +1,10 @@
 //! The network: embedding tables, the feature row they feed, and the ReLU tower.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use nn::bag::Bags;
 use nn::layers::{EmbeddingTable, Tower};
+use nn::portable::{bag_sum, TouchedRows};
 use nn::rng::Rng;
 
 use super::config::YoutubeDnnConfig;
@@ -301,6 +302,65 @@ impl Network {
             table.forward(bags, &mut out, *offset, stride)?;
         }
         Ok(out)
+    }
+
+    /// [`Self::gather`] as a `rows x sparse_width` tensor on the tables' device: the fused CPU
+    /// gather when they are in host memory, candle ops ([`bag_sum`]) elsewhere.
+    pub fn gather_tensor(&self, inputs: &TowerInputs) -> Result<Tensor> {
+        let device = self.items.var().as_tensor().device();
+        if device.is_cpu() {
+            let sparse = self.gather(inputs)?;
+            return Ok(Tensor::from_vec(
+                sparse,
+                (inputs.rows, self.layout.sparse_width),
+                device,
+            )?);
+        }
+        let whole = |table: &EmbeddingTable, bags: &Bags| -> Result<Tensor> {
+            Ok(bag_sum(table.var().as_tensor(), bags, &bags.ids)?)
+        };
+        let mut blocks = vec![whole(&self.items, &inputs.history)?];
+        if self.layout.recent.is_some() {
+            blocks.push(whole(&self.items, &inputs.recent)?);
+        }
+        if let (Some(_), Some(table)) = (self.layout.tokens, &self.tokens) {
+            blocks.push(whole(table, &inputs.tokens)?);
+        }
+        for (table, bags) in self.user_categorical.iter().zip(&inputs.user_categorical) {
+            blocks.push(whole(table, bags)?);
+        }
+        Ok(Tensor::cat(&blocks, 1)?)
+    }
+
+    /// The gathered block for a training step in candle ops: each embedding table's rows
+    /// that the batch reads become a compact leaf variable (in the optimiser's sparse-table
+    /// order: items, tokens, user features), whose gradient is that table's row-sparse one.
+    pub fn gather_leaves(&self, inputs: &TowerInputs) -> Result<(Tensor, Vec<(TouchedRows, Var)>)> {
+        let mut item_lists: Vec<&[u32]> = vec![&inputs.history.ids];
+        if self.layout.recent.is_some() {
+            item_lists.push(&inputs.recent.ids);
+        }
+        let items = TouchedRows::of(&item_lists);
+        let leaf = items.leaf(self.items.var().as_tensor())?;
+        let mut blocks = vec![bag_sum(leaf.as_tensor(), &inputs.history, &items.local[0])?];
+        if self.layout.recent.is_some() {
+            blocks.push(bag_sum(leaf.as_tensor(), &inputs.recent, &items.local[1])?);
+        }
+        let mut leaves = vec![(items, leaf)];
+        let mut compact = |table: &EmbeddingTable, bags: &Bags| -> Result<()> {
+            let touched = TouchedRows::of(&[&bags.ids]);
+            let leaf = touched.leaf(table.var().as_tensor())?;
+            blocks.push(bag_sum(leaf.as_tensor(), bags, &touched.local[0])?);
+            leaves.push((touched, leaf));
+            Ok(())
+        };
+        if let (Some(_), Some(table)) = (self.layout.tokens, &self.tokens) {
+            compact(table, &inputs.tokens)?;
+        }
+        for (table, bags) in self.user_categorical.iter().zip(&inputs.user_categorical) {
+            compact(table, bags)?;
+        }
+        Ok((Tensor::cat(&blocks, 1)?, leaves))
     }
 
     /// User vectors from the gathered block (a tensor or a leaf variable) and the dense values.

@@ -1,5 +1,6 @@
 //! Training: batches of rolled-back examples, sampled or full softmax, in-place AdamW, run by
-//! the shared trainer with early stopping on validation HR@10.
+//! the shared trainer with early stopping on validation HR@10; with the fused CPU kernels or
+//! in candle ops on a GPU ([`nn::Compute`]), the same batches and random draws either way.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::softmax::CatalogueSoftmax;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
-use nn::{Example, Retriever, TrainingSet, UserFeatures};
+use nn::{Compute, Example, Retriever, TrainingSet, UserFeatures};
 
 use super::config::YoutubeDnnConfig;
 use super::network::{FeatureSource, ItemTokens, TowerInputs, Vocabulary};
@@ -38,6 +39,8 @@ struct Run<'a> {
     batches: ShuffledBatches,
     /// Normalised age of each example.
     ages: Vec<f32>,
+    /// Fused CPU kernels, or candle ops on the model's device.
+    compute: Compute,
 }
 
 impl YoutubeDnn {
@@ -45,6 +48,18 @@ impl YoutubeDnn {
     /// stopping after `cfg.patience` epochs without improvement; starts from `warm`'s weights
     /// when given.
     pub fn train(
+        cfg: &YoutubeDnnConfig,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(YoutubeDnn, TrainReport)> {
+        Self::train_with(&Compute::FusedCpu, cfg, data, warm, progress)
+    }
+
+    /// [`Self::train`] computing as `compute` says (a GPU: [`Compute::Candle`]); the model
+    /// returned is in host memory whichever device trained it.
+    pub fn train_with(
+        compute: &Compute,
         cfg: &YoutubeDnnConfig,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
@@ -60,7 +75,7 @@ impl YoutubeDnn {
             num_numeric: features.map_or(0, |f| f.num_numeric),
         };
         let tokens = ItemTokens::from_lists(&data.catalog.item_tokens)?;
-        let model = YoutubeDnn::init(cfg, vocab, tokens)?;
+        let model = YoutubeDnn::init(cfg, vocab, tokens, &compute.device())?;
         if let Some(w) = warm {
             nn::vars::warm_start(&model.varmap, &w.weights, |name| {
                 if name.starts_with("items.") || name.starts_with("softmax.") {
@@ -72,7 +87,7 @@ impl YoutubeDnn {
                 }
             })?;
         }
-        let mut run = Run::new(model, data, features)?;
+        let mut run = Run::new(model, data, features, compute)?;
         let schedule = Schedule {
             epochs: cfg.epochs,
             patience: cfg.patience,
@@ -80,7 +95,7 @@ impl YoutubeDnn {
             final_lr_fraction: cfg.final_lr_fraction,
         };
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
-        Ok((run.model, report))
+        Ok((run.model.into_cpu()?, report))
     }
 }
 
@@ -89,6 +104,7 @@ impl<'a> Run<'a> {
         model: YoutubeDnn,
         data: &TrainingSet<'a>,
         features: Option<&'a UserFeatures>,
+        compute: &Compute,
     ) -> Result<Self> {
         let cfg = model.config.clone();
         let net = &model.network;
@@ -98,7 +114,8 @@ impl<'a> Run<'a> {
             cfg.full_softmax_max_items,
             cfg.sampling_power,
             cfg.num_negatives,
-        )?;
+        )?
+        .with_compute(compute);
 
         // Example ages, normalised to [0, 1] by the oldest example.
         let h = data.histories;
@@ -143,7 +160,7 @@ impl<'a> Run<'a> {
             eps: cfg.eps,
             weight_decay: cfg.weight_decay,
         };
-        let optimizer = InPlaceAdamW::new(dense, sparse_tables, params);
+        let optimizer = InPlaceAdamW::for_compute(compute, dense, sparse_tables, params)?;
         let grads = TableGrads {
             items: RowGrads::new(net.items.rows(), net.items.width()),
             tokens: net
@@ -166,6 +183,7 @@ impl<'a> Run<'a> {
             optimizer,
             grads,
             ages,
+            compute: compute.clone(),
         })
     }
 }
@@ -216,14 +234,24 @@ impl Fit for Run<'_> {
             .iter()
             .map(|&i| data.target(&data.examples[i]))
             .collect();
-        let loss = self.model.train_step(
-            &inputs,
-            &targets,
-            &mut self.softmax,
-            &mut self.rng,
-            &mut self.optimizer,
-            &mut self.grads,
-        )?;
+        let loss = if self.compute.is_fused_cpu() {
+            self.model.train_step(
+                &inputs,
+                &targets,
+                &mut self.softmax,
+                &mut self.rng,
+                &mut self.optimizer,
+                &mut self.grads,
+            )?
+        } else {
+            self.model.train_step_in_candle_ops(
+                &inputs,
+                &targets,
+                &mut self.softmax,
+                &mut self.rng,
+                &mut self.optimizer,
+            )?
+        };
         Ok(StepLoss {
             sum: loss,
             weight: 1.0,
@@ -310,6 +338,37 @@ impl YoutubeDnn {
         if !softmax.is_full() {
             let (rows, gv) = softmax.table_gradient(&store, sampled)?;
             optimizer.step_rows(table + 1, &rows, &gv)?;
+        }
+        Ok(loss_value)
+    }
+
+    /// [`Self::train_step`] in candle ops on the model's device: the embedding tables are read
+    /// through compact leaves of the rows the batch touches, whose gradients go to the sparse
+    /// AdamW without leaving the device.
+    fn train_step_in_candle_ops(
+        &self,
+        inputs: &TowerInputs,
+        targets: &[u32],
+        softmax: &mut CatalogueSoftmax,
+        rng: &mut Rng,
+        optimizer: &mut InPlaceAdamW,
+    ) -> Result<f64> {
+        let net = &self.network;
+        let (sparse, leaves) = net.gather_leaves(inputs)?;
+        let dropout = Some((self.config.dropout, &mut *rng));
+        let u = net.user_vectors_with_dropout(&sparse, &inputs.dense, &self.device, dropout)?;
+        let (loss, sampled) = softmax.loss(&u, &net.softmax, targets, rng)?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        let store = loss.backward()?;
+        optimizer.begin_step();
+        optimizer.step_dense(&store)?;
+        for (table, (touched, leaf)) in leaves.iter().enumerate() {
+            if let Some(g) = store.get(leaf.as_tensor()) {
+                optimizer.step_rows_tensor(table, &touched.rows, g)?;
+            }
+        }
+        if let Some((rows, g)) = softmax.table_gradient_tensor(&store, sampled)? {
+            optimizer.step_rows_tensor(leaves.len(), &rows, &g)?;
         }
         Ok(loss_value)
     }

@@ -1,0 +1,135 @@
+//! The GPU code path: the YouTube network trained in candle ops (what `device = "cuda:N"`
+//! runs, here on the CPU) against the fused CPU kernels, with the same seed. Same batches, same
+//! random draws, the same update in another arithmetic order: the two models must agree to
+//! float rounding, not just in quality.
+
+mod common;
+
+use candle_core::Device;
+use common::{sequence_data, tiny_config, SequenceData};
+use nn::Compute;
+use retrieval::{
+    RetrievalSettings, Retriever, TrainingSet, UserFeatures, YoutubeDnn, YoutubeDnnConfig,
+};
+
+fn features(users: usize) -> UserFeatures {
+    UserFeatures {
+        cardinalities: vec![3, 5],
+        categorical: (0..users)
+            .map(|u| {
+                if u % 7 == 0 {
+                    vec![] // unknown: empty bags
+                } else {
+                    vec![(u % 3) as u32, (u % 5) as u32]
+                }
+            })
+            .collect(),
+        num_numeric: 1,
+        numeric: (0..users).map(|u| vec![(u % 10) as f32 / 10.0]).collect(),
+    }
+}
+
+fn train(compute: &Compute, cfg: &YoutubeDnnConfig, data: &SequenceData) -> (YoutubeDnn, f64) {
+    let users = features(data.validation.len());
+    let set = TrainingSet {
+        catalog: &data.catalog,
+        histories: &data.train,
+        examples: &data.examples,
+        user_features: Some(&users),
+        validation: &data.validation,
+    };
+    let (model, report) = YoutubeDnn::train_with(compute, cfg, &set, None, |_| {}).unwrap();
+    let hr = report.epochs.last().and_then(|e| e.validation).unwrap();
+    (model, hr)
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Trains both ways and compares every item vector and bias, the validation HR@10, and the
+/// user vectors the two models serve.
+fn both_ways_agree(cfg: &YoutubeDnnConfig, data: &SequenceData) {
+    let (fused, hr_fused) = train(&Compute::FusedCpu, cfg, data);
+    let (candle, hr_candle) = train(&Compute::Candle(Device::Cpu), cfg, data);
+    let (v1, b1) = fused.item_vectors().unwrap();
+    let (v2, b2) = candle.item_vectors().unwrap();
+    let moved = v1.iter().map(|x| x.abs()).fold(0.0, f32::max);
+    assert!(
+        moved > 0.05,
+        "the model trained (largest coordinate {moved})"
+    );
+    let dv = max_difference(&v1, &v2);
+    let db = max_difference(&b1, &b2);
+    assert!(
+        dv < 2e-3 && db < 2e-3,
+        "item vectors differ by {dv}, biases by {db}"
+    );
+    assert!(
+        (hr_fused - hr_candle).abs() <= 0.02,
+        "HR@10 {hr_fused} vs {hr_candle}"
+    );
+    let queries: Vec<_> = data.test.iter().take(20).map(|c| c.query(None)).collect();
+    let u1 = fused.user_vectors(&queries).unwrap();
+    let u2 = candle.user_vectors(&queries).unwrap();
+    let du = max_difference(&u1, &u2);
+    assert!(du < 1e-4, "user vectors differ by {du}");
+}
+
+#[test]
+fn candle_ops_train_the_fused_kernels_model_with_the_full_softmax() {
+    let data = sequence_data(60, 120, 20, 0.9, 11);
+    let cfg = YoutubeDnnConfig {
+        epochs: 2,
+        dropout: 0.1,
+        history_dropout: 0.1,
+        ..tiny_config()
+    };
+    assert!(data.catalog.num_items <= cfg.full_softmax_max_items);
+    both_ways_agree(&cfg, &data);
+}
+
+#[test]
+fn candle_ops_train_the_fused_kernels_model_with_the_sampled_softmax() {
+    let data = sequence_data(200, 120, 20, 0.9, 12);
+    let cfg = YoutubeDnnConfig {
+        epochs: 2,
+        full_softmax_max_items: 0,
+        num_negatives: 48,
+        dropout: 0.1,
+        history_dropout: 0.1,
+        ..tiny_config()
+    };
+    both_ways_agree(&cfg, &data);
+}
+
+#[test]
+fn a_gpu_is_refused_clearly_where_it_cannot_be_used() {
+    let mut settings = RetrievalSettings {
+        device: "cuda:0".into(),
+        ..RetrievalSettings::default()
+    };
+    // A binary built without the `cuda` feature (the default build) says so.
+    #[cfg(not(feature = "cuda"))]
+    {
+        let e = settings.compute().unwrap_err().to_string();
+        assert!(e.contains("`cuda` feature"), "{e}");
+    }
+    settings.device = "tpu".into();
+    let e = settings.compute().unwrap_err().to_string();
+    assert!(e.contains("unknown device 'tpu'"), "{e}");
+    // A model that trains on the CPU only refuses a GPU before opening it.
+    settings.model = "sasrec".into();
+    settings.device = "cuda:0".into();
+    let e = settings.compute().unwrap_err().to_string();
+    assert!(
+        e.contains("'sasrec' retriever trains on the CPU only"),
+        "{e}"
+    );
+    settings.device = "cpu".into();
+    assert!(settings.compute().unwrap().is_fused_cpu());
+}
