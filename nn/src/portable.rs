@@ -65,6 +65,37 @@ impl TouchedRows {
     }
 }
 
+/// Sums row-sparse gradients of one table given as `(rows, gradient)` parts (each part's rows
+/// distinct, its gradient `rows.len() x width` on one device): the union of the rows,
+/// ascending, and their summed gradient, for one sparse AdamW step (a row must not be
+/// stepped twice in a step).
+pub fn merge_row_gradients(parts: &[(&[u32], &Tensor)]) -> Result<(Vec<u32>, Tensor)> {
+    let Some((_, first)) = parts.first() else {
+        return Err(invalid("no row gradients to merge"));
+    };
+    let width = first.dim(1)?;
+    let device = first.device();
+    let mut rows: Vec<u32> = parts.iter().flat_map(|(r, _)| r.iter().copied()).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut sum = Tensor::zeros((rows.len(), width), DType::F32, device)?;
+    for (part_rows, grad) in parts {
+        if part_rows.is_empty() {
+            continue;
+        }
+        if grad.dims() != [part_rows.len(), width] {
+            return Err(invalid("a row gradient does not match its rows"));
+        }
+        let at: Vec<u32> = part_rows
+            .iter()
+            .map(|r| rows.partition_point(|x| x < r) as u32)
+            .collect();
+        let at = Tensor::from_vec(at, part_rows.len(), device)?;
+        sum = sum.index_add(&at, grad, 0)?;
+    }
+    Ok((rows, sum))
+}
+
 /// Each example's weighted bag of `table` rows, `bags.len() x width`: entry k of the bags
 /// reads row `ids[k]` of `table` (the bags' own ids against the whole table, or
 /// [`TouchedRows::local`] against a compact leaf), weighted by the bag's weight; an empty bag
@@ -177,6 +208,25 @@ mod tests {
         let third = 1.0 / 3.0;
         let want = [third, 2.0 * third, 1.0, 2.0, 2.0 * third, 4.0 * third];
         assert!(close(&g.flatten_all()?.to_vec1()?, &want, 1e-6), "{g}");
+        Ok(())
+    }
+
+    #[test]
+    fn merged_row_gradients_sum_shared_rows_once() -> Result<()> {
+        let dev = Device::Cpu;
+        let a = Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0], (2, 2), &dev)?;
+        let b = Tensor::from_slice(&[10f32, 20.0, 30.0, 40.0, 50.0, 60.0], (3, 2), &dev)?;
+        let (rows, sum) = merge_row_gradients(&[(&[7, 2], &a), (&[2, 9, 0], &b)])?;
+        assert_eq!(rows, vec![0, 2, 7, 9]);
+        assert_eq!(
+            sum.to_vec2::<f32>()?,
+            vec![
+                vec![50.0, 60.0],
+                vec![13.0, 24.0],
+                vec![1.0, 2.0],
+                vec![30.0, 40.0]
+            ]
+        );
         Ok(())
     }
 

@@ -89,7 +89,7 @@ pub struct RetrievalSettings {
 }
 
 /// The retrievers that train on a GPU (in candle ops); the others train on the CPU only.
-pub const GPU_MODELS: &[&str] = &[youtube_dnn::KIND];
+pub const GPU_MODELS: &[&str] = &[youtube_dnn::KIND, sasrec::KIND, gru4rec::KIND];
 
 impl Default for RetrievalSettings {
     fn default() -> Self {
@@ -262,11 +262,11 @@ impl RetrievalSettings {
                 (Box::new(m), r)
             }
             sasrec::KIND => {
-                let (m, r) = SasRec::train(&self.sasrec, data, warm, progress)?;
+                let (m, r) = SasRec::train_with(&compute, &self.sasrec, data, warm, progress)?;
                 (Box::new(m), r)
             }
             gru4rec::KIND => {
-                let (m, r) = Gru4Rec::train(&self.gru4rec, data, warm, progress)?;
+                let (m, r) = Gru4Rec::train_with(&compute, &self.gru4rec, data, warm, progress)?;
                 (Box::new(m), r)
             }
             two_tower::KIND => {

@@ -1,5 +1,5 @@
-//! The GPU code path: the YouTube network trained in candle ops (what `device = "cuda:N"`
-//! runs, here on the CPU) against the fused CPU kernels, with the same seed. Same batches, same
+//! The GPU code path: the YouTube network, SASRec and GRU4Rec trained in candle ops (what
+//! `device = "cuda:N"` runs, here on the CPU) against the fused CPU kernels, with the same seed. Same batches, same
 //! random draws, the same update in another arithmetic order: the two models must agree to
 //! float rounding, not just in quality.
 
@@ -8,6 +8,8 @@ mod common;
 use candle_core::Device;
 use common::{sequence_data, tiny_config, SequenceData};
 use nn::Compute;
+use retrieval::gru4rec::{Gru4Rec, Gru4RecConfig};
+use retrieval::sasrec::{SasRec, SasRecConfig};
 use retrieval::{
     RetrievalSettings, Retriever, TrainingSet, UserFeatures, YoutubeDnn, YoutubeDnnConfig,
 };
@@ -107,6 +109,90 @@ fn candle_ops_train_the_fused_kernels_model_with_the_sampled_softmax() {
     both_ways_agree(&cfg, &data);
 }
 
+/// The sequence models' training set: no user features.
+fn sequence_set(data: &SequenceData) -> TrainingSet<'_> {
+    TrainingSet {
+        catalog: &data.catalog,
+        histories: &data.train,
+        examples: &data.examples,
+        user_features: None,
+        validation: &data.validation,
+    }
+}
+
+/// Item vectors, biases and served user vectors of two models agree to `tol` relative to
+/// their largest value.
+fn same_model(
+    a: &dyn Retriever<Error = retrieval::RetrievalError>,
+    b: &dyn Retriever<Error = retrieval::RetrievalError>,
+    data: &SequenceData,
+    tol: f32,
+) {
+    let (v1, b1) = a.item_vectors().unwrap();
+    let (v2, b2) = b.item_vectors().unwrap();
+    let queries: Vec<_> = data.test.iter().take(20).map(|c| c.query(None)).collect();
+    let (u1, u2) = (
+        a.user_vectors(&queries).unwrap(),
+        b.user_vectors(&queries).unwrap(),
+    );
+    for (what, x, y) in [
+        ("item vectors", v1, v2),
+        ("biases", b1, b2),
+        ("user vectors", u1, u2),
+    ] {
+        // Relative to the largest value: SASRec's layer norms give user vectors up to about 3.
+        let scale = 1.0 + x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_difference(&x, &y);
+        assert!(
+            d < tol * scale,
+            "{what} differ by {d} (largest value {})",
+            scale - 1.0
+        );
+    }
+}
+
+#[test]
+fn candle_ops_train_the_fused_kernels_sasrec_and_gru4rec() {
+    // 200 items: full softmax with the default threshold, sampled with 0.
+    let data = sequence_data(200, 80, 16, 0.9, 13);
+    let set = sequence_set(&data);
+    let fused = Compute::FusedCpu;
+    let candle = Compute::Candle(Device::Cpu);
+    for full_softmax_max_items in [SasRecConfig::default().full_softmax_max_items, 0] {
+        let cfg = SasRecConfig {
+            dim: 16,
+            max_len: 8,
+            full_softmax_max_items,
+            num_negatives: 16,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            learning_rate: 1e-2,
+            dropout: 0.1,
+            ..SasRecConfig::default()
+        };
+        let (a, _) = SasRec::train_with(&fused, &cfg, &set, None, |_| {}).unwrap();
+        let (b, _) = SasRec::train_with(&candle, &cfg, &set, None, |_| {}).unwrap();
+        same_model(&a, &b, &data, 1e-4);
+        let cfg = Gru4RecConfig {
+            dim: 16,
+            hidden: 16,
+            max_len: 8,
+            full_softmax_max_items,
+            num_negatives: 16,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            learning_rate: 1e-2,
+            dropout: 0.1,
+            ..Gru4RecConfig::default()
+        };
+        let (a, _) = Gru4Rec::train_with(&fused, &cfg, &set, None, |_| {}).unwrap();
+        let (b, _) = Gru4Rec::train_with(&candle, &cfg, &set, None, |_| {}).unwrap();
+        same_model(&a, &b, &data, 1e-4);
+    }
+}
+
 #[test]
 fn a_gpu_is_refused_clearly_where_it_cannot_be_used() {
     let mut settings = RetrievalSettings {
@@ -123,11 +209,11 @@ fn a_gpu_is_refused_clearly_where_it_cannot_be_used() {
     let e = settings.compute().unwrap_err().to_string();
     assert!(e.contains("unknown device 'tpu'"), "{e}");
     // A model that trains on the CPU only refuses a GPU before opening it.
-    settings.model = "sasrec".into();
+    settings.model = "mult_vae".into();
     settings.device = "cuda:0".into();
     let e = settings.compute().unwrap_err().to_string();
     assert!(
-        e.contains("'sasrec' retriever trains on the CPU only"),
+        e.contains("'mult_vae' retriever trains on the CPU only"),
         "{e}"
     );
     settings.device = "cpu".into();

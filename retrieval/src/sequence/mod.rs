@@ -165,11 +165,17 @@ impl<C: SequenceConfig> Debug for SequenceRetriever<C> {
 
 impl<C: SequenceConfig> SequenceRetriever<C> {
     /// Builds the network over `varmap`: fresh seeded weights when it is empty, else its own.
-    pub(crate) fn build(config: &C, varmap: VarMap, num_items: usize) -> Result<Self> {
+    /// on `device` (the same seed gives the same weights on every device).
+    pub(crate) fn build(
+        config: &C,
+        varmap: VarMap,
+        num_items: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let vb = if varmap.all_vars().is_empty() {
-            SeededVarMap::new(varmap.clone(), config.training().seed).into_var_builder(&Device::Cpu)
+            SeededVarMap::new(varmap.clone(), config.training().seed).into_var_builder(device)
         } else {
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
+            VarBuilder::from_varmap(&varmap, DType::F32, device)
         };
         let network = config.network(vb, num_items)?;
         Ok(Self {
@@ -186,7 +192,25 @@ impl<C: SequenceConfig> SequenceRetriever<C> {
         if num_items == 0 {
             return Err(invalid("the catalogue has no items"));
         }
-        Self::build(config, VarMap::new(), num_items)
+        Self::build(config, VarMap::new(), num_items, &Device::Cpu)
+    }
+
+    /// The model with every weight in host memory (a model trained on a GPU is saved, indexed
+    /// and served from there); a CPU model is returned as it is.
+    pub(crate) fn into_cpu(self) -> Result<Self> {
+        if self.item_table().device().is_cpu() {
+            return Ok(self);
+        }
+        let tensors = files::var_tensors(&self.varmap)?
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Self::build(
+            &self.config,
+            files::varmap_of(tensors)?,
+            self.num_items,
+            &Device::Cpu,
+        )
     }
 
     /// The configuration the model was trained with.
@@ -240,7 +264,7 @@ impl<C: SequenceConfig> SequenceRetriever<C> {
         saved.config.validate()?;
         let varmap = files::varmap_of(files::load_tensors(dir)?)?;
         let expected = varmap.all_vars().len();
-        let model = Self::build(&saved.config, varmap, saved.num_items)
+        let model = Self::build(&saved.config, varmap, saved.num_items, &Device::Cpu)
             .map_err(|e| RetrievalError::InvalidModel(e.to_string()))?;
         files::check_complete(&model.varmap, expected)?;
         Ok(model)

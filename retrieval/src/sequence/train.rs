@@ -1,6 +1,6 @@
 //! Training of any sequence model: per-user windows of the training sequence, a softmax loss
 //! at every slot whose next item is a training example, Adam, early stopping on validation
-//! HR@10.
+//! HR@10; with the fused CPU kernels or in candle ops on a GPU ([`nn::Compute`]).
 
 use std::collections::HashMap;
 
@@ -8,10 +8,11 @@ use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 use nn::bag::RowGrads;
 use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::portable::{merge_row_gradients, TouchedRows};
 use nn::rng::Rng;
 use nn::softmax::CatalogueSoftmax;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
-use nn::{Retriever, TrainingSet};
+use nn::{Compute, Retriever, TrainingSet};
 
 use super::{SequenceConfig, SequenceNetwork, SequenceRetriever, SequenceTraining, Windows, ITEMS};
 use crate::error::{invalid, Result, RetrievalError};
@@ -62,16 +63,33 @@ impl<C: SequenceConfig> SequenceRetriever<C> {
         warm: Option<&WarmStart>,
         progress: impl FnMut(&nn::EpochReport),
     ) -> Result<(Self, TrainReport)> {
+        Self::train_with(&Compute::FusedCpu, config, data, warm, progress)
+    }
+
+    /// [`Self::train`] computing as `compute` says (a GPU: [`Compute::Candle`]); the model
+    /// returned is in host memory whichever device trained it.
+    pub fn train_with(
+        compute: &Compute,
+        config: &C,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(Self, TrainReport)> {
         config.validate()?;
         data.validate()?;
-        let model = Self::build(config, VarMap::new(), data.catalog.num_items)?;
+        let model = Self::build(
+            config,
+            VarMap::new(),
+            data.catalog.num_items,
+            &compute.device(),
+        )?;
         if let Some(w) = warm {
             nn::vars::warm_start(&model.varmap, &w.weights, |name| {
                 name.starts_with("items.").then_some(w.items.as_slice())
             })?;
         }
         let t = config.training();
-        let mut run = Run::new(model, data, t.clone())?;
+        let mut run = Run::new(model, data, t.clone(), compute)?;
         let schedule = Schedule {
             epochs: t.epochs,
             patience: t.patience,
@@ -79,7 +97,7 @@ impl<C: SequenceConfig> SequenceRetriever<C> {
             final_lr_fraction: t.final_lr_fraction,
         };
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
-        Ok((run.model, report))
+        Ok((run.model.into_cpu()?, report))
     }
 }
 
@@ -96,6 +114,8 @@ struct Run<'a, C: SequenceConfig> {
     item_grads: RowGrads,
     rng: Rng,
     batches: ShuffledBatches,
+    /// Fused CPU kernels, or candle ops on the model's device.
+    fused: bool,
 }
 
 impl<'a, C: SequenceConfig> Run<'a, C> {
@@ -103,6 +123,7 @@ impl<'a, C: SequenceConfig> Run<'a, C> {
         model: SequenceRetriever<C>,
         data: &TrainingSet<'a>,
         cfg: SequenceTraining,
+        compute: &Compute,
     ) -> Result<Self> {
         let items = model.network.items();
         let softmax = CatalogueSoftmax::new(
@@ -111,7 +132,8 @@ impl<'a, C: SequenceConfig> Run<'a, C> {
             cfg.full_softmax_max_items,
             cfg.sampling_power,
             cfg.num_negatives,
-        )?;
+        )?
+        .with_compute(compute);
         let dense: Vec<Var> = {
             let vars = model
                 .varmap
@@ -146,7 +168,8 @@ impl<'a, C: SequenceConfig> Run<'a, C> {
             batches: ShuffledBatches::new(windows.len(), cfg.batch_size),
             windows,
             item_grads: RowGrads::new(items.rows(), items.width()),
-            optimizer: InPlaceAdamW::new(dense, sparse, params),
+            optimizer: InPlaceAdamW::for_compute(compute, dense, sparse, params)?,
+            fused: compute.is_fused_cpu(),
             rng: Rng::new(cfg.seed ^ 0x5A5_2EC0),
             data: *data,
             softmax,
@@ -212,7 +235,12 @@ impl<C: SequenceConfig> Fit for Run<'_, C> {
                 .collect();
             unique.sort_unstable();
             unique.dedup();
-            (Some(net.items().gather(&unique)?), unique)
+            let leaf = if self.fused {
+                net.items().gather(&unique)?
+            } else {
+                TouchedRows::of(&[&unique]).leaf(net.items().var().as_tensor())?
+            };
+            (Some(leaf), unique)
         };
         let embeddings = match &leaf {
             None => self.model.embed_from_table(&windows)?,
@@ -240,7 +268,18 @@ impl<C: SequenceConfig> Fit for Run<'_, C> {
         self.optimizer.set_learning_rate(lr);
         self.optimizer.begin_step();
         self.optimizer.step_dense(&store)?;
-        if let Some(leaf) = leaf {
+        if let (Some(leaf), false) = (&leaf, self.fused) {
+            let g = store
+                .get(leaf.as_tensor())
+                .ok_or_else(|| invalid("no gradient reached the input embeddings"))?;
+            let mut parts = vec![(unique.as_slice(), g)];
+            let sampled = self.softmax.table_gradient_tensor(&store, sampled)?;
+            if let Some((rows, g)) = &sampled {
+                parts.push((rows.as_slice(), g));
+            }
+            let (rows, g) = merge_row_gradients(&parts)?;
+            self.optimizer.step_rows_tensor(0, &rows, &g)?;
+        } else if let Some(leaf) = leaf {
             let g = store
                 .get(leaf.as_tensor())
                 .ok_or_else(|| invalid("no gradient reached the input embeddings"))?;
