@@ -7,6 +7,7 @@ use candle_nn::{Init, Linear, VarBuilder};
 
 use crate::bag::{gather, with_f32_data, Bags};
 use crate::error::Result;
+use crate::portable::{bag_sum, TouchedRows};
 use crate::rng::Rng;
 
 /// A `rows x width` embedding table, read through bags (see [`crate::bag`]).
@@ -128,6 +129,28 @@ impl BagLinear {
         let leaf = Var::from_tensor(&Tensor::from_vec(out, (bags.len(), width), device)?)?;
         let y = leaf.as_tensor().broadcast_add(self.bias.as_tensor())?;
         Ok((leaf, y))
+    }
+
+    /// [`Self::forward`] in candle ops on the layer's device: the bags' distinct rows of `W`
+    /// as a compact leaf (its gradient is `W`'s row-sparse gradient on [`TouchedRows::rows`])
+    /// and `x W + b`.
+    pub fn forward_rows(&self, bags: &Bags) -> Result<(TouchedRows, Var, Tensor)> {
+        let touched = TouchedRows::of(&[&bags.ids]);
+        let leaf = touched.leaf(self.weight.var().as_tensor())?;
+        let xw = bag_sum(leaf.as_tensor(), bags, &touched.local[0])?;
+        let y = xw.broadcast_add(self.bias.as_tensor())?;
+        Ok((touched, leaf, y))
+    }
+
+    /// `x W + b` without gradients (inference): the fused gather when `W` is in host memory,
+    /// candle ops on other devices.
+    pub fn forward_tensor(&self, bags: &Bags) -> Result<Tensor> {
+        let weight = self.weight.var().as_tensor();
+        if weight.device().is_cpu() {
+            return Ok(self.forward(bags)?.1);
+        }
+        let xw = bag_sum(weight, bags, &bags.ids)?;
+        Ok(xw.broadcast_add(self.bias.as_tensor())?)
     }
 }
 

@@ -155,8 +155,13 @@ impl AutoencoderSettings for CfganConfig {
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Autoencoder, TrainReport)> {
         self.validate()?;
-        let generator =
-            Autoencoder::untrained(&self.spec(), serde_json::to_value(self)?, data, warm)?;
+        let generator = Autoencoder::untrained(
+            &self.spec(),
+            serde_json::to_value(self)?,
+            data,
+            warm,
+            &Device::Cpu,
+        )?;
         let mut run = Run::new(self, generator, data)?;
         let schedule = Schedule {
             epochs: self.epochs,
@@ -243,7 +248,12 @@ impl<'a> Run<'a> {
         };
         Ok(Self {
             d_optimizer: InPlaceAdamW::new(discriminator.varmap.all_vars(), Vec::new(), params),
-            g_updater: Updater::new(&generator, config.learning_rate, config.weight_decay)?,
+            g_updater: Updater::new(
+                &generator,
+                config.learning_rate,
+                config.weight_decay,
+                &nn::Compute::FusedCpu,
+            )?,
             rng: Rng::new(config.seed ^ 0xCF_6A4E),
             batches: ShuffledBatches::new(rows.users.len(), config.batch_size),
             discriminator,
@@ -312,7 +322,9 @@ impl Fit for Run<'_> {
         let d_lr = lr * self.config.discriminator_learning_rate / self.config.learning_rate;
         let mut d_loss = 0.0;
         for _ in 0..self.config.d_steps {
-            let fake = self.generator.forward_train(&bags, &users, &mut self.rng)?;
+            let fake = self
+                .generator
+                .forward_train(&bags, &users, &mut self.rng, true)?;
             let fake = (fake.logits.detach() * &mask)?;
             let d = &self.discriminator;
             // -log D(real) - log(1 - D(fake)) = softplus(-z_real) + softplus(z_fake).
@@ -325,7 +337,9 @@ impl Fit for Run<'_> {
             self.d_optimizer.step_dense(&store)?;
         }
         for _ in 0..self.config.g_steps {
-            let forward = self.generator.forward_train(&bags, &users, &mut self.rng)?;
+            let forward = self
+                .generator
+                .forward_train(&bags, &users, &mut self.rng, true)?;
             let fake = (&forward.logits * &mask)?;
             let adversarial = mean_softplus(&self.discriminator.forward(&fake, &real)?.neg()?)?;
             let zero_reconstruction =

@@ -89,7 +89,15 @@ pub struct RetrievalSettings {
 }
 
 /// The retrievers that train on a GPU (in candle ops); the others train on the CPU only.
-pub const GPU_MODELS: &[&str] = &[youtube_dnn::KIND, sasrec::KIND, gru4rec::KIND];
+pub const GPU_MODELS: &[&str] = &[
+    youtube_dnn::KIND,
+    sasrec::KIND,
+    gru4rec::KIND,
+    mult_vae::KIND,
+    mult_dae::KIND,
+    cdae::KIND,
+    autorec::KIND,
+];
 
 impl Default for RetrievalSettings {
     fn default() -> Self {
@@ -252,10 +260,10 @@ impl RetrievalSettings {
                 let (m, r) = Mf::train(&self.mf, data, warm, progress)?;
                 (Box::new(m), r)
             }
-            mult_vae::KIND => boxed(self.mult_vae.train(data, warm, progress)?),
-            mult_dae::KIND => boxed(self.mult_dae.train(data, warm, progress)?),
-            cdae::KIND => boxed(self.cdae.train(data, warm, progress)?),
-            autorec::KIND => boxed(self.autorec_u.train(data, warm, progress)?),
+            mult_vae::KIND => boxed(self.mult_vae.train_with(&compute, data, warm, progress)?),
+            mult_dae::KIND => boxed(self.mult_dae.train_with(&compute, data, warm, progress)?),
+            cdae::KIND => boxed(self.cdae.train_with(&compute, data, warm, progress)?),
+            autorec::KIND => boxed(self.autorec_u.train_with(&compute, data, warm, progress)?),
             cfgan::KIND => boxed(self.cfgan.train(data, warm, progress)?),
             gmf::KIND => {
                 let (m, r) = Gmf::train(&self.gmf, data, warm, progress)?;

@@ -1,14 +1,19 @@
-//! The GPU code path: the YouTube network, SASRec and GRU4Rec trained in candle ops (what
-//! `device = "cuda:N"` runs, here on the CPU) against the fused CPU kernels, with the same seed. Same batches, same
-//! random draws, the same update in another arithmetic order: the two models must agree to
-//! float rounding, not just in quality.
+//! The GPU code path: the YouTube network, SASRec, GRU4Rec and the autoencoders trained in
+//! candle ops (what `device = "cuda:N"` runs, here on the CPU) against the fused CPU kernels,
+//! with the same seed. Same batches, same random draws, the same update in another arithmetic
+//! order: the two models must agree to float rounding, not just in quality.
 
 mod common;
 
 use candle_core::Device;
 use common::{sequence_data, tiny_config, SequenceData};
 use nn::Compute;
+use retrieval::autoencoder::AutoencoderSettings;
+use retrieval::autorec::AutoRecConfig;
+use retrieval::cdae::CdaeConfig;
 use retrieval::gru4rec::{Gru4Rec, Gru4RecConfig};
+use retrieval::mult_dae::MultDaeConfig;
+use retrieval::mult_vae::MultVaeConfig;
 use retrieval::sasrec::{SasRec, SasRecConfig};
 use retrieval::{
     RetrievalSettings, Retriever, TrainingSet, UserFeatures, YoutubeDnn, YoutubeDnnConfig,
@@ -193,6 +198,65 @@ fn candle_ops_train_the_fused_kernels_sasrec_and_gru4rec() {
     }
 }
 
+/// Trains an autoencoder both ways and compares the models.
+fn autoencoder_both_ways(settings: &impl AutoencoderSettings, data: &SequenceData) {
+    let set = sequence_set(data);
+    let (a, _) = settings
+        .train_with(&Compute::FusedCpu, &set, None, |_| {})
+        .unwrap();
+    let (b, _) = settings
+        .train_with(&Compute::Candle(Device::Cpu), &set, None, |_| {})
+        .unwrap();
+    same_model(&a, &b, data, 1e-4);
+}
+
+#[test]
+fn candle_ops_train_the_fused_kernels_autoencoders() {
+    let data = sequence_data(150, 80, 16, 0.9, 14);
+    autoencoder_both_ways(
+        &MultVaeConfig {
+            hidden: 32,
+            latent: 8,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            ..MultVaeConfig::default()
+        },
+        &data,
+    );
+    autoencoder_both_ways(
+        &MultDaeConfig {
+            hidden: 32,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            ..MultDaeConfig::default()
+        },
+        &data,
+    );
+    // CDAE: the per-user node and the logistic objective with sampled negatives.
+    autoencoder_both_ways(
+        &CdaeConfig {
+            hidden: 32,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            ..CdaeConfig::default()
+        },
+        &data,
+    );
+    autoencoder_both_ways(
+        &AutoRecConfig {
+            hidden: 32,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            ..AutoRecConfig::default()
+        },
+        &data,
+    );
+}
+
 #[test]
 fn a_gpu_is_refused_clearly_where_it_cannot_be_used() {
     let mut settings = RetrievalSettings {
@@ -209,11 +273,11 @@ fn a_gpu_is_refused_clearly_where_it_cannot_be_used() {
     let e = settings.compute().unwrap_err().to_string();
     assert!(e.contains("unknown device 'tpu'"), "{e}");
     // A model that trains on the CPU only refuses a GPU before opening it.
-    settings.model = "mult_vae".into();
+    settings.model = "two_tower".into();
     settings.device = "cuda:0".into();
     let e = settings.compute().unwrap_err().to_string();
     assert!(
-        e.contains("'mult_vae' retriever trains on the CPU only"),
+        e.contains("'two_tower' retriever trains on the CPU only"),
         "{e}"
     );
     settings.device = "cpu".into();

@@ -329,11 +329,11 @@ fn a_device_that_cannot_train_is_a_one_line_error() {
         "{e}"
     );
 
-    let cpu_only = w.root.join("mult_vae.toml");
-    std::fs::write(&cpu_only, "[retrieval]\nmodel = \"mult_vae\"\n").expect("write");
+    let cpu_only = w.root.join("two_tower.toml");
+    std::fs::write(&cpu_only, "[retrieval]\nmodel = \"two_tower\"\n").expect("write");
     let e = build(&cpu_only, &["--device", "cuda:0"]);
     assert!(
-        e.contains("'mult_vae' retriever trains on the CPU only"),
+        e.contains("'two_tower' retriever trains on the CPU only"),
         "{e}"
     );
     assert!(published_versions(&w.art).is_empty());

@@ -28,9 +28,10 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use nn::bag::{with_f32_data, Bags};
 use nn::init::SeededVarMap;
 use nn::layers::{BagLinear, EmbeddingTable};
+use nn::portable::bag_sum;
 use nn::rng::Rng;
 use nn::trainer::{self, Better, Schedule, TrainReport};
-use nn::{Retriever, TrainingSet, UserQuery};
+use nn::{Compute, Retriever, TrainingSet, UserQuery};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +57,20 @@ pub trait AutoencoderSettings: Serialize + DeserializeOwned {
         warm: Option<&WarmStart>,
         progress: impl FnMut(&nn::EpochReport),
     ) -> Result<(Autoencoder, TrainReport)> {
+        self.train_with(&Compute::FusedCpu, data, warm, progress)
+    }
+
+    /// [`Self::train`] computing as `compute` says (a GPU: [`Compute::Candle`]).
+    fn train_with(
+        &self,
+        compute: &Compute,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(Autoencoder, TrainReport)> {
         self.validate()?;
         let config = serde_json::to_value(self)?;
-        Autoencoder::train(&self.spec(), config, data, warm, progress)
+        Autoencoder::train(compute, &self.spec(), config, data, warm, progress)
     }
 
     /// Reads a model of this kind written by [`Retriever::save`].
@@ -120,18 +132,19 @@ fn linear(vb: VarBuilder, input: usize, output: usize) -> Result<Linear> {
 }
 
 impl Autoencoder {
+    /// The network over `varmap` (fresh seeded weights when it is empty) on `device`.
     fn build(
         spec: &Spec,
         config: serde_json::Value,
         varmap: VarMap,
-        num_users: usize,
-        num_items: usize,
+        (num_users, num_items): (usize, usize),
+        device: &Device,
     ) -> Result<Self> {
         let shape = &spec.shape;
         let vb = if varmap.all_vars().is_empty() {
-            SeededVarMap::new(varmap.clone(), spec.training.seed).into_var_builder(&Device::Cpu)
+            SeededVarMap::new(varmap.clone(), spec.training.seed).into_var_builder(device)
         } else {
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
+            VarBuilder::from_varmap(&varmap, DType::F32, device)
         };
         let first = *shape.encoder.first().ok_or_else(|| {
             RetrievalError::InvalidConfig(format!("{}: no encoder layer", spec.kind))
@@ -187,18 +200,20 @@ impl Autoencoder {
     }
 
     /// Trains the model `spec` describes on `data` (early stopping on validation HR@10),
-    /// starting from `warm`'s weights when given. `config` is the model's own settings, kept
-    /// for the manifest and for loading.
+    /// starting from `warm`'s weights when given, computing as `compute` says. `config` is the
+    /// model's own settings, kept for the manifest and for loading. The model returned is in
+    /// host memory whichever device trained it.
     pub fn train(
+        compute: &Compute,
         spec: &Spec,
         config: serde_json::Value,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
         progress: impl FnMut(&nn::EpochReport),
     ) -> Result<(Self, TrainReport)> {
-        let model = Self::untrained(spec, config, data, warm)?;
+        let model = Self::untrained(spec, config, data, warm, &compute.device())?;
         let t = &spec.training;
-        let mut run = train::Run::new(model, data)?;
+        let mut run = train::Run::new(model, data, compute)?;
         let schedule = Schedule {
             epochs: t.epochs,
             patience: t.patience,
@@ -206,15 +221,32 @@ impl Autoencoder {
             final_lr_fraction: 1.0,
         };
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
-        Ok((run.model, report))
+        Ok((run.model.into_cpu()?, report))
     }
 
-    /// A fresh network for `data`'s users and items, from `warm`'s weights when given.
+    /// The model with every weight in host memory (a model trained on a GPU is saved, indexed
+    /// and served from there); a CPU model is returned as it is.
+    fn into_cpu(self) -> Result<Self> {
+        if self.items.var().as_tensor().device().is_cpu() {
+            return Ok(self);
+        }
+        let tensors = files::var_tensors(&self.varmap)?
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let sizes = (self.num_users(), self.num_items());
+        let varmap = files::varmap_of(tensors)?;
+        Self::build(&self.spec, self.config, varmap, sizes, &Device::Cpu)
+    }
+
+    /// A fresh network for `data`'s users and items on `device`, from `warm`'s weights when
+    /// given.
     pub(crate) fn untrained(
         spec: &Spec,
         config: serde_json::Value,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
+        device: &Device,
     ) -> Result<Self> {
         spec.validate()?;
         data.validate()?;
@@ -222,8 +254,8 @@ impl Autoencoder {
             spec,
             config,
             VarMap::new(),
-            data.histories.num_users(),
-            data.catalog.num_items,
+            (data.histories.num_users(), data.catalog.num_items),
+            device,
         )?;
         if let Some(w) = warm {
             nn::vars::warm_start(&model.varmap, &w.weights, |name| match name {
@@ -252,7 +284,8 @@ impl Autoencoder {
         let config = serde_json::to_value(&saved.config)?;
         let varmap = files::varmap_of(files::load_tensors(dir)?)?;
         let expected = varmap.all_vars().len();
-        let model = Self::build(&spec, config, varmap, saved.num_users, saved.num_items)
+        let sizes = (saved.num_users, saved.num_items);
+        let model = Self::build(&spec, config, varmap, sizes, &Device::Cpu)
             .map_err(|e| RetrievalError::InvalidModel(e.to_string()))?;
         files::check_complete(&model.varmap, expected)?;
         Ok(model)
@@ -324,8 +357,8 @@ impl Autoencoder {
     pub fn reconstruct(&self, queries: &[UserQuery]) -> Result<Vec<f32>> {
         let d = self.dim();
         let u = self.user_vectors(queries)?;
-        let u = Tensor::from_vec(u, (queries.len(), d), &Device::Cpu)?;
         let table = self.items.var().as_tensor();
+        let u = Tensor::from_vec(u, (queries.len(), d), table.device())?;
         let weight = table.narrow(1, 0, d)?;
         let bias = table.narrow(1, d, 1)?.squeeze(1)?;
         let logits = u.matmul(&weight.t()?)?.broadcast_add(&bias)?;
@@ -342,6 +375,11 @@ impl Autoencoder {
         let Some(table) = &self.user_node else {
             return Ok(None);
         };
+        let weights = table.var().as_tensor();
+        if !weights.device().is_cpu() {
+            let bags = user_bags(users, table.rows());
+            return Ok(Some(bag_sum(weights, &bags, &bags.ids)?));
+        }
         let w = table.width();
         let rows = with_f32_data(table.var().as_tensor(), |v| {
             let mut out = vec![0f32; users.len() * w];
@@ -358,6 +396,16 @@ impl Autoencoder {
             &Device::Cpu,
         )?))
     }
+}
+
+/// One bag per user: its row of the per-user node with weight 1, or empty (zeros) for an
+/// unknown user.
+fn user_bags(users: &[Option<u32>], rows: usize) -> Bags {
+    let mut bags = Bags::new();
+    for u in users {
+        bags.push_mean(u.filter(|&u| (u as usize) < rows));
+    }
+    bags
 }
 
 /// Each distinct item of `history`, sorted.
@@ -397,7 +445,7 @@ impl Retriever for Autoencoder {
             }
             self.push_row(&mut bags, &distinct(q.history), 1.0);
         }
-        let (_, mut pre) = self.input.forward(&bags)?;
+        let mut pre = self.input.forward_tensor(&bags)?;
         let users: Vec<Option<u32>> = queries.iter().map(|q| q.user).collect();
         if let Some(node) = self.user_node_rows(&users)? {
             pre = (pre + node)?;

@@ -1,20 +1,22 @@
 //! Training the user-row autoencoders: one step = a batch of users' corrupted rows through the
 //! network, the objective of [`super::Objective`], Adam on the dense layers and row-sparse
-//! updates of the first layer (and the per-user node). The pieces (rows, forward pass, update)
-//! are shared with the adversarial training of [`crate::cfgan`].
+//! updates of the first layer (and the per-user node); with the fused CPU kernels or in candle
+//! ops on a GPU ([`nn::Compute`]). The pieces (rows, forward pass, update) are shared with the
+//! adversarial training of [`crate::cfgan`].
 
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use nn::bag::{with_f32_data, Bags, RowGrads};
 use nn::layers::with_bias_column;
 use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::portable::{bag_sum, TouchedRows};
 use nn::rng::Rng;
 use nn::trainer::{Fit, ShuffledBatches, StepLoss};
-use nn::{Retriever, TrainingSet};
+use nn::{Compute, Retriever, TrainingSet};
 
-use super::{distinct, Autoencoder, InputScale, Objective};
+use super::{distinct, user_bags, Autoencoder, InputScale, Objective};
 use crate::error::{invalid, Result, RetrievalError};
 
 /// Each training user's distinct watched items, and the users with at least one.
@@ -108,10 +110,16 @@ pub(crate) fn unwatched_sample(row: &[u32], items: usize, count: usize, rng: &mu
 
 /// A training-time forward pass.
 pub(crate) struct Forward {
-    /// The gathered first layer `x W` (its gradient goes to the rows of W).
+    /// The gathered first layer `x W`, whose gradient the bags scatter to the rows of W (fused
+    /// kernels), or the distinct rows of W the batch reads, whose gradient is W's (candle ops).
     input_leaf: Var,
-    /// The per-user node rows, when the model has them.
+    /// Candle ops: the rows of W in `input_leaf`, ascending.
+    input_rows: Option<Vec<u32>>,
+    /// The per-user node rows, when the model has them (candle ops: the batch's users'
+    /// rows, ascending).
     node_leaf: Option<Var>,
+    /// Candle ops: the rows of the per-user node in `node_leaf`.
+    node_rows: Option<Vec<u32>>,
     /// The latent mean and log-variance (VAE).
     pub(crate) gaussian: Option<(Tensor, Tensor)>,
     /// `users x items` output logits.
@@ -119,28 +127,52 @@ pub(crate) struct Forward {
 }
 
 impl Autoencoder {
-    /// The forward pass of `bags` (one per user of `users`) with a sampled latent.
+    /// The forward pass of `bags` (one per user of `users`, distinct training users) with a
+    /// sampled latent, with the fused CPU kernels or (`fused` false) in candle ops.
     pub(crate) fn forward_train(
         &self,
         bags: &Bags,
         users: &[u32],
         rng: &mut Rng,
+        fused: bool,
     ) -> Result<Forward> {
-        let (input_leaf, mut pre) = self.input.forward(bags)?;
         let known: Vec<Option<u32>> = users.iter().map(|&u| Some(u)).collect();
-        let node_leaf = match self.user_node_rows(&known)? {
-            Some(rows) => {
-                let leaf = Var::from_tensor(&rows)?;
-                pre = (pre + leaf.as_tensor())?;
-                Some(leaf)
-            }
-            None => None,
+        let (input_leaf, input_rows, pre, node_leaf, node_rows) = if fused {
+            let (input_leaf, mut pre) = self.input.forward(bags)?;
+            let node_leaf = match self.user_node_rows(&known)? {
+                Some(rows) => {
+                    let leaf = Var::from_tensor(&rows)?;
+                    pre = (pre + leaf.as_tensor())?;
+                    Some(leaf)
+                }
+                None => None,
+            };
+            (input_leaf, None, pre, node_leaf, None)
+        } else {
+            let (input, input_leaf, pre) = self.input.forward_rows(bags)?;
+            let (node_leaf, node_rows) = match &self.user_node {
+                Some(table) => {
+                    let touched = TouchedRows::of(&[users]);
+                    let leaf = touched.leaf(table.var().as_tensor())?;
+                    let bags = user_bags(&known, table.rows());
+                    let rows = bag_sum(leaf.as_tensor(), &bags, &touched.local[0])?;
+                    (Some((leaf, rows)), Some(touched.rows))
+                }
+                None => (None, None),
+            };
+            let (pre, node_leaf) = match node_leaf {
+                Some((leaf, rows)) => ((pre + rows)?, Some(leaf)),
+                None => (pre, None),
+            };
+            (input_leaf, Some(input.rows), pre, node_leaf, node_rows)
         };
         let (h, gaussian) = self.hidden(&pre, Some(rng))?;
         let logits = with_bias_column(&h)?.matmul(&self.items.var().as_tensor().t()?)?;
         Ok(Forward {
             input_leaf,
+            input_rows,
             node_leaf,
+            node_rows,
             gaussian,
             logits,
         })
@@ -170,8 +202,9 @@ pub(crate) struct Updater {
 }
 
 impl Updater {
-    /// An optimiser over `model` with learning rate `lr` and decoupled weight decay `decay`.
-    pub(crate) fn new(model: &Autoencoder, lr: f64, decay: f64) -> Result<Self> {
+    /// An optimiser over `model` with learning rate `lr` and decoupled weight decay `decay`,
+    /// updating with the fused kernels or in candle ops as `compute` says.
+    pub(crate) fn new(model: &Autoencoder, lr: f64, decay: f64, compute: &Compute) -> Result<Self> {
         let table = model.input.weight();
         let mut sparse = vec![(table.var().clone(), table.width())];
         let node_grads = model.user_node.as_ref().map(|n| {
@@ -186,7 +219,7 @@ impl Updater {
             weight_decay: decay,
         };
         Ok(Self {
-            optimizer: InPlaceAdamW::new(model.dense_vars()?, sparse, params),
+            optimizer: InPlaceAdamW::for_compute(compute, model.dense_vars()?, sparse, params)?,
             input_grads: RowGrads::new(table.rows(), table.width()),
             node_grads,
         })
@@ -206,13 +239,20 @@ impl Updater {
         self.optimizer.step_dense(store)?;
         let width = self.input_grads.width();
         if let Some(g) = store.get(forward.input_leaf.as_tensor()) {
-            let grads = &mut self.input_grads;
-            with_f32_data(&g.contiguous()?, |g| grads.scatter(g, 0, width, bags))?;
-            let (rows, gv) = grads.take_sorted();
-            self.optimizer.step_rows(0, &rows, &gv)?;
+            if let Some(rows) = &forward.input_rows {
+                self.optimizer.step_rows_tensor(0, rows, g)?;
+            } else {
+                let grads = &mut self.input_grads;
+                with_f32_data(&g.contiguous()?, |g| grads.scatter(g, 0, width, bags))?;
+                let (rows, gv) = grads.take_sorted();
+                self.optimizer.step_rows(0, &rows, &gv)?;
+            }
         }
-        if let (Some(leaf), Some(grads)) = (&forward.node_leaf, self.node_grads.as_mut()) {
-            if let Some(g) = store.get(leaf.as_tensor()) {
+        let node = forward.node_leaf.as_ref();
+        if let Some(g) = node.and_then(|leaf| store.get(leaf.as_tensor())) {
+            if let Some(rows) = &forward.node_rows {
+                self.optimizer.step_rows_tensor(1, rows, g)?;
+            } else if let Some(grads) = self.node_grads.as_mut() {
                 grads.add_rows(users, g)?;
                 let (rows, gv) = grads.take_sorted();
                 self.optimizer.step_rows(1, &rows, &gv)?;
@@ -232,14 +272,21 @@ pub(super) struct Run<'a> {
     rng: Rng,
     batches: ShuffledBatches,
     steps: usize,
+    /// Fused CPU kernels, or candle ops on the model's device.
+    fused: bool,
 }
 
 impl<'a> Run<'a> {
-    pub(super) fn new(model: Autoencoder, data: &TrainingSet<'a>) -> Result<Self> {
+    pub(super) fn new(
+        model: Autoencoder,
+        data: &TrainingSet<'a>,
+        compute: &Compute,
+    ) -> Result<Self> {
         let t = &model.spec.training;
         let rows = UserRows::new(data);
         Ok(Self {
-            updater: Updater::new(&model, t.learning_rate, t.weight_decay)?,
+            updater: Updater::new(&model, t.learning_rate, t.weight_decay, compute)?,
+            fused: compute.is_fused_cpu(),
             rng: Rng::new(t.seed ^ 0xAE_70E2),
             batches: ShuffledBatches::new(rows.users.len(), t.batch_size),
             steps: 0,
@@ -253,6 +300,7 @@ impl<'a> Run<'a> {
     /// the weights (1 on watched and on sampled unwatched items, 0 elsewhere).
     fn targets(&mut self, users: &[u32]) -> Result<(Tensor, Option<Tensor>)> {
         let n = self.model.num_items();
+        let device = self.model.item_table().device().clone();
         let x = self.rows.dense(users, n)?;
         let weights = match self.model.spec.training.objective {
             Objective::Logistic { negatives } => {
@@ -264,14 +312,11 @@ impl<'a> Run<'a> {
                         row[j as usize] = 1.0;
                     }
                 }
-                Some(Tensor::from_vec(w, (users.len(), n), &Device::Cpu)?)
+                Some(Tensor::from_vec(w, (users.len(), n), &device)?)
             }
             _ => None,
         };
-        Ok((
-            Tensor::from_vec(x, (users.len(), n), &Device::Cpu)?,
-            weights,
-        ))
+        Ok((Tensor::from_vec(x, (users.len(), n), &device)?, weights))
     }
 }
 
@@ -304,7 +349,9 @@ impl Fit for Run<'_> {
         let bags = self
             .rows
             .corrupted(&self.model, &users, t.input_dropout, &mut self.rng);
-        let forward = self.model.forward_train(&bags, &users, &mut self.rng)?;
+        let forward = self
+            .model
+            .forward_train(&bags, &users, &mut self.rng, self.fused)?;
         let logits = &forward.logits;
         let (x, weights) = self.targets(&users)?;
         let mut loss = match t.objective {
