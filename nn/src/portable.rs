@@ -151,15 +151,18 @@ pub fn softmax_cross_entropy(
         }
         z = z.broadcast_add(&Tensor::from_slice(column_adjust, (1, cols), device)?)?;
     }
-    if !masked.is_empty() {
-        let mut mask = vec![0f32; rows * cols];
-        for &(r, c) in masked {
-            let (r, c) = (r as usize, c as usize);
-            if r < rows && c < cols && targets[r] as usize != c {
-                mask[r * cols + c] = MASKED;
-            }
-        }
-        z = (z + Tensor::from_vec(mask, (rows, cols), device)?)?;
+    // Only the masked entries cross to the device (a dense mask is rows x cols floats).
+    let flat: Vec<u32> = masked
+        .iter()
+        .map(|&(r, c)| (r as usize, c as usize))
+        .filter(|&(r, c)| r < rows && c < cols && targets[r] as usize != c)
+        .map(|(r, c)| (r * cols + c) as u32)
+        .collect();
+    if !flat.is_empty() {
+        let n = flat.len();
+        let at = Tensor::from_vec(flat, n, device)?;
+        let add = Tensor::full(MASKED, n, device)?;
+        z = z.flatten_all()?.index_add(&at, &add, 0)?.reshape((rows, cols))?;
     }
     let log_p = candle_nn::ops::log_softmax(&z, 1)?;
     let targets = Tensor::from_slice(targets, (rows, 1), device)?;

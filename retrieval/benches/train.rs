@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo bench -p retrieval --bench train -- [model=youtube_dnn] [items=1000000] [steps=100]
-//!     [positions=all] [key=value ...]
+//!     [positions=all] [device=cpu] [key=value ...]
 //! ```
+//! `device` is `cpu` (the fused CPU kernels), `cuda:N` (a `--features cuda` build), or
+//! `candle-cpu`: the GPU code path (candle ops only) run on the CPU, to compare with the fused
+//! kernels.
 //! `model` is any registry name (`sasrec`, `gru4rec`, ...); `key=value` sets a field of that
 //! model's section (value as JSON). Every user has 60 watches and the examples are positions
 //! 50..59 (a 50-watch history each), `steps x 512` of them: the YouTube network takes 512
@@ -17,7 +20,9 @@
 
 use std::time::Instant;
 
+use candle_core::Device;
 use nn::rng::Rng;
+use nn::Compute;
 use retrieval::{
     Catalog, Example, RetrievalSettings, TrainingSet, WatchHistories, YoutubeDnnConfig,
 };
@@ -42,6 +47,7 @@ fn main() -> AnyResult<()> {
     let mut steps = 100usize;
     let mut model = "youtube_dnn".to_string();
     let mut all_positions = false;
+    let mut compute = Compute::FusedCpu;
     // The benchmark's own shape (batch 512, 64-dim vectors and embeddings, 50-watch histories,
     // for the YouTube network one 256-wide layer), fixed whatever the product's defaults are;
     // key=value overrides it.
@@ -62,6 +68,8 @@ fn main() -> AnyResult<()> {
             "steps" => steps = v.parse()?,
             "model" => model = v.to_string(),
             "positions" => all_positions = v == "all",
+            "device" if v == "candle-cpu" => compute = Compute::Candle(Device::Cpu),
+            "device" => compute = Compute::parse(v)?,
             _ => overrides.push((k.to_string(), v.to_string())),
         }
     }
@@ -125,8 +133,9 @@ fn main() -> AnyResult<()> {
         ..Default::default()
     };
     println!(
-        "{model}: {items} items, {} examples ({}), {history}-watch histories, {} threads, \
+        "{model} on {}: {items} items, {} examples ({}), {history}-watch histories, {} threads, \
          config {chosen}",
+        compute.name(),
         examples.len(),
         if all_positions {
             "every position"
@@ -143,7 +152,7 @@ fn main() -> AnyResult<()> {
         user_features: None,
         validation: &[],
     };
-    let (_, report) = settings.train(&data, None, |r| {
+    let (_, report) = settings.train_on(&compute, &data, None, |r| {
         println!(
             "epoch {}: loss {:.3}, {:.0} examples/s",
             r.epoch, r.loss, r.examples_per_second

@@ -249,7 +249,27 @@ impl RetrievalSettings {
         warm: Option<&WarmStart>,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Box<DynRetriever>, TrainReport)> {
-        let compute = self.compute()?;
+        self.train_on(&self.compute()?, data, warm, progress)
+    }
+
+    /// [`Self::train`] computing as `compute` says (benchmarks compare the fused kernels with
+    /// [`Compute::Candle`] on the CPU); a model outside [`GPU_MODELS`] takes the fused kernels
+    /// only.
+    pub fn train_on(
+        &self,
+        compute: &Compute,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<(Box<DynRetriever>, TrainReport)> {
+        if !compute.is_fused_cpu() && !GPU_MODELS.contains(&self.model.as_str()) {
+            return Err(RetrievalError::InvalidConfig(format!(
+                "the '{}' retriever trains with the fused CPU kernels only (not {})",
+                self.model,
+                compute.name()
+            )));
+        }
+        let compute = compute.clone();
         Ok(match self.model.as_str() {
             youtube_dnn::KIND => {
                 let (m, r) =
