@@ -162,7 +162,10 @@ pub fn softmax_cross_entropy(
         let n = flat.len();
         let at = Tensor::from_vec(flat, n, device)?;
         let add = Tensor::full(MASKED, n, device)?;
-        z = z.flatten_all()?.index_add(&at, &add, 0)?.reshape((rows, cols))?;
+        z = z
+            .flatten_all()?
+            .index_add(&at, &add, 0)?
+            .reshape((rows, cols))?;
     }
     let log_p = candle_nn::ops::log_softmax(&z, 1)?;
     let targets = Tensor::from_slice(targets, (rows, 1), device)?;

@@ -21,10 +21,11 @@ use nn::bag::{with_f32_data, RowGrads};
 use nn::init::SeededVarMap;
 use nn::layers::EmbeddingTable;
 use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::portable::TouchedRows;
 use nn::rng::Rng;
 use nn::softmax::CatalogueSoftmax;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport};
-use nn::{Retriever, TrainingSet, UserQuery};
+use nn::{Compute, Retriever, TrainingSet, UserQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result, RetrievalError};
@@ -144,16 +145,17 @@ impl std::fmt::Debug for Mf {
 }
 
 impl Mf {
+    /// The tables over `varmap` (fresh seeded weights when it is empty) on `device`.
     fn build(
         config: &MfConfig,
         varmap: VarMap,
-        num_users: usize,
-        num_items: usize,
+        (num_users, num_items): (usize, usize),
+        device: &Device,
     ) -> Result<Self> {
         let vb = if varmap.all_vars().is_empty() {
-            SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&Device::Cpu)
+            SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(device)
         } else {
-            candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
+            candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device)
         };
         let d = config.dim;
         let users = EmbeddingTable::new(vb.pp("users"), num_users.max(1), d, config.init_std)?;
@@ -185,13 +187,25 @@ impl Mf {
         warm: Option<&WarmStart>,
         progress: impl FnMut(&nn::EpochReport),
     ) -> Result<(Mf, TrainReport)> {
+        Self::train_with(&Compute::FusedCpu, config, data, warm, progress)
+    }
+
+    /// [`Self::train`] computing as `compute` says (a GPU: [`Compute::Candle`]); the model
+    /// returned, and the fold-in fitted on it, are in host memory.
+    pub fn train_with(
+        compute: &Compute,
+        config: &MfConfig,
+        data: &TrainingSet,
+        warm: Option<&WarmStart>,
+        progress: impl FnMut(&nn::EpochReport),
+    ) -> Result<(Mf, TrainReport)> {
         config.validate()?;
         data.validate()?;
         let model = Mf::build(
             config,
             VarMap::new(),
-            data.histories.num_users(),
-            data.catalog.num_items,
+            (data.histories.num_users(), data.catalog.num_items),
+            &compute.device(),
         )?;
         if let Some(w) = warm {
             nn::vars::warm_start(&model.varmap, &w.weights, |name| match name {
@@ -200,7 +214,7 @@ impl Mf {
                 _ => None,
             })?;
         }
-        let mut run = MfRun::new(model, data)?;
+        let mut run = MfRun::new(model, data, compute)?;
         let schedule = Schedule {
             epochs: config.epochs,
             patience: config.patience,
@@ -208,9 +222,27 @@ impl Mf {
             final_lr_fraction: config.final_lr_fraction,
         };
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
-        let model = run.model;
+        let model = run.model.into_cpu()?;
         model.fit_fold_in(data)?;
         Ok((model, report))
+    }
+
+    /// The model with every weight in host memory; a CPU model is returned as it is.
+    fn into_cpu(self) -> Result<Self> {
+        if self.items.var().as_tensor().device().is_cpu() {
+            return Ok(self);
+        }
+        let tensors = files::var_tensors(&self.varmap)?
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let sizes = (self.num_users(), self.num_items());
+        Mf::build(
+            &self.config,
+            files::varmap_of(tensors)?,
+            sizes,
+            &Device::Cpu,
+        )
     }
 
     /// Fits the fold-in map from the training users' histories to their learned embeddings.
@@ -238,7 +270,8 @@ impl Mf {
         saved.config.validate()?;
         let varmap = files::varmap_of(files::load_tensors(dir)?)?;
         let expected = varmap.all_vars().len();
-        let model = Mf::build(&saved.config, varmap, saved.num_users, saved.num_items)
+        let sizes = (saved.num_users, saved.num_items);
+        let model = Mf::build(&saved.config, varmap, sizes, &Device::Cpu)
             .map_err(|e| RetrievalError::InvalidModel(e.to_string()))?;
         files::check_complete(&model.varmap, expected)?;
         Ok(model)
@@ -274,8 +307,12 @@ impl Retriever for Mf {
         }
         let fold = self.fold_in.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let known = self.num_users();
-        let out = with_f32_data(self.users.var().as_tensor(), |p| {
-            with_f32_data(self.items.var().as_tensor(), |items| {
+        // Validation while training on a GPU reads host copies of the tables (once per epoch).
+        let host = &Device::Cpu;
+        let users = self.users.var().as_tensor().to_device(host)?;
+        let items = self.items.var().as_tensor().to_device(host)?;
+        let out = with_f32_data(&users, |p| {
+            with_f32_data(&items, |items| {
                 let mut out = Vec::with_capacity(queries.len() * d);
                 for q in queries {
                     match q.user.filter(|&u| (u as usize) < known) {
@@ -320,10 +357,12 @@ struct MfRun<'a> {
     user_grads: RowGrads,
     rng: Rng,
     batches: ShuffledBatches,
+    /// Fused CPU kernels, or candle ops on the model's device.
+    fused: bool,
 }
 
 impl<'a> MfRun<'a> {
-    fn new(model: Mf, data: &TrainingSet<'a>) -> Result<Self> {
+    fn new(model: Mf, data: &TrainingSet<'a>, compute: &Compute) -> Result<Self> {
         let cfg = &model.config;
         let softmax = CatalogueSoftmax::new(
             &data.item_counts(),
@@ -331,7 +370,8 @@ impl<'a> MfRun<'a> {
             cfg.full_softmax_max_items,
             cfg.sampling_power,
             cfg.num_negatives,
-        )?;
+        )?
+        .with_compute(compute);
         let users = (model.users.var().clone(), model.users.width());
         let items = (model.items.var().clone(), model.items.width());
         let (dense, sparse) = if softmax.is_full() {
@@ -348,7 +388,8 @@ impl<'a> MfRun<'a> {
         };
         Ok(Self {
             user_grads: RowGrads::new(model.users.rows(), model.users.width()),
-            optimizer: InPlaceAdamW::new(dense, sparse, params),
+            optimizer: InPlaceAdamW::for_compute(compute, dense, sparse, params)?,
+            fused: compute.is_fused_cpu(),
             rng: Rng::new(cfg.seed ^ 0x3F_0FBA),
             batches: ShuffledBatches::new(data.examples.len(), cfg.batch_size),
             model,
@@ -380,10 +421,23 @@ impl Fit for MfRun<'_> {
         let examples: Vec<_> = batch.iter().map(|&i| self.data.examples[i]).collect();
         let targets: Vec<u32> = examples.iter().map(|e| self.data.target(e)).collect();
         let users: Vec<u32> = examples.iter().map(|e| e.user).collect();
-        let leaf = self.model.users.gather(&users)?;
-        let (loss, sampled) =
-            self.softmax
-                .loss(leaf.as_tensor(), &self.model.items, &targets, &mut self.rng)?;
+        // Fused: one leaf row per example. Candle ops: the distinct users' rows as a leaf,
+        // read per example, so the leaf's gradient is the table's row-sparse gradient.
+        let (leaf, u, touched) = if self.fused {
+            let leaf = self.model.users.gather(&users)?;
+            let u = leaf.as_tensor().clone();
+            (leaf, u, None)
+        } else {
+            let touched = TouchedRows::of(&[&users]);
+            let leaf = touched.leaf(self.model.users.var().as_tensor())?;
+            let local = &touched.local[0];
+            let local = Tensor::from_slice(local, local.len(), leaf.device())?;
+            let u = leaf.as_tensor().index_select(&local, 0)?;
+            (leaf, u, Some(touched.rows))
+        };
+        let (loss, sampled) = self
+            .softmax
+            .loss(&u, &self.model.items, &targets, &mut self.rng)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let store = loss.backward()?;
         self.optimizer.set_learning_rate(lr);
@@ -392,6 +446,16 @@ impl Fit for MfRun<'_> {
         let g = store
             .get(leaf.as_tensor())
             .ok_or_else(|| invalid("no gradient reached the user embeddings"))?;
+        if let Some(rows) = touched {
+            self.optimizer.step_rows_tensor(0, &rows, g)?;
+            if let Some((rows, g)) = self.softmax.table_gradient_tensor(&store, sampled)? {
+                self.optimizer.step_rows_tensor(1, &rows, &g)?;
+            }
+            return Ok(StepLoss {
+                sum: value,
+                weight: 1.0,
+            });
+        }
         self.user_grads.add_rows(&users, g)?;
         let (rows, gv) = self.user_grads.take_sorted();
         self.optimizer.step_rows(0, &rows, &gv)?;

@@ -91,6 +91,7 @@ pub struct RetrievalSettings {
 /// The retrievers that train on a GPU (in candle ops); the others train on the CPU only.
 pub const GPU_MODELS: &[&str] = &[
     youtube_dnn::KIND,
+    mf::KIND,
     sasrec::KIND,
     gru4rec::KIND,
     mult_vae::KIND,
@@ -277,7 +278,7 @@ impl RetrievalSettings {
                 (Box::new(m), r)
             }
             mf::KIND => {
-                let (m, r) = Mf::train(&self.mf, data, warm, progress)?;
+                let (m, r) = Mf::train_with(&compute, &self.mf, data, warm, progress)?;
                 (Box::new(m), r)
             }
             mult_vae::KIND => boxed(self.mult_vae.train_with(&compute, data, warm, progress)?),

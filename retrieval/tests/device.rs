@@ -1,4 +1,4 @@
-//! The GPU code path: the YouTube network, SASRec, GRU4Rec and the autoencoders trained in
+//! The GPU code path: the YouTube network, MF, SASRec, GRU4Rec and the autoencoders trained in
 //! candle ops (what `device = "cuda:N"` runs, here on the CPU) against the fused CPU kernels,
 //! with the same seed. Same batches, same random draws, the same update in another arithmetic
 //! order: the two models must agree to float rounding, not just in quality.
@@ -15,6 +15,7 @@ use retrieval::gru4rec::{Gru4Rec, Gru4RecConfig};
 use retrieval::mult_dae::MultDaeConfig;
 use retrieval::mult_vae::MultVaeConfig;
 use retrieval::sasrec::{SasRec, SasRecConfig};
+use retrieval::{Mf, MfConfig};
 use retrieval::{
     RetrievalSettings, Retriever, TrainingSet, UserFeatures, YoutubeDnn, YoutubeDnnConfig,
 };
@@ -194,6 +195,27 @@ fn candle_ops_train_the_fused_kernels_sasrec_and_gru4rec() {
         };
         let (a, _) = Gru4Rec::train_with(&fused, &cfg, &set, None, |_| {}).unwrap();
         let (b, _) = Gru4Rec::train_with(&candle, &cfg, &set, None, |_| {}).unwrap();
+        same_model(&a, &b, &data, 1e-4);
+    }
+}
+
+#[test]
+fn candle_ops_train_the_fused_kernels_mf() {
+    let data = sequence_data(150, 80, 16, 0.9, 15);
+    let set = sequence_set(&data);
+    for full_softmax_max_items in [MfConfig::default().full_softmax_max_items, 0] {
+        let cfg = MfConfig {
+            dim: 16,
+            epochs: 2,
+            patience: 0,
+            batch_size: 64,
+            num_negatives: 32,
+            full_softmax_max_items,
+            ..MfConfig::default()
+        };
+        let (a, _) = Mf::train_with(&Compute::FusedCpu, &cfg, &set, None, |_| {}).unwrap();
+        let (b, _) =
+            Mf::train_with(&Compute::Candle(Device::Cpu), &cfg, &set, None, |_| {}).unwrap();
         same_model(&a, &b, &data, 1e-4);
     }
 }
