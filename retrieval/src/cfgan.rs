@@ -26,7 +26,7 @@ use nn::init::SeededVarMap;
 use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rng::Rng;
 use nn::trainer::{self, Better, Fit, Schedule, ShuffledBatches, StepLoss};
-use nn::{EpochReport, Retriever, TrainReport, TrainingSet};
+use nn::{Compute, EpochReport, Retriever, TrainReport, TrainingSet};
 use serde::{Deserialize, Serialize};
 
 use crate::autoencoder::{
@@ -147,9 +147,11 @@ impl AutoencoderSettings for CfganConfig {
         }
     }
 
-    /// Trains CFGAN on `data` against its discriminator; returns the generator.
-    fn train(
+    /// Trains CFGAN on `data` against its discriminator, computing as `compute` says; returns
+    /// the generator, in host memory.
+    fn train_with(
         &self,
+        compute: &Compute,
         data: &TrainingSet,
         warm: Option<&WarmStart>,
         progress: impl FnMut(&EpochReport),
@@ -160,9 +162,9 @@ impl AutoencoderSettings for CfganConfig {
             serde_json::to_value(self)?,
             data,
             warm,
-            &Device::Cpu,
+            &compute.device(),
         )?;
-        let mut run = Run::new(self, generator, data)?;
+        let mut run = Run::new(self, generator, data, compute)?;
         let schedule = Schedule {
             epochs: self.epochs,
             patience: self.patience,
@@ -170,7 +172,7 @@ impl AutoencoderSettings for CfganConfig {
             final_lr_fraction: 1.0,
         };
         let report = trainer::train(&mut run, &schedule, Better::Higher, progress)?;
-        Ok((run.generator, report))
+        Ok((run.generator.into_cpu()?, report))
     }
 }
 
@@ -182,9 +184,9 @@ struct Discriminator {
 }
 
 impl Discriminator {
-    fn new(items: usize, width: usize, seed: u64) -> Result<Self> {
+    fn new(items: usize, width: usize, seed: u64, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
-        let vb = SeededVarMap::new(varmap.clone(), seed).into_var_builder(&Device::Cpu);
+        let vb = SeededVarMap::new(varmap.clone(), seed).into_var_builder(device);
         let layer = |vb: VarBuilder, i: usize, o: usize| -> Result<Linear> {
             let std = (2.0 / (i + o) as f64).sqrt();
             let init = candle_nn::Init::Randn {
@@ -229,15 +231,25 @@ struct Run<'a> {
     g_updater: Updater,
     rng: Rng,
     batches: ShuffledBatches,
+    /// Fused CPU kernels, or candle ops on `device`.
+    fused: bool,
+    device: Device,
 }
 
 impl<'a> Run<'a> {
-    fn new(config: &CfganConfig, generator: Autoencoder, data: &TrainingSet<'a>) -> Result<Self> {
+    fn new(
+        config: &CfganConfig,
+        generator: Autoencoder,
+        data: &TrainingSet<'a>,
+        compute: &Compute,
+    ) -> Result<Self> {
         let rows = UserRows::new(data);
+        let device = compute.device();
         let discriminator = Discriminator::new(
             generator.num_items(),
             config.discriminator_hidden,
             config.seed ^ 0xD15C,
+            &device,
         )?;
         let params = AdamWParams {
             lr: config.discriminator_learning_rate,
@@ -247,13 +259,20 @@ impl<'a> Run<'a> {
             weight_decay: config.weight_decay,
         };
         Ok(Self {
-            d_optimizer: InPlaceAdamW::new(discriminator.varmap.all_vars(), Vec::new(), params),
+            d_optimizer: InPlaceAdamW::for_compute(
+                compute,
+                discriminator.varmap.all_vars(),
+                Vec::new(),
+                params,
+            )?,
             g_updater: Updater::new(
                 &generator,
                 config.learning_rate,
                 config.weight_decay,
-                &nn::Compute::FusedCpu,
+                compute,
             )?,
+            fused: compute.is_fused_cpu(),
+            device,
             rng: Rng::new(config.seed ^ 0xCF_6A4E),
             batches: ShuffledBatches::new(rows.users.len(), config.batch_size),
             discriminator,
@@ -283,8 +302,8 @@ impl<'a> Run<'a> {
         }
         let shape = (users.len(), n);
         Ok((
-            Tensor::from_vec(pm, shape, &Device::Cpu)?,
-            Tensor::from_vec(zr, shape, &Device::Cpu)?,
+            Tensor::from_vec(pm, shape, &self.device)?,
+            Tensor::from_vec(zr, shape, &self.device)?,
         ))
     }
 }
@@ -314,7 +333,7 @@ impl Fit for Run<'_> {
             .map(|&i| self.rows.users[i])
             .collect();
         let n = self.generator.num_items();
-        let real = Tensor::from_vec(self.rows.dense(&users, n)?, (users.len(), n), &Device::Cpu)?;
+        let real = Tensor::from_vec(self.rows.dense(&users, n)?, (users.len(), n), &self.device)?;
         let bags = self
             .rows
             .corrupted(&self.generator, &users, 0.0, &mut self.rng);
@@ -324,7 +343,7 @@ impl Fit for Run<'_> {
         for _ in 0..self.config.d_steps {
             let fake = self
                 .generator
-                .forward_train(&bags, &users, &mut self.rng, true)?;
+                .forward_train(&bags, &users, &mut self.rng, self.fused)?;
             let fake = (fake.logits.detach() * &mask)?;
             let d = &self.discriminator;
             // -log D(real) - log(1 - D(fake)) = softplus(-z_real) + softplus(z_fake).
@@ -339,7 +358,7 @@ impl Fit for Run<'_> {
         for _ in 0..self.config.g_steps {
             let forward = self
                 .generator
-                .forward_train(&bags, &users, &mut self.rng, true)?;
+                .forward_train(&bags, &users, &mut self.rng, self.fused)?;
             let fake = (&forward.logits * &mask)?;
             let adversarial = mean_softplus(&self.discriminator.forward(&fake, &real)?.neg()?)?;
             let zero_reconstruction =

@@ -98,6 +98,7 @@ pub const GPU_MODELS: &[&str] = &[
     mult_dae::KIND,
     cdae::KIND,
     autorec::KIND,
+    cfgan::KIND,
 ];
 
 impl Default for RetrievalSettings {
@@ -285,7 +286,7 @@ impl RetrievalSettings {
             mult_dae::KIND => boxed(self.mult_dae.train_with(&compute, data, warm, progress)?),
             cdae::KIND => boxed(self.cdae.train_with(&compute, data, warm, progress)?),
             autorec::KIND => boxed(self.autorec_u.train_with(&compute, data, warm, progress)?),
-            cfgan::KIND => boxed(self.cfgan.train(data, warm, progress)?),
+            cfgan::KIND => boxed(self.cfgan.train_with(&compute, data, warm, progress)?),
             gmf::KIND => {
                 let (m, r) = Gmf::train(&self.gmf, data, warm, progress)?;
                 (Box::new(m), r)

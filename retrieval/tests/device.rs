@@ -1,4 +1,4 @@
-//! The GPU code path: the YouTube network, MF, SASRec, GRU4Rec and the autoencoders trained in
+//! The GPU code path: the YouTube network, MF, SASRec, GRU4Rec and the autoencoders (and CFGAN) trained in
 //! candle ops (what `device = "cuda:N"` runs, here on the CPU) against the fused CPU kernels,
 //! with the same seed. Same batches, same random draws, the same update in another arithmetic
 //! order: the two models must agree to float rounding, not just in quality.
@@ -11,6 +11,7 @@ use nn::Compute;
 use retrieval::autoencoder::AutoencoderSettings;
 use retrieval::autorec::AutoRecConfig;
 use retrieval::cdae::CdaeConfig;
+use retrieval::cfgan::CfganConfig;
 use retrieval::gru4rec::{Gru4Rec, Gru4RecConfig};
 use retrieval::mult_dae::MultDaeConfig;
 use retrieval::mult_vae::MultVaeConfig;
@@ -264,6 +265,18 @@ fn candle_ops_train_the_fused_kernels_autoencoders() {
             epochs: 2,
             patience: 0,
             ..CdaeConfig::default()
+        },
+        &data,
+    );
+    // CFGAN: the generator against its discriminator.
+    autoencoder_both_ways(
+        &CfganConfig {
+            hidden: 32,
+            discriminator_hidden: 16,
+            batch_size: 16,
+            epochs: 2,
+            patience: 0,
+            ..CfganConfig::default()
         },
         &data,
     );

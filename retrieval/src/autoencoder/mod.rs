@@ -226,7 +226,7 @@ impl Autoencoder {
 
     /// The model with every weight in host memory (a model trained on a GPU is saved, indexed
     /// and served from there); a CPU model is returned as it is.
-    fn into_cpu(self) -> Result<Self> {
+    pub(crate) fn into_cpu(self) -> Result<Self> {
         if self.items.var().as_tensor().device().is_cpu() {
             return Ok(self);
         }
