@@ -1,7 +1,7 @@
-//! The GPU code path: the YouTube network, MF, SASRec, GRU4Rec and the autoencoders (and CFGAN) trained in
-//! candle ops (what `device = "cuda:N"` runs, here on the CPU) against the fused CPU kernels,
-//! with the same seed. Same batches, same random draws, the same update in another arithmetic
-//! order: the two models must agree to float rounding, not just in quality.
+//! The GPU code path: the YouTube network, MF, SASRec, GRU4Rec, the autoencoders and CFGAN
+//! trained in candle ops (what `device = "cuda:N"` runs, here on the CPU) against the fused CPU
+//! kernels, with the same seed. Same batches, same random draws, the same update in another
+//! arithmetic order: the two models must agree to float rounding, not just in quality.
 
 mod common;
 
