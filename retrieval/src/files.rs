@@ -93,6 +93,15 @@ pub fn var_tensors(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
         .collect())
 }
 
+/// A copy of `varmap` in host memory (a model trained on a GPU is saved and served from there).
+pub fn host_varmap(varmap: &VarMap) -> Result<VarMap> {
+    let tensors = var_tensors(varmap)?
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_device(&candle_core::Device::Cpu)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    varmap_of(tensors)
+}
+
 /// A variable map holding `tensors` (as f32); a model's `new(vb)` then finds its weights there.
 pub fn varmap_of(tensors: HashMap<String, Tensor>) -> Result<VarMap> {
     let varmap = VarMap::new();

@@ -232,17 +232,9 @@ impl Mf {
         if self.items.var().as_tensor().device().is_cpu() {
             return Ok(self);
         }
-        let tensors = files::var_tensors(&self.varmap)?
-            .into_iter()
-            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
-            .collect::<Result<HashMap<_, _>>>()?;
+        let varmap = files::host_varmap(&self.varmap)?;
         let sizes = (self.num_users(), self.num_items());
-        Mf::build(
-            &self.config,
-            files::varmap_of(tensors)?,
-            sizes,
-            &Device::Cpu,
-        )
+        Mf::build(&self.config, varmap, sizes, &Device::Cpu)
     }
 
     /// Fits the fold-in map from the training users' histories to their learned embeddings.

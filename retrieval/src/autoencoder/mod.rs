@@ -230,12 +230,8 @@ impl Autoencoder {
         if self.items.var().as_tensor().device().is_cpu() {
             return Ok(self);
         }
-        let tensors = files::var_tensors(&self.varmap)?
-            .into_iter()
-            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
-            .collect::<Result<HashMap<_, _>>>()?;
+        let varmap = files::host_varmap(&self.varmap)?;
         let sizes = (self.num_users(), self.num_items());
-        let varmap = files::varmap_of(tensors)?;
         Self::build(&self.spec, self.config, varmap, sizes, &Device::Cpu)
     }
 

@@ -201,16 +201,8 @@ impl<C: SequenceConfig> SequenceRetriever<C> {
         if self.item_table().device().is_cpu() {
             return Ok(self);
         }
-        let tensors = files::var_tensors(&self.varmap)?
-            .into_iter()
-            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
-            .collect::<Result<HashMap<_, _>>>()?;
-        Self::build(
-            &self.config,
-            files::varmap_of(tensors)?,
-            self.num_items,
-            &Device::Cpu,
-        )
+        let varmap = files::host_varmap(&self.varmap)?;
+        Self::build(&self.config, varmap, self.num_items, &Device::Cpu)
     }
 
     /// The configuration the model was trained with.

@@ -156,11 +156,7 @@ impl YoutubeDnn {
         if self.device.is_cpu() {
             return Ok(self);
         }
-        let tensors = files::var_tensors(&self.varmap)?
-            .into_iter()
-            .map(|(name, t)| Ok((name, t.to_device(&Device::Cpu)?)))
-            .collect::<Result<HashMap<_, _>>>()?;
-        let varmap = files::varmap_of(tensors)?;
+        let varmap = files::host_varmap(&self.varmap)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let network = Network::new(vb, &self.config, &self.vocab)?;
         Ok(Self {
