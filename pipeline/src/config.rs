@@ -77,6 +77,7 @@ impl Config {
         }
         self.retrieval.device = self.train.device.clone();
         self.ranking.device = self.train.device.clone();
+        self.rating.device = self.train.device.clone();
         self
     }
 
@@ -99,8 +100,9 @@ impl Config {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// `cpu` (the default), or `cuda:N` for the N-th NVIDIA GPU, which needs a binary built
-    /// with the `cuda` feature (`scripts/cuda-build.sh`). The models of `retrieval::GPU_MODELS`
-    /// and `ranking::GPU_MODELS` train there; the others refuse a GPU. Whatever trains a model,
+    /// with the `cuda` feature (`scripts/cuda-build.sh`). The models of `retrieval::GPU_MODELS`,
+    /// `ranking::GPU_MODELS` and `ranking::RATING_GPU_MODELS` train there; the others refuse a
+    /// GPU. Whatever trains a model,
     /// its files are the same, and the index and the server run on the CPU.
     pub device: String,
 }

@@ -36,7 +36,30 @@ pub const MODELS: &[&str] = &[
 
 /// The rankers that train on a GPU: those over the shared input x_0 (network and dense AdamW on
 /// the device, embedding tables in host memory); the others train on the CPU only.
-pub const GPU_MODELS: &[&str] = &[youtube::KIND, deepfm::KIND, dcn_v2::KIND, multitask::KIND];
+pub const GPU_MODELS: &[&str] = &[
+    youtube::KIND,
+    deepfm::KIND,
+    dcn_v2::KIND,
+    multitask::KIND,
+    ncf::KIND_NEUMF,
+];
+
+/// The rating models that train on a GPU (NCF's family); the others train on the CPU only.
+pub const RATING_GPU_MODELS: &[&str] =
+    &[ncf::KIND_MF, ncf::KIND_GMF, ncf::KIND_MLP, ncf::KIND_NEUMF];
+
+/// Refuses a device other than the CPU for a model outside `gpu_models` (by name, without
+/// opening it), else opens it.
+fn compute_for(device: &str, model: &str, what: &str, gpu_models: &[&str]) -> Result<Compute> {
+    if device.trim() != "cpu" && !gpu_models.contains(&model) {
+        return Err(RankingError::InvalidConfig(format!(
+            "the '{model}' {what} trains on the CPU only; device '{device}' can train {}, or \
+             set `[train] device = \"cpu\"`",
+            gpu_models.join(", ")
+        )));
+    }
+    Ok(Compute::parse(device)?)
+}
 
 /// What the pipeline needs of any ranker beyond [`nn::Ranker`].
 pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
@@ -162,16 +185,7 @@ impl RankerSettings {
         valid: &[RankingExample],
         progress: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Box<DynRanker>, TrainReport)> {
-        if self.device.trim() != "cpu" && !GPU_MODELS.contains(&self.model.as_str()) {
-            return Err(RankingError::InvalidConfig(format!(
-                "the '{}' ranker trains on the CPU only; device '{}' can train {} \
-                 (`[ranking] model`), or set `[train] device = \"cpu\"`",
-                self.model,
-                self.device,
-                GPU_MODELS.join(", ")
-            )));
-        }
-        let compute = &Compute::parse(&self.device)?;
+        let compute = &compute_for(&self.device, &self.model, "ranker", GPU_MODELS)?;
         match self.model.as_str() {
             youtube::KIND => {
                 let (r, report) = YoutubeRanker::train_with(
@@ -185,8 +199,12 @@ impl RankerSettings {
                 Ok((Box::new(r), report))
             }
             ncf::KIND_NEUMF | deep_mf::KIND => {
+                let neumf = NcfConfig {
+                    compute: compute.clone(),
+                    ..self.neumf.clone()
+                };
                 let cf = match self.model.as_str() {
-                    ncf::KIND_NEUMF => CfSettings::NeuMf(&self.neumf),
+                    ncf::KIND_NEUMF => CfSettings::NeuMf(&neumf),
                     _ => CfSettings::DeepMf(&self.deep_mf),
                 };
                 let (r, report) =
@@ -311,6 +329,10 @@ pub struct RatingSettings {
     pub neumf: NcfConfig,
     /// `[rating.deep_mf]`.
     pub deep_mf: DeepMfConfig,
+    /// The device training runs on: `cpu` or `cuda:N` (not a key of `[rating]`: the binary
+    /// sets it from `[train] device` or `--device`).
+    #[serde(skip)]
+    pub device: String,
 }
 
 impl Default for RatingSettings {
@@ -325,6 +347,7 @@ impl Default for RatingSettings {
             mlp: NcfConfig::default(),
             neumf: NcfConfig::default(),
             deep_mf: DeepMfConfig::default(),
+            device: "cpu".to_string(),
         }
     }
 }
@@ -400,6 +423,7 @@ impl RatingSettings {
         valid: &Ratings,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Box<DynRatingModel>, TrainReport)> {
+        let compute = compute_for(&self.device, &self.model, "rating model", RATING_GPU_MODELS)?;
         match self.model.as_str() {
             autorec::KIND_ITEM | autorec::KIND_USER => {
                 let (side, cfg) = match self.model.as_str() {
@@ -421,7 +445,11 @@ impl RatingSettings {
                     ncf::KIND_MLP => (NcfKind::Mlp, &self.mlp),
                     _ => (NcfKind::NeuMf, &self.neumf),
                 };
-                let (m, r) = Ncf::train(kind, cfg, num_users, num_items, train, valid, progress)?;
+                let cfg = NcfConfig {
+                    compute,
+                    ..cfg.clone()
+                };
+                let (m, r) = Ncf::train(kind, &cfg, num_users, num_items, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
             deep_mf::KIND => {

@@ -92,6 +92,7 @@ pub struct RetrievalSettings {
 pub const GPU_MODELS: &[&str] = &[
     youtube_dnn::KIND,
     mf::KIND,
+    gmf::KIND,
     sasrec::KIND,
     gru4rec::KIND,
     mult_vae::KIND,
@@ -143,8 +144,13 @@ impl RetrievalSettings {
         }
     }
 
-    /// Checks that the model is known and its settings can train.
+    /// Checks that the model is known, its settings can train, and it can train on
+    /// [`Self::device`] (so that `leaderboard` refuses a GPU for a CPU-only model before any
+    /// model trains).
     pub fn validate(&self) -> Result<()> {
+        if MODELS.contains(&self.model.as_str()) {
+            self.check_device()?;
+        }
         match self.model.as_str() {
             youtube_dnn::KIND => self.youtube_dnn.validate(),
             mf::KIND => self.mf.validate(),
@@ -173,20 +179,18 @@ impl RetrievalSettings {
         data: &TrainingSet,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Ncf, TrainReport)> {
-        if self.device.trim() != "cpu" {
-            return Err(RetrievalError::InvalidConfig(format!(
-                "NCF's pair models train on the CPU only; device '{}' can train {}",
-                self.device,
-                GPU_MODELS.join(", ")
-            )));
-        }
+        let compute = Compute::parse(&self.device)?;
         let (k, cfg) = match kind {
             ncf::KIND_GMF => (NcfKind::Gmf, &self.gmf),
             ncf::KIND_MLP => (NcfKind::Mlp, &self.mlp),
             ncf::KIND_NEUMF => (NcfKind::NeuMf, &self.neumf),
             other => return Err(unknown(other)),
         };
-        gmf::train_ncf(k, cfg, data, None, progress)
+        let cfg = NcfConfig {
+            compute,
+            ..cfg.clone()
+        };
+        gmf::train_ncf(k, &cfg, data, None, progress)
     }
 
     /// Maximum epochs of the chosen model (for progress display).
@@ -231,6 +235,13 @@ impl RetrievalSettings {
     /// Where the chosen model trains: [`Self::device`] opened, refused for a model that trains
     /// on the CPU only (one of [`GPU_MODELS`] can move to a GPU).
     pub fn compute(&self) -> Result<Compute> {
+        self.check_device()?;
+        Ok(Compute::parse(&self.device)?)
+    }
+
+    /// Refuses a device other than the CPU for a model outside [`GPU_MODELS`] (by name, without
+    /// opening the device).
+    fn check_device(&self) -> Result<()> {
         if self.device.trim() != "cpu" && !GPU_MODELS.contains(&self.model.as_str()) {
             return Err(RetrievalError::InvalidConfig(format!(
                 "the '{}' retriever trains on the CPU only; device '{}' can train {} \
@@ -240,7 +251,7 @@ impl RetrievalSettings {
                 GPU_MODELS.join(", ")
             )));
         }
-        Ok(Compute::parse(&self.device)?)
+        Ok(())
     }
 
     /// Trains the chosen model on `data`, from `warm`'s weights when given (same kind only),
@@ -288,7 +299,11 @@ impl RetrievalSettings {
             autorec::KIND => boxed(self.autorec_u.train_with(&compute, data, warm, progress)?),
             cfgan::KIND => boxed(self.cfgan.train_with(&compute, data, warm, progress)?),
             gmf::KIND => {
-                let (m, r) = Gmf::train(&self.gmf, data, warm, progress)?;
+                let cfg = NcfConfig {
+                    compute: compute.clone(),
+                    ..self.gmf.clone()
+                };
+                let (m, r) = Gmf::train(&cfg, data, warm, progress)?;
                 (Box::new(m), r)
             }
             sasrec::KIND => {

@@ -315,6 +315,10 @@ fn a_gpu_is_refused_clearly_where_it_cannot_be_used() {
         e.contains("'two_tower' retriever trains on the CPU only"),
         "{e}"
     );
+    // ... and `validate`, which every model of a leaderboard passes before any trains, says so.
+    let e = settings.validate().unwrap_err().to_string();
+    assert!(e.contains("trains on the CPU only"), "{e}");
+    assert!(settings.with_model("sasrec").validate().is_ok());
     settings.device = "cpu".into();
     assert!(settings.compute().unwrap().is_fused_cpu());
 }

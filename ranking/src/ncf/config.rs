@@ -91,6 +91,10 @@ pub struct NcfConfig {
     pub init_std: f64,
     /// Seed of the initialisation and the shuffles.
     pub seed: u64,
+    /// Where training computes: not a key of the sections; the registries set it from
+    /// `[train] device` (see [`nn::Compute`]).
+    #[serde(skip)]
+    pub compute: nn::Compute,
 }
 
 impl Default for NcfConfig {
@@ -108,6 +112,7 @@ impl Default for NcfConfig {
             learning_rate: None,
             init_std: 0.05,
             seed: 42,
+            compute: nn::Compute::FusedCpu,
         }
     }
 }

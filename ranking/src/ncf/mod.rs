@@ -27,6 +27,10 @@
 //! f(u, i))`, and the loss is the log loss over each observed (user, item) pair and `negatives`
 //! items the user never interacted with, drawn uniformly per positive every epoch; the epoch is
 //! chosen by full-catalogue HR@10 on held-out next interactions (EVAL.md section 1).
+//!
+//! Training computes where `config.compute` says: with [`nn::Compute::Candle`] (a GPU) the
+//! model moves to the device for training (the rows a batch reads become compact leaves) and
+//! back to host memory after it.
 
 use std::collections::HashMap;
 
@@ -75,7 +79,7 @@ impl Ncf {
         }
     }
 
-    /// A fresh model; h of GMF starts at ones (MF).
+    /// A fresh model in host memory; h of GMF starts at ones (MF).
     fn new(
         kind: NcfKind,
         config: &NcfConfig,
@@ -83,8 +87,19 @@ impl Ncf {
         num_items: usize,
         mean: f32,
     ) -> Result<Self> {
+        Self::new_on(kind, config, (num_users, num_items), mean, &Device::Cpu)
+    }
+
+    /// [`Self::new`] on `device`.
+    fn new_on(
+        kind: NcfKind,
+        config: &NcfConfig,
+        (num_users, num_items): (usize, usize),
+        mean: f32,
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
-        let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&Device::Cpu);
+        let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(device);
         let (g, m) = (
             if kind.has_gmf() { config.dim } else { 0 },
             if kind.has_mlp() { config.mlp_dim() } else { 0 },
@@ -237,6 +252,18 @@ impl Ncf {
         Ok(out.squeeze(1)?)
     }
 
+    /// This model with its weights on `device` (itself when they are there already).
+    pub(crate) fn on_device(self, device: &Device) -> Result<Self> {
+        if self.users.var().as_tensor().device().same_device(device) {
+            return Ok(self);
+        }
+        let sizes = (self.users.rows(), self.items.rows());
+        let moved = Self::new_on(self.kind, &self.config, sizes, self.mean, device)?
+            .with_objective(self.implicit);
+        nn::vars::restore(&moved.varmap, &self.weights()?)?;
+        Ok(moved)
+    }
+
     fn with_objective(mut self, implicit: bool) -> Self {
         self.implicit = implicit;
         self
@@ -335,13 +362,17 @@ impl RatingModel for Ncf {
             ));
         }
         let mut out = Vec::with_capacity(users.len());
+        let device = self.users.var().as_tensor().device();
+        let rows = |table: &EmbeddingTable, ids: &[u32]| -> Result<Tensor> {
+            if device.is_cpu() {
+                return Ok(table.gather(ids)?.as_tensor().clone());
+            }
+            let ids = Tensor::from_slice(ids, ids.len(), device)?;
+            Ok(table.var().as_tensor().index_select(&ids, 0)?)
+        };
         for (u, i) in users.chunks(4096).zip(items.chunks(4096)) {
-            let p = self.users.gather(u)?;
-            let q = self.items.gather(i)?;
-            out.extend(
-                self.forward(p.as_tensor(), q.as_tensor())?
-                    .to_vec1::<f32>()?,
-            );
+            let (p, q) = (rows(&self.users, u)?, rows(&self.items, i)?);
+            out.extend(self.forward(&p, &q)?.to_vec1::<f32>()?);
         }
         Ok(out)
     }

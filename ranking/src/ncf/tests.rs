@@ -197,3 +197,62 @@ fn implicit_training_refuses_bad_data() {
     };
     assert!(Ncf::train_implicit(NcfKind::Gmf, &cfg, &data, |_| {}).is_err());
 }
+
+/// The GPU code path (candle ops, what `device = "cuda:N"` runs, here on the CPU) trains the
+/// same models as the fused kernels from the same seed: on ratings (NeuMF with pre-training,
+/// so that the move to the device and back happens three times) and on implicit feedback.
+#[test]
+fn candle_ops_train_the_fused_kernels_ncf_models() {
+    let candle = NcfConfig {
+        compute: nn::Compute::Candle(candle_core::Device::Cpu),
+        ..small()
+    };
+    let short = |c: &NcfConfig| NcfConfig {
+        epochs: 3,
+        ..c.clone()
+    };
+    let close = |a: &[f32], b: &[f32]| {
+        let scale = 1.0 + a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4 * scale)
+    };
+    let (train, valid) = crate::testdata::low_rank_ratings(40, 30, 0.0, 12);
+    for kind in [NcfKind::Mf, NcfKind::Gmf, NcfKind::Mlp, NcfKind::NeuMf] {
+        let fit = |c: &NcfConfig| {
+            Ncf::train(kind, c, 40, 30, &train, &valid, |_| {})
+                .unwrap()
+                .0
+        };
+        let (a, b) = (fit(&short(&small())), fit(&short(&candle)));
+        assert!(
+            b.users().var().as_tensor().device().is_cpu(),
+            "back in host memory"
+        );
+        let (pa, pb) = (
+            a.predict(&valid.users, &valid.items).unwrap(),
+            b.predict(&valid.users, &valid.items).unwrap(),
+        );
+        assert!(
+            close(&pa, &pb),
+            "{}: {:?} vs {:?}",
+            kind.name(),
+            &pa[..3],
+            &pb[..3]
+        );
+    }
+    let (seen, cases) = implicit_groups(40);
+    let data = Implicit {
+        seen: &seen,
+        num_items: 60,
+        validation: &cases,
+    };
+    for kind in [NcfKind::Gmf, NcfKind::NeuMf] {
+        let fit = |c: &NcfConfig| Ncf::train_implicit(kind, c, &data, |_| {}).unwrap().0;
+        let (a, b) = (fit(&short(&small())), fit(&short(&candle)));
+        let users: Vec<u32> = (0..10).collect();
+        let (sa, sb) = (
+            a.score_catalogue(&users).unwrap(),
+            b.score_catalogue(&users).unwrap(),
+        );
+        assert!(close(&sa, &sb), "{} on implicit feedback", kind.name());
+    }
+}

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
 use nn::bag::RowGrads;
+use nn::layers::EmbeddingTable;
 use nn::optim::{AdamWParams, InPlaceAdamW};
+use nn::portable::TouchedRows;
 use nn::rating::{LabelledPairs, RatingModel, Ratings};
 use nn::rng::Rng;
 use nn::trainer::{
@@ -27,13 +29,16 @@ pub(super) enum Data<'a> {
     Labelled(&'a LabelledPairs, &'a LabelledPairs),
 }
 
-/// Trains `model` from its current weights, keeping the epoch with the best validation figure.
+/// Trains `model` from its current weights, keeping the epoch with the best validation figure;
+/// on `model.config.compute`'s device, returning the model in host memory.
 pub(super) fn fit(
     model: Ncf,
     data: Data,
     progress: impl FnMut(&EpochReport),
 ) -> Result<(Ncf, TrainReport)> {
     let config = model.config.clone();
+    let compute = config.compute.clone();
+    let model = model.on_device(&compute.device())?;
     let implicit = !matches!(data, Data::Ratings(..));
     let learning_rate = config.learning_rate_for(model.kind, implicit);
     let params = AdamWParams {
@@ -79,7 +84,8 @@ pub(super) fn fit(
             .collect(),
     };
     let mut run = Run {
-        optimizer: InPlaceAdamW::new(dense, sparse, params),
+        optimizer: InPlaceAdamW::for_compute(&compute, dense, sparse, params)?,
+        fused: compute.is_fused_cpu(),
         user_grads: RowGrads::new(model.users.rows(), model.users.width()),
         item_grads: RowGrads::new(model.items.rows(), model.items.width()),
         rng: Rng::new(config.seed ^ 0x0C_F0A1),
@@ -102,7 +108,7 @@ pub(super) fn fit(
         Data::Ratings(..) | Data::Labelled(..) => Better::Lower,
     };
     let report = trainer::train(&mut run, &schedule, better, progress)?;
-    Ok((run.model, report))
+    Ok((run.model.on_device(&Device::Cpu)?, report))
 }
 
 /// One training run.
@@ -115,6 +121,8 @@ struct Run<'a> {
     /// Mean weight of the labelled training pairs (1 otherwise).
     mean_weight: f64,
     optimizer: InPlaceAdamW,
+    /// Fused CPU kernels, or candle ops on the model's device.
+    fused: bool,
     user_grads: RowGrads,
     item_grads: RowGrads,
     rng: Rng,
@@ -192,30 +200,50 @@ impl Fit for Run<'_> {
 
     fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
         let (users, items, targets, weights) = self.examples(step);
-        let pu = self.model.users.gather(&users)?;
-        let qi = self.model.items.gather(&items)?;
-        let pred = self.model.forward(pu.as_tensor(), qi.as_tensor())?;
-        let target = Tensor::from_vec(targets, users.len(), &Device::Cpu)?;
+        // Fused: one leaf row per example. Candle ops: each table's distinct rows as a leaf,
+        // read per example, so the leaf's gradient is the table's row-sparse gradient.
+        let (leaves, rows) = if self.fused {
+            let pu = self.model.users.gather(&users)?;
+            let qi = self.model.items.gather(&items)?;
+            let rows = (pu.as_tensor().clone(), qi.as_tensor().clone());
+            ([(pu, None), (qi, None)], rows)
+        } else {
+            let leaf = |table: &EmbeddingTable, ids: &[u32]| -> Result<(Var, Tensor, Vec<u32>)> {
+                let touched = TouchedRows::of(&[ids]);
+                let leaf = touched.leaf(table.var().as_tensor())?;
+                let local = &touched.local[0];
+                let local = Tensor::from_slice(local, local.len(), leaf.device())?;
+                let read = leaf.as_tensor().index_select(&local, 0)?;
+                Ok((leaf, read, touched.rows))
+            };
+            let (pu, p, user_rows) = leaf(&self.model.users, &users)?;
+            let (qi, q, item_rows) = leaf(&self.model.items, &items)?;
+            ([(pu, Some(user_rows)), (qi, Some(item_rows))], (p, q))
+        };
+        let (pu, qi) = (&rows.0, &rows.1);
+        let device = pu.device().clone();
+        let pred = self.model.forward(pu, qi)?;
+        let target = Tensor::from_vec(targets, users.len(), &device)?;
         let n = users.len() as f64;
         let total_weight: f64 = weights.iter().map(|&w| f64::from(w)).sum();
         let data_loss = match self.data {
             Data::Ratings(..) => (pred - target)?.sqr()?.sum_all()?,
             Data::Implicit(_) | Data::Labelled(..) => {
-                let w = Tensor::from_vec(weights, users.len(), &Device::Cpu)?;
+                let w = Tensor::from_vec(weights, users.len(), &device)?;
                 nn::loss::weighted_bce_sum(&pred, &target, &w)?
             }
         };
-        let reg =
-            ((pu.as_tensor().sqr()?.sum_all()? + qi.as_tensor().sqr()?.sum_all()?)? * self.l2)?;
+        let reg = ((pu.sqr()?.sum_all()? + qi.sqr()?.sum_all()?)? * self.l2)?;
         let loss = ((data_loss.affine(1.0 / self.mean_weight, 0.0)? + reg)? / n)?;
         let summed = f64::from(data_loss.to_scalar::<f32>()?);
         let store = loss.backward()?;
         self.optimizer.set_learning_rate(lr);
         self.optimizer.begin_step();
         self.optimizer.step_dense(&store)?;
-        for (table, (var, ids, grads)) in [
-            (pu, &users, &mut self.user_grads),
-            (qi, &items, &mut self.item_grads),
+        let [(pu, user_rows), (qi, item_rows)] = leaves;
+        for (table, (var, rows, ids, grads)) in [
+            (pu, user_rows, &users, &mut self.user_grads),
+            (qi, item_rows, &items, &mut self.item_grads),
         ]
         .into_iter()
         .enumerate()
@@ -223,6 +251,10 @@ impl Fit for Run<'_> {
             let Some(g) = store.get(var.as_tensor()) else {
                 continue;
             };
+            if let Some(rows) = rows {
+                self.optimizer.step_rows_tensor(table, &rows, g)?;
+                continue;
+            }
             grads.add_rows(ids, g)?;
             let (rows, gv) = grads.take_sorted();
             self.optimizer.step_rows(table, &rows, &gv)?;
@@ -290,6 +322,7 @@ mod tests {
                     weight_decay: 0.0,
                 },
             ),
+            fused: true,
             user_grads: RowGrads::new(2, model.users.width()),
             item_grads: RowGrads::new(8, model.items.width()),
             rng: Rng::new(1),
