@@ -109,15 +109,21 @@ pub fn sampled_softmax_loss(
     let u = with_bias_column(u)?;
     let target_rows = leaf.as_tensor().narrow(0, 0, rows)?;
     let negative_rows = leaf.as_tensor().narrow(0, rows, negatives.len())?;
-    let true_logits = (&u * &target_rows)?.sum_keepdim(1)?;
-    let negative_logits = u.matmul(&negative_rows.t()?)?;
+    let logits = sampled_logits(&u, &target_rows, &negative_rows)?;
     let (per_column, hits) = log_q_corrections(sampler, targets, negatives);
     let objective = SoftmaxCrossEntropy::new(vec![0; rows])
         .with_column_adjust(per_column)
         .with_masked(hits);
-    let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;
     let loss = logits.apply_op1(objective)?.mean_all()?;
     Ok((loss, SampledRows { leaf, ids }))
+}
+
+/// The sampled softmax's logits `[u_b . t_b, u_b . n_1, .., u_b . n_S]` (column 0 the target)
+/// of `[u, 1]` rows against their target rows and the shared negative rows.
+fn sampled_logits(u: &Tensor, target_rows: &Tensor, negative_rows: &Tensor) -> Result<Tensor> {
+    let true_logits = (u * target_rows)?.sum_keepdim(1)?;
+    let negative_logits = u.matmul(&negative_rows.t()?)?;
+    Ok(Tensor::cat(&[&true_logits, &negative_logits], 1)?)
 }
 
 /// The next-watch softmax over a whole catalogue as a model trains with it: the full softmax
@@ -216,10 +222,8 @@ impl CatalogueSoftmax {
         };
         let target_rows = read(0..rows)?;
         let negative_rows = read(rows..ids.len())?;
-        let true_logits = (&u * &target_rows)?.sum_keepdim(1)?;
-        let negative_logits = u.matmul(&negative_rows.t()?)?;
+        let logits = sampled_logits(&u, &target_rows, &negative_rows)?;
         let (per_column, hits) = log_q_corrections(&self.sampler, targets, &negatives);
-        let logits = Tensor::cat(&[&true_logits, &negative_logits], 1)?;
         let loss = portable::softmax_cross_entropy(&logits, &vec![0; rows], &per_column, &hits)?;
         Ok((
             loss,
