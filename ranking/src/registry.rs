@@ -34,19 +34,29 @@ pub const MODELS: &[&str] = &[
     multitask::KIND,
 ];
 
-/// The rankers that train on a GPU: those over the shared input x_0 (network and dense AdamW on
-/// the device, embedding tables in host memory); the others train on the CPU only.
+/// The rankers that train on a GPU: every one of [`MODELS`]. Those over the shared input x_0
+/// keep their embedding tables in host memory (the network and its dense AdamW on the device);
+/// NeuMF and deep MF train wholly on the device.
 pub const GPU_MODELS: &[&str] = &[
     youtube::KIND,
     deepfm::KIND,
     dcn_v2::KIND,
     multitask::KIND,
     ncf::KIND_NEUMF,
+    deep_mf::KIND,
 ];
 
-/// The rating models that train on a GPU (NCF's family); the others train on the CPU only.
-pub const RATING_GPU_MODELS: &[&str] =
-    &[ncf::KIND_MF, ncf::KIND_GMF, ncf::KIND_MLP, ncf::KIND_NEUMF];
+/// The rating models that train on a GPU (NCF's family, AutoRec and deep MF, wholly on the
+/// device); the others (the RBM) train on the CPU only.
+pub const RATING_GPU_MODELS: &[&str] = &[
+    ncf::KIND_MF,
+    ncf::KIND_GMF,
+    ncf::KIND_MLP,
+    ncf::KIND_NEUMF,
+    autorec::KIND_ITEM,
+    autorec::KIND_USER,
+    deep_mf::KIND,
+];
 
 /// Refuses a device other than the CPU for a model outside `gpu_models` (by name, without
 /// opening it), else opens it.
@@ -203,9 +213,13 @@ impl RankerSettings {
                     compute: compute.clone(),
                     ..self.neumf.clone()
                 };
+                let deep = DeepMfConfig {
+                    compute: compute.clone(),
+                    ..self.deep_mf.clone()
+                };
                 let cf = match self.model.as_str() {
                     ncf::KIND_NEUMF => CfSettings::NeuMf(&neumf),
-                    _ => CfSettings::DeepMf(&self.deep_mf),
+                    _ => CfSettings::DeepMf(&deep),
                 };
                 let (r, report) =
                     CfRanker::train(cf, schema, self.unit_weights(), train, valid, progress)?;
@@ -430,8 +444,12 @@ impl RatingSettings {
                     autorec::KIND_ITEM => (Side::Item, &self.autorec_i),
                     _ => (Side::User, &self.autorec_u),
                 };
+                let cfg = AutoRecConfig {
+                    compute,
+                    ..cfg.clone()
+                };
                 let (m, r) =
-                    AutoRec::train(side, cfg, num_users, num_items, train, valid, progress)?;
+                    AutoRec::train(side, &cfg, num_users, num_items, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
             rbm::KIND => {
@@ -453,15 +471,12 @@ impl RatingSettings {
                 Ok((Box::new(m), r))
             }
             deep_mf::KIND => {
-                let (m, r) = DeepMf::train(
-                    &self.deep_mf,
-                    num_users,
-                    num_items,
-                    features,
-                    train,
-                    valid,
-                    progress,
-                )?;
+                let cfg = DeepMfConfig {
+                    compute,
+                    ..self.deep_mf.clone()
+                };
+                let (m, r) =
+                    DeepMf::train(&cfg, num_users, num_items, features, train, valid, progress)?;
                 Ok((Box::new(m), r))
             }
             other => Err(unknown_rating(other)),

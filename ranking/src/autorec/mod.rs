@@ -10,18 +10,16 @@
 //! (I-AutoRec) or entry i of h(r^(u)) (U-AutoRec), eq. 3.
 //!
 //! `unobserved_in_loss = true` is the ablation: the same network with missing = 0 in the loss.
+//!
+//! Training computes where `config.compute` says: with [`nn::Compute::Candle`] (a GPU) the
+//! network, its AdamW, the objective and validation scoring run on the device, a batch's rows
+//! built there from their observed ratings alone; the trained model comes back in host memory.
 
-use std::collections::HashMap;
-
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap};
 use nn::init::SeededVarMap;
-use nn::optim::{AdamWParams, InPlaceAdamW};
 use nn::rating::{RatingModel, Ratings};
-use nn::rng::Rng;
-use nn::trainer::{
-    self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
-};
+use nn::trainer::{EpochReport, TrainReport};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RankingError, Result};
@@ -73,6 +71,10 @@ pub struct AutoRecConfig {
     pub learning_rate: f64,
     /// Seed of the initialisation and the shuffles.
     pub seed: u64,
+    /// Where training computes: not a key of the sections; the registries set it from
+    /// `[train] device` (see [`nn::Compute`]).
+    #[serde(skip)]
+    pub compute: nn::Compute,
 }
 
 impl Default for AutoRecConfig {
@@ -86,6 +88,7 @@ impl Default for AutoRecConfig {
             patience: 10,
             learning_rate: 1e-3,
             seed: 42,
+            compute: nn::Compute::FusedCpu,
         }
     }
 }
@@ -139,6 +142,22 @@ impl Rows {
         &self.entries[self.offsets[r]..self.offsets[r + 1]]
     }
 
+    /// Dense `rows.len() x cols` ratings (0 where unobserved) and the observed mask, built in
+    /// host memory (`fused`) or on `device` from the observed entries alone.
+    fn dense_for(
+        &self,
+        rows: &[u32],
+        cols: usize,
+        fused: bool,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        if fused {
+            self.dense(rows, cols)
+        } else {
+            self.dense_on(rows, cols, device)
+        }
+    }
+
     /// Dense `rows.len() x cols` ratings (0 where unobserved) and the observed mask.
     fn dense(&self, rows: &[u32], cols: usize) -> Result<(Tensor, Tensor)> {
         let mut x = vec![0f32; rows.len() * cols];
@@ -153,6 +172,41 @@ impl Rows {
         Ok((
             Tensor::from_vec(x, shape, &Device::Cpu)?,
             Tensor::from_vec(m, shape, &Device::Cpu)?,
+        ))
+    }
+
+    /// [`Self::dense`] built on `device`: only the observed entries (position, rating) cross
+    /// to it, and are added into zeros there. A pair rated twice keeps its last rating, as in
+    /// [`Self::dense`].
+    fn dense_on(&self, rows: &[u32], cols: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let (shape, size) = ((rows.len(), cols), rows.len() * cols);
+        if u32::try_from(size).is_err() {
+            return Err(RankingError::InvalidConfig(format!(
+                "a batch of {} rows x {cols} columns is too large; lower batch_size",
+                rows.len()
+            )));
+        }
+        let mut at: Vec<(u32, f32)> = Vec::new();
+        for (k, &r) in rows.iter().enumerate() {
+            let row = self.row(r as usize);
+            at.extend(row.iter().map(|&(c, v)| ((k * cols) as u32 + c, v)));
+        }
+        // Stable: a position's ratings stay in input order, and the last one is kept.
+        at.sort_by_key(|&(p, _)| p);
+        let last = |k: usize| at.get(k + 1).is_none_or(|next| next.0 != at[k].0);
+        let kept: Vec<(u32, f32)> = (0..at.len()).filter(|&k| last(k)).map(|k| at[k]).collect();
+        let zeros = Tensor::zeros(size, DType::F32, device)?;
+        if kept.is_empty() {
+            return Ok((zeros.reshape(shape)?, zeros.reshape(shape)?));
+        }
+        let n = kept.len();
+        let (idx, values): (Vec<u32>, Vec<f32>) = kept.into_iter().unzip();
+        let idx = Tensor::from_vec(idx, n, device)?;
+        let values = Tensor::from_vec(values, n, device)?;
+        let ones = Tensor::ones(n, DType::F32, device)?;
+        Ok((
+            zeros.index_add(&idx, &values, 0)?.reshape(shape)?,
+            zeros.index_add(&idx, &ones, 0)?.reshape(shape)?,
         ))
     }
 }
@@ -200,44 +254,46 @@ impl AutoRec {
             Side::Item => (num_items, num_users),
             Side::User => (num_users, num_items),
         };
+        // Built where it trains (the initial weights are drawn on the host either way).
+        let compute = config.compute.clone();
+        let inputs = Rows::new(train, side, rows);
+        let model = Self::new_on(side, config, inputs, (rows, cols), &compute.device())?;
+        train::fit(model, valid, progress)
+    }
+
+    /// A fresh model on `device` reconstructing `inputs` (`rows x cols`): Glorot-normal
+    /// weights, zero biases.
+    fn new_on(
+        side: Side,
+        config: &AutoRecConfig,
+        inputs: Rows,
+        (rows, cols): (usize, usize),
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
-        let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&Device::Cpu);
-        let model = Self {
+        let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(device);
+        Ok(Self {
             encoder: linear(vb.pp("encoder"), cols, config.hidden)?,
             decoder: linear(vb.pp("decoder"), config.hidden, cols)?,
-            inputs: Rows::new(train, side, rows),
+            inputs,
             side,
             config: config.clone(),
             varmap,
             rows,
             cols,
-        };
-        let params = AdamWParams {
-            lr: config.learning_rate,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        };
-        let trained: Vec<u32> = (0..rows as u32)
-            .filter(|&r| !model.inputs.row(r as usize).is_empty())
-            .collect();
-        let mut run = Run {
-            optimizer: InPlaceAdamW::new(model.varmap.all_vars(), Vec::new(), params),
-            rng: Rng::new(config.seed ^ 0xA0_7E0C),
-            batches: ShuffledBatches::new(trained.len(), config.batch_size),
-            trained,
-            model,
-            valid,
-        };
-        let schedule = Schedule {
-            epochs: config.epochs,
-            patience: config.patience,
-            learning_rate: config.learning_rate,
-            final_lr_fraction: 1.0,
-        };
-        let report = trainer::train(&mut run, &schedule, Better::Lower, progress)?;
-        Ok((run.model, report))
+        })
+    }
+
+    /// This model with its weights on `device` (itself when they are there already).
+    fn on_device(self, device: &Device) -> Result<Self> {
+        if self.encoder.weight().device().same_device(device) {
+            return Ok(self);
+        }
+        let weights = nn::vars::snapshot(&self.varmap)?;
+        let sizes = (self.rows, self.cols);
+        let moved = Self::new_on(self.side, &self.config, self.inputs, sizes, device)?;
+        nn::vars::restore(&moved.varmap, &weights)?;
+        Ok(moved)
     }
 
     /// h(r) for the given rows' fitted ratings: `rows.len() x cols`.
@@ -291,100 +347,60 @@ impl RatingModel for AutoRec {
                 "rating pairs outside the trained users and items".into(),
             ));
         }
-        // Reconstruct each needed row once.
+        let fused = self.encoder.weight().device().is_cpu();
+        self.predict_pairs(row_of, col_of, fused)
+    }
+}
+
+impl AutoRec {
+    /// Entry `col_of[k]` of h(r) of row `row_of[k]` for each k (pairs inside the model),
+    /// reconstructing each needed row once: in host memory (`fused`), or on the weights' device
+    /// with only the predictions read back.
+    fn predict_pairs(&self, row_of: &[u32], col_of: &[u32], fused: bool) -> Result<Vec<f32>> {
+        let device = self.encoder.weight().device();
         let mut needed: Vec<u32> = row_of.to_vec();
         needed.sort_unstable();
         needed.dedup();
-        let mut slot: HashMap<u32, usize> = HashMap::with_capacity(needed.len());
-        let mut outputs = Vec::with_capacity(needed.len() * self.cols);
+        // The pairs by row, so that each chunk of rows owns a run of them.
+        let mut order: Vec<usize> = (0..row_of.len()).collect();
+        order.sort_by_key(|&k| row_of[k]);
+        let mut out = vec![0f32; row_of.len()];
+        let mut next = 0;
         for chunk in needed.chunks(PREDICT_ROWS) {
-            let (input, _) = self.inputs.dense(chunk, self.cols)?;
-            let out = self.reconstruct(&input)?.flatten_all()?.to_vec1::<f32>()?;
-            for &r in chunk {
-                slot.insert(r, slot.len());
+            let Some(&last) = chunk.last() else {
+                continue;
+            };
+            let run = order[next..].partition_point(|&k| row_of[k] <= last);
+            let pairs = &order[next..next + run];
+            next += run;
+            // Each pair's position in the chunk's `chunk.len() x cols` output.
+            let at: Vec<usize> = pairs
+                .iter()
+                .map(|&k| {
+                    let slot = chunk.partition_point(|&r| r < row_of[k]);
+                    slot * self.cols + col_of[k] as usize
+                })
+                .collect();
+            let (input, _) = self.inputs.dense_for(chunk, self.cols, fused, device)?;
+            let output = self.reconstruct(&input)?.flatten_all()?;
+            let values = if fused {
+                let output = output.to_vec1::<f32>()?;
+                at.iter().map(|&p| output[p]).collect()
+            } else {
+                // dense_on checked that a chunk's positions fit u32.
+                let at: Vec<u32> = at.iter().map(|&p| p as u32).collect();
+                let at = Tensor::from_vec(at, pairs.len(), device)?;
+                output.index_select(&at, 0)?.to_vec1::<f32>()?
+            };
+            for (&k, v) in pairs.iter().zip(values) {
+                out[k] = v;
             }
-            outputs.extend(out);
         }
-        Ok(row_of
-            .iter()
-            .zip(col_of)
-            .map(|(r, &c)| outputs[slot[r] * self.cols + c as usize])
-            .collect())
+        Ok(out)
     }
 }
 
-/// One training run: an epoch is one pass over the rows with at least one rating.
-struct Run<'a> {
-    model: AutoRec,
-    valid: &'a Ratings,
-    trained: Vec<u32>,
-    optimizer: InPlaceAdamW,
-    rng: Rng,
-    batches: ShuffledBatches,
-}
-
-impl Fit for Run<'_> {
-    type Error = RankingError;
-    type Snapshot = HashMap<String, Tensor>;
-
-    fn examples_per_epoch(&self) -> usize {
-        self.trained.len()
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        self.batches.steps()
-    }
-
-    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
-        self.batches.shuffle(&mut self.rng);
-        Ok(())
-    }
-
-    fn step(&mut self, step: usize, lr: f64) -> Result<StepLoss> {
-        let m = &self.model;
-        let rows: Vec<u32> = self
-            .batches
-            .batch(step)
-            .iter()
-            .map(|&k| self.trained[k])
-            .collect();
-        let (input, observed) = m.inputs.dense(&rows, m.cols)?;
-        let mask = match m.config.unobserved_in_loss {
-            true => observed.ones_like()?,
-            false => observed.clone(),
-        };
-        let output = m.reconstruct(&input)?;
-        let error = reconstruction_loss(&output, &input, &mask)?;
-        // lambda / 2 (|W|^2 + |V|^2), divided by the number of rows like the error term.
-        let weights =
-            (m.encoder.weight().sqr()?.sum_all()? + m.decoder.weight().sqr()?.sum_all()?)?;
-        let reg = (weights * (m.config.l2 / (2.0 * m.rows.max(1) as f64)))?;
-        let loss = (&error + reg)?;
-        // Reported: squared error of the observed entries, per observed rating.
-        let observed_error = ((output - &input)?.sqr()? * &observed)?.sum_all()?;
-        let count = f64::from(observed.sum_all()?.to_scalar::<f32>()?);
-        let store = loss.backward()?;
-        self.optimizer.set_learning_rate(lr);
-        self.optimizer.begin_step();
-        self.optimizer.step_dense(&store)?;
-        Ok(StepLoss {
-            sum: f64::from(observed_error.to_scalar::<f32>()?),
-            weight: count.max(1.0),
-        })
-    }
-
-    fn validate(&mut self) -> Result<Option<f64>> {
-        self.model.validation_rmse(self.valid)
-    }
-
-    fn snapshot(&self) -> Result<Self::Snapshot> {
-        Ok(nn::vars::snapshot(&self.model.varmap)?)
-    }
-
-    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
-        Ok(nn::vars::restore(&self.model.varmap, &snapshot)?)
-    }
-}
+mod train;
 
 #[cfg(test)]
 mod tests;

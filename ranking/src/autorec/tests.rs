@@ -109,3 +109,76 @@ fn i_autorec_learns_ratings_below_the_mean_and_the_mask_matters() {
         "ablation {ablation} vs masked {masked}"
     );
 }
+
+/// The GPU code path (candle ops, what `device = "cuda:N"` runs, here on the CPU) trains the
+/// same I-AutoRec and U-AutoRec as the fused kernels from the same seed (with a pair rated
+/// twice, which both keep at its last rating); the model comes back in host memory, and the
+/// device's scoring gives the same predictions.
+#[test]
+fn candle_ops_train_the_fused_kernels_autorec() {
+    let (mut train, valid) = crate::testdata::low_rank_ratings(40, 30, 0.0, 5);
+    train.users.push(train.users[0]);
+    train.items.push(train.items[0]);
+    train.values.push(1.0);
+    let fused = AutoRecConfig {
+        hidden: 8,
+        l2: 0.01,
+        batch_size: 8,
+        epochs: 3,
+        patience: 0,
+        learning_rate: 0.01,
+        ..AutoRecConfig::default()
+    };
+    let candle = AutoRecConfig {
+        compute: nn::Compute::Candle(Device::Cpu),
+        ..fused.clone()
+    };
+    let close = |a: &[f32], b: &[f32]| {
+        let scale = 1.0 + a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4 * scale)
+    };
+    for side in [Side::Item, Side::User] {
+        let fit = |c: &AutoRecConfig| {
+            AutoRec::train(side, c, 40, 30, &train, &valid, |_| {})
+                .unwrap()
+                .0
+        };
+        let (a, b) = (fit(&fused), fit(&candle));
+        assert!(b.encoder.weight().device().is_cpu(), "host memory");
+        let (pa, pb) = (
+            a.predict(&valid.users, &valid.items).unwrap(),
+            b.predict(&valid.users, &valid.items).unwrap(),
+        );
+        let kind = side.kind();
+        assert!(close(&pa, &pb), "{kind}: {:?} vs {:?}", &pa[..3], &pb[..3]);
+        // Training moved the weights off their start.
+        let start = fit(&AutoRecConfig {
+            epochs: 0,
+            ..fused.clone()
+        });
+        let (w0, w1) = (
+            start.decoder.weight().flatten_all().unwrap(),
+            b.decoder.weight().flatten_all().unwrap(),
+        );
+        let moved = (w1 - w0).unwrap().abs().unwrap().max(0).unwrap();
+        assert!(
+            moved.to_scalar::<f32>().unwrap() > 1e-3,
+            "{kind} did not train"
+        );
+        // The batches built from the observed entries equal the host's dense ones, and scoring
+        // in candle ops (the model on a GPU) equals the host's.
+        let rows: Vec<u32> = (0..b.rows as u32).collect();
+        let host = b.inputs.dense(&rows, b.cols).unwrap();
+        let device = b.inputs.dense_on(&rows, b.cols, &Device::Cpu).unwrap();
+        for (h, d) in [(&host.0, &device.0), (&host.1, &device.1)] {
+            let diff = (h - d).unwrap().abs().unwrap().sum_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{kind}");
+        }
+        let (rows, cols) = match side {
+            Side::Item => (&valid.items, &valid.users),
+            Side::User => (&valid.users, &valid.items),
+        };
+        let on_device = b.predict_pairs(rows, cols, false).unwrap();
+        assert!(close(&pb, &on_device), "{kind}: scoring in candle ops");
+    }
+}

@@ -33,6 +33,11 @@
 //! estimates the expected watch time. `mu` is then the prior log-odds of the weighted labels,
 //! so that training again starts at the base rate, and the epoch with the lowest weighted log
 //! loss on the validation pairs is kept.
+//!
+//! Training computes where `config.compute` says: with [`nn::Compute::Candle`] (a GPU) the
+//! model moves to the device for training (the id rows and token rows a batch reads become
+//! compact leaves, the loss, AdamW and validation scoring run there) and back to host memory
+//! after it.
 
 use std::collections::HashMap;
 
@@ -41,97 +46,15 @@ use candle_nn::{Linear, VarMap};
 use nn::bag::Bags;
 use nn::init::SeededVarMap;
 use nn::layers::{apply_dropout, EmbeddingTable};
+use nn::portable::bag_sum;
 use nn::rating::{LabelledPairs, RatingModel, Ratings, SideFeatures};
 use nn::rng::Rng;
 use nn::trainer::{EpochReport, TrainReport};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{RankingError, Result};
 
 /// Registry name of deep MF.
 pub const KIND: &str = "deep_mf";
-
-/// Deep MF's settings (`[rating.deep_mf]`). On ml-100k (random 72k / 8k / 20k split of
-/// fit / validation / test ratings, user tokens gender, age bucket and occupation, item tokens
-/// genres) these defaults (NCF's lambda 0.3 and learning rate 2e-3) gave validation RMSE 0.927
-/// (test 0.932); lambda 0.1 / 0.5 / 1, learning rate 1e-3 / 5e-3, dropout 0.1 / 0.2, dim 16 and
-/// feature_dim 4 / 16 were within 0.01 and none lower on validation. Without the features it was
-/// 0.937-0.940 over three seeds (with them 0.927-0.931).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DeepMfConfig {
-    /// Width of the user and item id embeddings.
-    pub dim: usize,
-    /// Width of the side-feature token embeddings.
-    pub feature_dim: usize,
-    /// Widths of the hidden ReLU layers.
-    pub layers: Vec<usize>,
-    /// Probability of zeroing each hidden activation while training (0 = none).
-    pub dropout: f64,
-    /// Feed the user and item side features (when the data has them).
-    pub use_features: bool,
-    /// lambda of the L2 penalty on the id embeddings and biases of each rating (or pair).
-    pub l2: f64,
-    /// Ratings (or labelled pairs) per step.
-    pub batch_size: usize,
-    /// Maximum passes over the ratings.
-    pub epochs: usize,
-    /// Stop after this many epochs without a lower validation RMSE (weighted log loss on
-    /// labelled pairs; 0 = never).
-    pub patience: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Standard deviation of the initial embeddings and biases.
-    pub init_std: f64,
-    /// Seed of the initialisation, the shuffles and the dropout masks.
-    pub seed: u64,
-}
-
-impl Default for DeepMfConfig {
-    fn default() -> Self {
-        Self {
-            dim: 32,
-            feature_dim: 8,
-            layers: vec![64, 32, 16],
-            dropout: 0.0,
-            use_features: true,
-            l2: 0.3,
-            batch_size: 256,
-            epochs: 40,
-            patience: 3,
-            learning_rate: 2e-3,
-            init_std: 0.05,
-            seed: 42,
-        }
-    }
-}
-
-impl DeepMfConfig {
-    /// Rejects settings that cannot train; `section` (`rating.deep_mf`, `ranking.deep_mf`)
-    /// names the settings in the error.
-    pub fn validate(&self, section: &str) -> Result<()> {
-        let bad = |m: &str| Err(RankingError::InvalidConfig(format!("[{section}] {m}")));
-        if self.dim == 0 || self.feature_dim == 0 || self.batch_size == 0 {
-            return bad("dim, feature_dim and batch_size must be positive");
-        }
-        if self.layers.is_empty() || self.layers.contains(&0) {
-            return bad("layers needs at least one positive width");
-        }
-        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
-            return bad("dropout must be in [0, 1)");
-        }
-        let ok = self.learning_rate.is_finite()
-            && self.learning_rate > 0.0
-            && self.init_std.is_finite()
-            && self.init_std > 0.0
-            && self.l2.is_finite()
-            && self.l2 >= 0.0;
-        if !ok {
-            return bad("learning_rate and init_std must be positive, l2 >= 0");
-        }
-        Ok(())
-    }
-}
 
 /// One side's tokens: each user's (or item's) token list and the token embedding table.
 struct Tokens {
@@ -150,12 +73,14 @@ impl Tokens {
         bags
     }
 
-    /// The bags' mean embeddings (`bags x width`) as a leaf variable.
+    /// The bags' mean embeddings (`bags x width`) as a leaf variable, gathered by the fused
+    /// kernel (the table in host memory).
     fn gather(&self, bags: &Bags) -> Result<Var> {
         let width = self.table.width();
         let mut out = vec![0f32; bags.len() * width];
         self.table.forward(bags, &mut out, 0, width)?;
-        let t = Tensor::from_vec(out, (bags.len(), width), &Device::Cpu)?;
+        let device = self.table.var().as_tensor().device();
+        let t = Tensor::from_vec(out, (bags.len(), width), device)?;
         Ok(Var::from_tensor(&t)?)
     }
 }
@@ -177,7 +102,7 @@ pub struct DeepMf {
 }
 
 impl DeepMf {
-    /// A fresh model: N(0, init_std²) embeddings, h = 0 (the bias baseline).
+    /// A fresh model in host memory: N(0, init_std²) embeddings, h = 0 (the bias baseline).
     fn new(
         config: &DeepMfConfig,
         num_users: usize,
@@ -185,8 +110,20 @@ impl DeepMf {
         features: Option<&SideFeatures>,
         mean: f32,
     ) -> Result<Self> {
+        let sizes = (num_users, num_items);
+        Self::new_on(config, sizes, features, mean, &Device::Cpu)
+    }
+
+    /// [`Self::new`] on `device`.
+    fn new_on(
+        config: &DeepMfConfig,
+        (num_users, num_items): (usize, usize),
+        features: Option<&SideFeatures>,
+        mean: f32,
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
-        let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&Device::Cpu);
+        let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(device);
         let (d, std) = (config.dim, config.init_std);
         let users = EmbeddingTable::new(vb.pp("users"), num_users, d + 1, std)?;
         let items = EmbeddingTable::new(vb.pp("items"), num_items, d + 1, std)?;
@@ -227,6 +164,19 @@ impl DeepMf {
             h: Var::from_tensor(&h)?,
             mean,
         })
+    }
+
+    /// This model with its weights on `device` (itself when they are there already): the same
+    /// settings, sizes, token lists and offset, every weight copied.
+    pub(crate) fn on_device(self, device: &Device) -> Result<Self> {
+        if self.users.var().as_tensor().device().same_device(device) {
+            return Ok(self);
+        }
+        let sizes = (self.users.rows(), self.items.rows());
+        let features = self.features();
+        let moved = Self::new_on(&self.config, sizes, features.as_ref(), self.mean, device)?;
+        nn::vars::restore(&moved.varmap, &self.weights()?)?;
+        Ok(moved)
     }
 
     /// Checks the settings and, when they are read, the side features.
@@ -421,6 +371,39 @@ impl DeepMf {
     }
 }
 
+impl DeepMf {
+    /// Predictions for pairs inside the tables, without gradients: the rows read by the fused
+    /// gathers (`fused`, the weights in host memory) or by candle ops on the weights' device
+    /// (`index_select`, token bags with [`bag_sum`]), the same values either way.
+    fn predict_rows(&self, users: &[u32], items: &[u32], fused: bool) -> Result<Tensor> {
+        let device = self.users.var().as_tensor().device();
+        let rows = |table: &EmbeddingTable, ids: &[u32]| -> Result<Tensor> {
+            if fused {
+                return Ok(table.gather(ids)?.as_tensor().clone());
+            }
+            let ids = Tensor::from_slice(ids, ids.len(), device)?;
+            Ok(table.var().as_tensor().index_select(&ids, 0)?)
+        };
+        let side = |t: &Option<Tokens>, ids: &[u32]| -> Result<Option<Tensor>> {
+            let Some(t) = t else {
+                return Ok(None);
+            };
+            let bags = t.bags(ids);
+            Ok(Some(if fused {
+                t.gather(&bags)?.as_tensor().clone()
+            } else {
+                bag_sum(t.table.var().as_tensor(), &bags, &bags.ids)?
+            }))
+        };
+        let (p, q) = (rows(&self.users, users)?, rows(&self.items, items)?);
+        let (ut, it) = (
+            side(&self.user_tokens, users)?,
+            side(&self.item_tokens, items)?,
+        );
+        self.forward(&p, &q, [ut.as_ref(), it.as_ref()], None)
+    }
+}
+
 impl RatingModel for DeepMf {
     type Error = RankingError;
 
@@ -437,26 +420,21 @@ impl RatingModel for DeepMf {
                 "rating pairs outside the trained users and items".into(),
             ));
         }
+        let fused = self.users.var().as_tensor().device().is_cpu();
         let mut out = Vec::with_capacity(users.len());
         for (u, i) in users.chunks(4096).zip(items.chunks(4096)) {
-            let p = self.users.gather(u)?;
-            let q = self.items.gather(i)?;
-            let side = |t: &Option<Tokens>, ids: &[u32]| -> Result<Option<Var>> {
-                t.as_ref().map(|t| t.gather(&t.bags(ids))).transpose()
-            };
-            let (ut, it) = (side(&self.user_tokens, u)?, side(&self.item_tokens, i)?);
-            let tokens = [
-                ut.as_ref().map(Var::as_tensor),
-                it.as_ref().map(Var::as_tensor),
-            ];
-            let pred = self.forward(p.as_tensor(), q.as_tensor(), tokens, None)?;
-            out.extend(pred.to_vec1::<f32>()?);
+            out.extend(self.predict_rows(u, i, fused)?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
 }
 
+mod config;
 mod train;
 
+pub use config::DeepMfConfig;
+
+#[cfg(test)]
+mod labelled_tests;
 #[cfg(test)]
 mod tests;
