@@ -45,8 +45,13 @@ pub const GPU_MODELS: &[&str] = &[
 ];
 
 /// The rating models that train on a GPU (NCF's family); the others train on the CPU only.
-pub const RATING_GPU_MODELS: &[&str] =
-    &[ncf::KIND_MF, ncf::KIND_GMF, ncf::KIND_MLP, ncf::KIND_NEUMF];
+pub const RATING_GPU_MODELS: &[&str] = &[
+    ncf::KIND_MF,
+    ncf::KIND_GMF,
+    ncf::KIND_MLP,
+    ncf::KIND_NEUMF,
+    rbm::KIND,
+];
 
 /// Refuses a device other than the CPU for a model outside `gpu_models` (by name, without
 /// opening it), else opens it.
@@ -435,7 +440,9 @@ impl RatingSettings {
                 Ok((Box::new(m), r))
             }
             rbm::KIND => {
-                let (m, r) = Rbm::train(&self.rbm, num_users, num_items, train, valid, progress)?;
+                let (m, r) = Rbm::train_with(
+                    &compute, &self.rbm, num_users, num_items, train, valid, progress,
+                )?;
                 Ok((Box::new(m), r))
             }
             ncf::KIND_MF | ncf::KIND_GMF | ncf::KIND_MLP | ncf::KIND_NEUMF => {
