@@ -46,8 +46,9 @@ pub const GPU_MODELS: &[&str] = &[
     deep_mf::KIND,
 ];
 
-/// The rating models that train on a GPU (NCF's family, AutoRec and deep MF, wholly on the
-/// device); the others (the RBM) train on the CPU only.
+/// The rating models that train on a GPU: every one of [`RATING_MODELS`] (NCF's family,
+/// AutoRec and deep MF wholly on the device; the RBM's contrastive divergence in candle ops,
+/// predicting from host memory).
 pub const RATING_GPU_MODELS: &[&str] = &[
     ncf::KIND_MF,
     ncf::KIND_GMF,
@@ -56,6 +57,7 @@ pub const RATING_GPU_MODELS: &[&str] = &[
     autorec::KIND_ITEM,
     autorec::KIND_USER,
     deep_mf::KIND,
+    rbm::KIND,
 ];
 
 /// Refuses a device other than the CPU for a model outside `gpu_models` (by name, without
@@ -453,7 +455,9 @@ impl RatingSettings {
                 Ok((Box::new(m), r))
             }
             rbm::KIND => {
-                let (m, r) = Rbm::train(&self.rbm, num_users, num_items, train, valid, progress)?;
+                let (m, r) = Rbm::train_with(
+                    &compute, &self.rbm, num_users, num_items, train, valid, progress,
+                )?;
                 Ok((Box::new(m), r))
             }
             ncf::KIND_MF | ncf::KIND_GMF | ncf::KIND_MLP | ncf::KIND_NEUMF => {

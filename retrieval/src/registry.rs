@@ -88,8 +88,10 @@ pub struct RetrievalSettings {
     pub device: String,
 }
 
-/// The retrievers that train on a GPU (in candle ops); the others train on the CPU only.
+/// The retrievers that train on a GPU (in candle ops): all of them today; a model added
+/// without a candle-op path stays off this list and is refused a GPU.
 pub const GPU_MODELS: &[&str] = &[
+    two_tower::KIND,
     youtube_dnn::KIND,
     mf::KIND,
     gmf::KIND,
@@ -315,7 +317,7 @@ impl RetrievalSettings {
                 (Box::new(m), r)
             }
             two_tower::KIND => {
-                let (m, r) = TwoTower::train(&self.two_tower, data, warm, progress)?;
+                let (m, r) = TwoTower::train_with(&compute, &self.two_tower, data, warm, progress)?;
                 (Box::new(m), r)
             }
             other => return Err(unknown(other)),

@@ -15,12 +15,19 @@
 //! Prediction (section 2.3, the mean-field version): p^_j = p(h_j = 1 | V_u) from the user's
 //! fitted ratings, then p(v_q^k = 1 | p^) by eq. 1 and r^_uq = sum_k level_k p(v_q^k = 1 | p^),
 //! the expected rating under the visible softmax.
+//!
+//! Training computes where [`nn::Compute`] says: the loop over users below on the CPU, or one
+//! block of tensors per batch in candle ops on a GPU ([`device`]), with the same random draws;
+//! the trained model is in host memory either way, where it predicts.
+
+mod device;
 
 use nn::rating::{RatingModel, Ratings};
 use nn::rng::Rng;
 use nn::trainer::{
     self, Better, EpochReport, Fit, Schedule, ShuffledBatches, StepLoss, TrainReport,
 };
+use nn::Compute;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RankingError, Result};
@@ -145,6 +152,22 @@ impl Rbm {
         valid: &Ratings,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Self, TrainReport)> {
+        let compute = &Compute::FusedCpu;
+        Self::train_with(
+            compute, config, num_users, num_items, train, valid, progress,
+        )
+    }
+
+    /// [`Self::train`] computing as `compute` says (a GPU: [`Compute::Candle`]).
+    pub fn train_with(
+        compute: &Compute,
+        config: &RbmConfig,
+        num_users: usize,
+        num_items: usize,
+        train: &Ratings,
+        valid: &Ratings,
+        progress: impl FnMut(&EpochReport),
+    ) -> Result<(Self, TrainReport)> {
         config.validate()?;
         train.validate(num_users, num_items)?;
         valid.validate(num_users, num_items)?;
@@ -201,7 +224,17 @@ impl Rbm {
             b: vec![0.0; model.params.b.len()],
             c: vec![0.0; f],
         };
+        let on_device = match compute {
+            Compute::FusedCpu => None,
+            Compute::Candle(device) => Some(device::DeviceParams::new(
+                &model.params,
+                &model.levels,
+                f,
+                device,
+            )?),
+        };
         let mut run = Run {
+            on_device,
             batches: ShuffledBatches::new(users.len(), config.batch_size),
             grads: velocity.clone(),
             velocity,
@@ -314,6 +347,8 @@ struct Run<'a> {
     batches: ShuffledBatches,
     /// Epoch number (from 1), for the CD schedule.
     steps: usize,
+    /// The parameters in candle ops on a device, when training there.
+    on_device: Option<device::DeviceParams>,
 }
 
 impl Run<'_> {
@@ -444,15 +479,31 @@ impl Fit for Run<'_> {
             .iter()
             .map(|&i| self.users[i])
             .collect();
-        let mut squared = 0.0;
-        let mut count = 0usize;
-        for &u in &users {
-            squared += self.user_statistics(u, gibbs);
-            count += self.model.rated[u as usize].len();
-        }
+        let count: usize = users
+            .iter()
+            .map(|&u| self.model.rated[u as usize].len())
+            .sum();
         let cfg = &self.model.config;
         let scale = (lr / users.len().max(1) as f64) as f32;
         let (momentum, decay) = (cfg.momentum as f32, (lr * cfg.weight_decay) as f32);
+        if let Some(params) = self.on_device.as_mut() {
+            let rated: Vec<&[(u32, u8)]> = users
+                .iter()
+                .map(|&u| self.model.rated[u as usize].as_slice())
+                .collect();
+            let counts: Vec<usize> = rated.iter().map(|r| r.len()).collect();
+            let draws = device::Draws::new(&mut self.rng, &counts, cfg.hidden, gibbs);
+            let (m, s, d) = (momentum.into(), scale.into(), decay.into());
+            let squared = params.step(&rated, &draws, gibbs, m, s, d)?;
+            return Ok(StepLoss {
+                sum: squared,
+                weight: count.max(1) as f64,
+            });
+        }
+        let mut squared = 0.0;
+        for &u in &users {
+            squared += self.user_statistics(u, gibbs);
+        }
         let (p, g, v) = (&mut self.model.params, &mut self.grads, &mut self.velocity);
         momentum_step(&mut p.w, &mut g.w, &mut v.w, momentum, scale, decay);
         momentum_step(&mut p.b, &mut g.b, &mut v.b, momentum, scale, 0.0);
@@ -464,6 +515,9 @@ impl Fit for Run<'_> {
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {
+        if let Some(params) = &self.on_device {
+            self.model.params = params.to_host()?;
+        }
         self.model.validation_rmse(self.valid)
     }
 
@@ -472,6 +526,9 @@ impl Fit for Run<'_> {
     }
 
     fn restore(&mut self, snapshot: Self::Snapshot) -> Result<()> {
+        if let Some(params) = self.on_device.as_mut() {
+            params.set(&snapshot)?;
+        }
         self.model.params = snapshot;
         Ok(())
     }

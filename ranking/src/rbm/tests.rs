@@ -65,3 +65,63 @@ fn the_cd_schedule_grows_and_continuous_ratings_are_refused() {
         .expect("refused");
     assert!(err.to_string().contains("distinct values"), "{err}");
 }
+
+/// The GPU code path (candle ops, here on the CPU) trains the CPU loop's model from the same
+/// seed: the same batches and Gibbs chains (the same draws, in the same order), through CD-1
+/// and CD-3, the same momentum updates in another arithmetic order.
+#[test]
+fn candle_ops_train_the_cpu_loops_model() {
+    let (train, valid) = grouped(40, 30);
+    let cfg = RbmConfig {
+        hidden: 8,
+        batch_size: 10,
+        epochs: 6,
+        patience: 0,
+        cd_steps: vec![1, 3],
+        cd_stage_epochs: 2,
+        learning_rate: 0.1,
+        ..RbmConfig::default()
+    };
+    let fit =
+        |compute: &Compute| Rbm::train_with(compute, &cfg, 40, 30, &train, &valid, |_| {}).unwrap();
+    let (cpu, r1) = fit(&Compute::FusedCpu);
+    let (candle, r2) = fit(&Compute::Candle(candle_core::Device::Cpu));
+    let (untrained, _) = Rbm::train_with(
+        &Compute::FusedCpu,
+        &RbmConfig {
+            epochs: 0,
+            ..cfg.clone()
+        },
+        40,
+        30,
+        &train,
+        &valid,
+        |_| {},
+    )
+    .unwrap();
+    let largest = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let moved = largest(&cpu.params.w, &untrained.params.w);
+    assert!(moved > 0.05, "training moved W by {moved}");
+    for (what, a, b) in [
+        ("W", &cpu.params.w, &candle.params.w),
+        ("b", &cpu.params.b, &candle.params.b),
+        ("c", &cpu.params.c, &candle.params.c),
+    ] {
+        let d = largest(a, b);
+        assert!(d < 1e-4, "{what} differs by {d}");
+    }
+    let (p1, p2) = (
+        cpu.predict(&valid.users, &valid.items).unwrap(),
+        candle.predict(&valid.users, &valid.items).unwrap(),
+    );
+    assert!(largest(&p1, &p2) < 1e-4);
+    let losses = |r: &TrainReport| r.epochs.iter().map(|e| e.loss).collect::<Vec<_>>();
+    for (a, b) in losses(&r1).iter().zip(losses(&r2)) {
+        assert!((a - b).abs() < 1e-4 * a.max(1.0), "losses {a} vs {b}");
+    }
+}

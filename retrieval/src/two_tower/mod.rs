@@ -82,7 +82,7 @@ use nn::{Catalog, Retriever, UserFeatures, UserQuery};
 use serde::{Deserialize, Serialize};
 
 pub use config::TwoTowerConfig;
-use network::{age_bucket, block, ItemFeatures, ItemTokens, Network, UserSource, Vocabulary};
+use network::{age_bucket, ItemFeatures, ItemTokens, Network, UserSource, Vocabulary};
 
 use crate::error::{invalid, Result, RetrievalError};
 use crate::files;
@@ -135,8 +135,9 @@ impl TwoTower {
         config: &TwoTowerConfig,
         vocab: Vocabulary,
         features: ItemFeatures,
+        device: &Device,
     ) -> Result<Self> {
-        let device = Device::Cpu;
+        let device = device.clone();
         let varmap = VarMap::new();
         let vb = SeededVarMap::new(varmap.clone(), config.seed).into_var_builder(&device);
         let network = Network::new(vb, config, &vocab)?;
@@ -153,6 +154,24 @@ impl TwoTower {
         };
         model.refresh_table()?;
         Ok(model)
+    }
+
+    /// The model with every weight and its item table in host memory (a model trained on a
+    /// GPU is saved, indexed and served from there); a CPU model is returned as it is.
+    pub(crate) fn into_cpu(self) -> Result<Self> {
+        if self.device.is_cpu() {
+            return Ok(self);
+        }
+        let varmap = files::host_varmap(&self.varmap)?;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let network = Network::new(vb, &self.config, &self.vocab)?;
+        Ok(Self {
+            network,
+            varmap,
+            table: self.table.to_device(&Device::Cpu)?,
+            device: Device::Cpu,
+            ..self
+        })
     }
 
     /// The configuration the model was trained with.
@@ -180,8 +199,7 @@ impl TwoTower {
             return Err(invalid(format!("item {bad} is outside the catalogue")));
         }
         let b = self.features.item_batch(items, &self.vocab, |_| true);
-        let width = self.network.layout.item_embed();
-        let sparse = block(self.network.gather_items(&b)?, b.rows, width, &self.device)?;
+        let sparse = self.network.item_block(&b)?;
         let rows = self.network.item_forward(&sparse, &b.dense, None)?;
         let buckets: Vec<u32> = items
             .iter()
@@ -241,8 +259,7 @@ impl TwoTower {
         let b = self
             .features
             .user_batch(layout, &self.vocab, window, sources);
-        let sparse = self.network.gather_users(&b)?;
-        let sparse = block(sparse, b.rows, layout.user_sparse, &self.device)?;
+        let sparse = self.network.user_block(&b)?;
         self.network.user_forward(&sparse, &b.dense, None)
     }
 
