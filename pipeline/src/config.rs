@@ -100,10 +100,8 @@ impl Config {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// `cpu` (the default), or `cuda:N` for the N-th NVIDIA GPU, which needs a binary built
-    /// with the `cuda` feature (`scripts/cuda-build.sh`). The models of `retrieval::GPU_MODELS`,
-    /// `ranking::GPU_MODELS` and `ranking::RATING_GPU_MODELS` train there; the others refuse a
-    /// GPU. Whatever trains a model,
-    /// its files are the same, and the index and the server run on the CPU.
+    /// with the `cuda` feature (`scripts/cuda-build.sh`); every model trains there. Whatever
+    /// trains a model, its files are the same, and the index and the server run on the CPU.
     pub device: String,
 }
 

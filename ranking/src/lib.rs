@@ -57,8 +57,8 @@ pub use example::{FeatureSchema, RankingExample};
 pub use multitask::MultitaskConfig;
 pub use quantiles::{ContinuousEncoder, Quantiles, INPUTS_PER_CONTINUOUS};
 pub use registry::{
-    load, DynRanker, DynRatingModel, RankerSettings, RankingModel, RatingSettings, GPU_MODELS,
-    MODELS, RATING_GPU_MODELS, RATING_MODELS,
+    load, DynRanker, DynRatingModel, RankerSettings, RankingModel, RatingSettings, MODELS,
+    RATING_MODELS,
 };
 pub use train::{example_weight, EpochReport, TrainReport};
 pub use youtube::{YoutubeRanker, KIND, META_FILE, SCORE_BATCH, WEIGHTS_FILE};

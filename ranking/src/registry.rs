@@ -34,45 +34,6 @@ pub const MODELS: &[&str] = &[
     multitask::KIND,
 ];
 
-/// The rankers that train on a GPU: every one of [`MODELS`]. Those over the shared input x_0
-/// keep their embedding tables in host memory (the network and its dense AdamW on the device);
-/// NeuMF and deep MF train wholly on the device.
-pub const GPU_MODELS: &[&str] = &[
-    youtube::KIND,
-    deepfm::KIND,
-    dcn_v2::KIND,
-    multitask::KIND,
-    ncf::KIND_NEUMF,
-    deep_mf::KIND,
-];
-
-/// The rating models that train on a GPU: every one of [`RATING_MODELS`] (NCF's family,
-/// AutoRec and deep MF wholly on the device; the RBM's contrastive divergence in candle ops,
-/// predicting from host memory).
-pub const RATING_GPU_MODELS: &[&str] = &[
-    ncf::KIND_MF,
-    ncf::KIND_GMF,
-    ncf::KIND_MLP,
-    ncf::KIND_NEUMF,
-    autorec::KIND_ITEM,
-    autorec::KIND_USER,
-    deep_mf::KIND,
-    rbm::KIND,
-];
-
-/// Refuses a device other than the CPU for a model outside `gpu_models` (by name, without
-/// opening it), else opens it.
-fn compute_for(device: &str, model: &str, what: &str, gpu_models: &[&str]) -> Result<Compute> {
-    if device.trim() != "cpu" && !gpu_models.contains(&model) {
-        return Err(RankingError::InvalidConfig(format!(
-            "the '{model}' {what} trains on the CPU only; device '{device}' can train {}, or \
-             set `[train] device = \"cpu\"`",
-            gpu_models.join(", ")
-        )));
-    }
-    Ok(Compute::parse(device)?)
-}
-
 /// What the pipeline needs of any ranker beyond [`nn::Ranker`].
 pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingError> {
     /// The feature schema examples must fit.
@@ -197,7 +158,7 @@ impl RankerSettings {
         valid: &[RankingExample],
         progress: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Box<DynRanker>, TrainReport)> {
-        let compute = &compute_for(&self.device, &self.model, "ranker", GPU_MODELS)?;
+        let compute = &Compute::parse(&self.device)?;
         match self.model.as_str() {
             youtube::KIND => {
                 let (r, report) = YoutubeRanker::train_with(
@@ -439,7 +400,7 @@ impl RatingSettings {
         valid: &Ratings,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Box<DynRatingModel>, TrainReport)> {
-        let compute = compute_for(&self.device, &self.model, "rating model", RATING_GPU_MODELS)?;
+        let compute = Compute::parse(&self.device)?;
         match self.model.as_str() {
             autorec::KIND_ITEM | autorec::KIND_USER => {
                 let (side, cfg) = match self.model.as_str() {

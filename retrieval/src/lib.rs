@@ -56,7 +56,7 @@ pub use nn::{
     target_rank, Catalog, EpochReport, Example, RankMetrics, Retriever, TrainReport, TrainingSet,
     UserFeatures, UserQuery, ValidationCase, WatchHistories,
 };
-pub use registry::{load, DynRetriever, RetrievalSettings, GPU_MODELS, MODELS, PAIR_MODELS};
+pub use registry::{load, DynRetriever, RetrievalSettings, MODELS, PAIR_MODELS};
 pub use two_tower::{TwoTower, TwoTowerConfig};
 pub use warm::WarmStart;
 pub use youtube_dnn::{YoutubeDnn, YoutubeDnnConfig};

@@ -88,22 +88,6 @@ pub struct RetrievalSettings {
     pub device: String,
 }
 
-/// The retrievers that train on a GPU (in candle ops): all of them today; a model added
-/// without a candle-op path stays off this list and is refused a GPU.
-pub const GPU_MODELS: &[&str] = &[
-    two_tower::KIND,
-    youtube_dnn::KIND,
-    mf::KIND,
-    gmf::KIND,
-    sasrec::KIND,
-    gru4rec::KIND,
-    mult_vae::KIND,
-    mult_dae::KIND,
-    cdae::KIND,
-    autorec::KIND,
-    cfgan::KIND,
-];
-
 impl Default for RetrievalSettings {
     fn default() -> Self {
         Self {
@@ -146,13 +130,8 @@ impl RetrievalSettings {
         }
     }
 
-    /// Checks that the model is known, its settings can train, and it can train on
-    /// [`Self::device`] (so that `leaderboard` refuses a GPU for a CPU-only model before any
-    /// model trains).
+    /// Checks that the model is known and its settings can train.
     pub fn validate(&self) -> Result<()> {
-        if MODELS.contains(&self.model.as_str()) {
-            self.check_device()?;
-        }
         match self.model.as_str() {
             youtube_dnn::KIND => self.youtube_dnn.validate(),
             mf::KIND => self.mf.validate(),
@@ -234,26 +213,9 @@ impl RetrievalSettings {
         value.unwrap_or_default()
     }
 
-    /// Where the chosen model trains: [`Self::device`] opened, refused for a model that trains
-    /// on the CPU only (one of [`GPU_MODELS`] can move to a GPU).
+    /// Where the chosen model trains: [`Self::device`] opened (every model trains on a GPU).
     pub fn compute(&self) -> Result<Compute> {
-        self.check_device()?;
         Ok(Compute::parse(&self.device)?)
-    }
-
-    /// Refuses a device other than the CPU for a model outside [`GPU_MODELS`] (by name, without
-    /// opening the device).
-    fn check_device(&self) -> Result<()> {
-        if self.device.trim() != "cpu" && !GPU_MODELS.contains(&self.model.as_str()) {
-            return Err(RetrievalError::InvalidConfig(format!(
-                "the '{}' retriever trains on the CPU only; device '{}' can train {} \
-                 (`[retrieval] model`), or set `[train] device = \"cpu\"`",
-                self.model,
-                self.device,
-                GPU_MODELS.join(", ")
-            )));
-        }
-        Ok(())
     }
 
     /// Trains the chosen model on `data`, from `warm`'s weights when given (same kind only),
@@ -268,8 +230,7 @@ impl RetrievalSettings {
     }
 
     /// [`Self::train`] computing as `compute` says (benchmarks compare the fused kernels with
-    /// [`Compute::Candle`] on the CPU); a model outside [`GPU_MODELS`] takes the fused kernels
-    /// only.
+    /// [`Compute::Candle`] on the CPU).
     pub fn train_on(
         &self,
         compute: &Compute,
@@ -277,13 +238,6 @@ impl RetrievalSettings {
         warm: Option<&WarmStart>,
         progress: impl FnMut(&EpochReport),
     ) -> Result<(Box<DynRetriever>, TrainReport)> {
-        if !compute.is_fused_cpu() && !GPU_MODELS.contains(&self.model.as_str()) {
-            return Err(RetrievalError::InvalidConfig(format!(
-                "the '{}' retriever trains with the fused CPU kernels only (not {})",
-                self.model,
-                compute.name()
-            )));
-        }
         let compute = compute.clone();
         Ok(match self.model.as_str() {
             youtube_dnn::KIND => {
