@@ -11,8 +11,8 @@ pub struct Cli {
     /// Settings file (default: ./recpipe.toml when present).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Device models train on: cpu, or cuda:N with a binary built with the `cuda` feature
-    /// (overrides `[train] device`).
+    /// Device models train on (and `rerank` scores on): cpu, or cuda:N with a binary built
+    /// with the `cuda` feature (overrides `[train] device`).
     #[arg(long, global = true)]
     pub device: Option<String>,
     /// What to do.

@@ -83,7 +83,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Candidates(a) => run_candidates(&a),
         Command::TrainRanker(a) => run_train_ranker(&a, &config),
-        Command::Rerank(a) => run_rerank(&a),
+        Command::Rerank(a) => run_rerank(&a, &config),
         Command::Evaluate(a) => run_evaluate(&a, &config),
         Command::Leaderboard(a) => run_leaderboard(&a, &config),
         Command::Quickstart(a) => run_quickstart(&a, &config),
@@ -309,7 +309,7 @@ fn run_train_ranker(a: &TrainRankerArgs, config: &Config) -> Result<()> {
     Ok(())
 }
 
-fn run_rerank(a: &RerankArgs) -> Result<()> {
+fn run_rerank(a: &RerankArgs, config: &Config) -> Result<()> {
     use crate::serving::LoadedRanker;
     use crate::stages::ranking::{has_ranker, rerank_file};
     let (dir, data_dir) = match (&a.ranker, &a.artifacts) {
@@ -348,8 +348,12 @@ fn run_rerank(a: &RerankArgs) -> Result<()> {
     }
     // Open the input first: a bad file fails before any work.
     drop(crate::data::CandidatesReader::open(&a.input)?);
+    // `--device` / `[train] device`: a GPU scores the batches there.
+    let compute = nn::Compute::parse(&config.train.device)
+        .map_err(|e| Error::Input(format!("rerank: {e}")))?;
     let data = crate::dataset::Dataset::load(&data_dir)?;
-    let ranker = LoadedRanker::load(&dir, &data)?;
+    let mut ranker = LoadedRanker::load(&dir, &data)?;
+    ranker.score_with(&compute)?;
     let summary = rerank_file(&ranker, &a.input, &a.out)?;
     println!("{summary}; wrote {}", a.out.display());
     Ok(())

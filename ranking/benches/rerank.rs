@@ -3,9 +3,10 @@
 //! latency of one 400-candidate request, and peak memory (VmHWM); for the YouTube ranker also
 //! the tower's achieved FLOP/s beside a plain candle matmul's rate measured here.
 //!
-//! `cargo bench -p ranking --bench rerank [-- MODEL...]` (default: youtube, deepfm, dcn_v2,
-//! multitask;
-//! threads: RAYON_NUM_THREADS, default all cores).
+//! `cargo bench -p ranking --bench rerank [-- MODEL... device=cpu]` (default: youtube, deepfm,
+//! dcn_v2, multitask; threads: RAYON_NUM_THREADS, default all cores). `device` is `cpu` (the CPU
+//! scoring path), `cuda:N` (a `--features cuda` build: the heads score on the GPU) or
+//! `candle-cpu` (the GPU's candle-op path run on the CPU, to compare).
 //!
 //! Each model (default config, one epoch on a few synthetic examples) is trained and saved by
 //! this process; the scoring runs in a child process that loads it, so that the peak memory
@@ -14,6 +15,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use nn::Compute;
 use ranking::{DynRanker, FeatureSchema, RankerSettings, RankingExample, YoutubeRanker};
 
 const USERS_PER_SLICE: usize = 100;
@@ -121,21 +123,44 @@ fn peak_memory_kb() -> Option<u64> {
 
 /// Environment variable naming the model folder in the child process.
 const MODEL_DIR_VAR: &str = "RERANK_BENCH_MODEL_DIR";
+/// Environment variable naming the scoring device in the child process.
+const DEVICE_VAR: &str = "RERANK_BENCH_DEVICE";
+
+/// `cpu` (the CPU scoring path), `candle-cpu` (the GPU's candle-op path run on the CPU) or
+/// `cuda:N` (a `--features cuda` build).
+fn compute(name: &str) -> Result<Compute, Box<dyn std::error::Error>> {
+    Ok(match name {
+        "candle-cpu" => Compute::Candle(Device::Cpu),
+        other => Compute::parse(other)?,
+    })
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::env::var_os(MODEL_DIR_VAR) {
         let dir = std::path::Path::new(&dir);
-        let ranker = ranking::load(dir)?;
+        let device = std::env::var(DEVICE_VAR).unwrap_or_else(|_| "cpu".into());
+        let compute = compute(&device)?;
+        println!("scoring on {}", compute.name());
+        let mut ranker = ranking::load(dir)?;
         if ranker.kind() == ranking::KIND {
             drop(ranker);
-            let youtube = YoutubeRanker::load(dir)?;
+            let mut youtube = YoutubeRanker::load(dir)?;
+            youtube.score_with(&compute)?;
             return score(&youtube, Some(&youtube));
         }
+        ranker.score_with(&compute)?;
         return score(ranker.as_ref(), None);
     }
-    let named: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let device = args
+        .iter()
+        .find_map(|a| a.strip_prefix("device="))
+        .unwrap_or("cpu")
+        .to_string();
+    compute(&device)?;
+    let named: Vec<String> = args
+        .into_iter()
+        .filter(|a| !a.starts_with('-') && !a.contains('='))
         .collect();
     let models = if named.is_empty() {
         vec![
@@ -165,6 +190,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{model}: {}", ranker.config_json());
         let status = std::process::Command::new(std::env::current_exe()?)
             .env(MODEL_DIR_VAR, &dir)
+            .env(DEVICE_VAR, &device)
             .status();
         let _ = std::fs::remove_dir_all(&dir);
         if !status?.success() {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use nn::rating::{LabelledPairs, RatingModel, SideFeatures};
 use nn::trainer::{EpochReport, TrainReport};
+use nn::Compute;
 use serde::{Deserialize, Serialize};
 
 use crate::deep_mf::{self, DeepMf, DeepMfConfig};
@@ -57,6 +58,8 @@ struct Meta {
 /// A trained NeuMF or deep MF ranker.
 pub struct CfRanker {
     net: Net,
+    /// A copy of the network on a device, when scoring there ([`CfRanker::score_with`]).
+    on_device: Option<Net>,
     schema: FeatureSchema,
     unit_weights: bool,
 }
@@ -183,6 +186,7 @@ impl CfRanker {
         };
         let ranker = Self {
             net,
+            on_device: None,
             schema,
             unit_weights,
         };
@@ -196,10 +200,23 @@ impl CfRanker {
         }
         let users: Vec<u32> = examples.iter().map(|e| user_row(&self.schema, e)).collect();
         let items: Vec<u32> = examples.iter().map(|e| item_row(&self.schema, e)).collect();
-        match &self.net {
+        match self.on_device.as_ref().unwrap_or(&self.net) {
             Net::NeuMf(m) => m.predict(&users, &items),
             Net::DeepMf(m) => m.predict(&users, &items),
         }
+    }
+
+    /// Scores with `compute` from now on: in host memory (the default), or with a copy of the
+    /// network on a device (a GPU), where the embedding lookups and the network run.
+    pub fn score_with(&mut self, compute: &Compute) -> Result<()> {
+        self.on_device = match compute {
+            Compute::FusedCpu => None,
+            Compute::Candle(device) => Some(match &self.net {
+                Net::NeuMf(m) => Net::NeuMf(m.copy_on(device)?),
+                Net::DeepMf(m) => Net::DeepMf(m.copy_on(device)?),
+            }),
+        };
+        Ok(())
     }
 
     /// Reads a ranker written by [`nn::Ranker::save`].
@@ -254,6 +271,7 @@ impl CfRanker {
         };
         Ok(Self {
             net,
+            on_device: None,
             schema: meta.schema,
             unit_weights: meta.unit_weights,
         })
@@ -330,6 +348,10 @@ impl nn::Ranker for CfRanker {
 }
 
 impl crate::registry::RankingModel for CfRanker {
+    fn score_with(&mut self, compute: &Compute) -> Result<()> {
+        CfRanker::score_with(self, compute)
+    }
+
     fn schema(&self) -> &FeatureSchema {
         &self.schema
     }

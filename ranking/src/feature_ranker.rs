@@ -21,7 +21,7 @@ use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
 use crate::model::{Fill, InputDims, LogitHead};
 use crate::quantiles::{ContinuousEncoder, Quantiles};
-use crate::serve::InputRows;
+use crate::serve::{DeviceHead, InputRows};
 use crate::train::{fit, log_loss_of, FitSettings, ModelParts};
 use crate::youtube::{META_FILE, SCORE_BATCH, WEIGHTS_FILE};
 use nn::trainer::{EpochReport, TrainReport};
@@ -104,6 +104,8 @@ pub(crate) struct CrossRanker<H: CrossHead> {
     unit_weights: bool,
     rows: InputRows,
     head: H,
+    /// The head on a device, when scoring there ([`CrossRanker::score_with`]).
+    on_device: Option<DeviceHead<H>>,
     weights: HashMap<String, Tensor>,
     device: Device,
 }
@@ -162,9 +164,27 @@ impl<H: CrossHead> CrossRanker<H> {
             unit_weights,
             rows,
             head,
+            on_device: None,
             weights,
             device: device.clone(),
         })
+    }
+
+    /// Scores with `compute` from now on: the CPU scoring path (the fused passes, the
+    /// default), or the head in candle ops on a device (a GPU), fed x_0 rows assembled in host
+    /// memory.
+    pub fn score_with(&mut self, compute: &Compute) -> Result<()> {
+        self.on_device = match compute {
+            Compute::FusedCpu => None,
+            Compute::Candle(device) => {
+                let (schema, config) = (&self.schema, &self.config);
+                let width = Self::dims(config).width(schema);
+                Some(DeviceHead::new(&self.weights, device, |vb| {
+                    H::build(vb, schema, config, width)
+                })?)
+            }
+        };
+        Ok(())
     }
 
     fn dims(config: &H::Config) -> InputDims {
@@ -178,6 +198,10 @@ impl<H: CrossHead> CrossRanker<H> {
         }
         let mut logits = Vec::with_capacity(examples.len());
         for chunk in examples.chunks(SCORE_BATCH) {
+            if let Some(head) = &self.on_device {
+                logits.extend(head.logits(&self.rows, chunk, &self.encoder)?);
+                continue;
+            }
             let x0 = self.rows.rows_vec(chunk, &self.encoder);
             logits.extend(self.head.score_rows(x0, chunk.len(), &self.device)?);
         }
@@ -191,10 +215,19 @@ impl<H: CrossHead> CrossRanker<H> {
         }
         let mut out = vec![Vec::with_capacity(examples.len()); self.head.task_names().len()];
         for chunk in examples.chunks(SCORE_BATCH) {
-            let x0 = self.rows.rows_vec(chunk, &self.encoder);
-            let width = x0.len() / chunk.len().max(1);
-            let x0 = Tensor::from_vec(x0, (chunk.len(), width), &self.device)?;
-            for (task, logits) in out.iter_mut().zip(self.head.task_logits(&x0)?) {
+            let task_logits = match &self.on_device {
+                Some(head) => {
+                    head.head()
+                        .task_logits(&head.rows(&self.rows, chunk, &self.encoder)?)?
+                }
+                None => {
+                    let x0 = self.rows.rows_vec(chunk, &self.encoder);
+                    let width = x0.len() / chunk.len().max(1);
+                    let x0 = Tensor::from_vec(x0, (chunk.len(), width), &self.device)?;
+                    self.head.task_logits(&x0)?
+                }
+            };
+            for (task, logits) in out.iter_mut().zip(task_logits) {
                 task.extend(logits.to_vec1::<f32>()?);
             }
         }
@@ -316,6 +349,10 @@ impl<H: CrossHead> nn::Ranker for CrossRanker<H> {
 }
 
 impl<H: CrossHead> crate::registry::RankingModel for CrossRanker<H> {
+    fn score_with(&mut self, compute: &Compute) -> Result<()> {
+        CrossRanker::score_with(self, compute)
+    }
+
     fn schema(&self) -> &FeatureSchema {
         &self.schema
     }

@@ -44,6 +44,8 @@ mod train;
 mod youtube;
 
 #[cfg(test)]
+mod scoring_tests;
+#[cfg(test)]
 mod testdata;
 #[cfg(test)]
 mod tests;

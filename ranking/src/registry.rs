@@ -53,6 +53,10 @@ pub trait RankingModel: nn::Ranker<Example = RankingExample, Error = RankingErro
         Ok(vec![self.logits(examples)?])
     }
 
+    /// Scores with `compute` from now on (what `rerank --device cuda:N` asks): the CPU
+    /// scoring path ([`Compute::FusedCpu`], every ranker's default), or candle ops on a device.
+    fn score_with(&mut self, compute: &Compute) -> Result<()>;
+
     /// The early-stopping loss on `examples` ([`RankingModel::weighted_log_loss`] unless the
     /// model trains on several losses).
     fn selection_loss(&self, examples: &[RankingExample], unit_weights: bool) -> Result<f64> {

@@ -377,6 +377,11 @@ impl ServingNet {
         })
     }
 
+    /// The x_0 rows' assembler.
+    pub fn input_rows(&self) -> &InputRows {
+        &self.rows
+    }
+
     /// Logits of `examples` (checked against the schema), as one batch.
     pub fn logits(
         &self,
@@ -390,5 +395,59 @@ impl ServingNet {
             .forward(x0, false)?
             .squeeze(1)?
             .to_vec1::<f32>()?)
+    }
+}
+
+/// A ranker's head rebuilt on a device, where it scores in candle ops (what
+/// `rerank --device cuda:N` runs): x_0 rows are assembled in host memory by [`InputRows`] (the
+/// embedding tables stay there) and cross to the device once per batch; the head's layers
+/// live there. The CPU scoring path ([`ServingStack`] and the fused passes) is the default.
+pub(crate) struct DeviceHead<H> {
+    head: H,
+    device: Device,
+}
+
+impl<H: crate::model::LogitHead> DeviceHead<H> {
+    /// The head `build` makes from `weights` copied to `device`.
+    pub fn new(
+        weights: &HashMap<String, Tensor>,
+        device: &Device,
+        build: impl FnOnce(candle_nn::VarBuilder) -> Result<H>,
+    ) -> Result<Self> {
+        let on_device = weights
+            .iter()
+            .map(|(name, t)| Ok((name.clone(), t.to_device(device)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let vb = candle_nn::VarBuilder::from_tensors(on_device, candle_core::DType::F32, device);
+        Ok(Self {
+            head: build(vb)?,
+            device: device.clone(),
+        })
+    }
+
+    /// The head.
+    pub fn head(&self) -> &H {
+        &self.head
+    }
+
+    /// x_0 of `examples` (checked against the schema) on the head's device.
+    pub fn rows(
+        &self,
+        rows: &InputRows,
+        examples: &[RankingExample],
+        encoder: &ContinuousEncoder,
+    ) -> Result<Tensor> {
+        rows.rows(examples, encoder, &self.device)
+    }
+
+    /// Logits of `examples` (checked against the schema), as one batch.
+    pub fn logits(
+        &self,
+        rows: &InputRows,
+        examples: &[RankingExample],
+        encoder: &ContinuousEncoder,
+    ) -> Result<Vec<f32>> {
+        let x0 = self.rows(rows, examples, encoder)?;
+        Ok(self.head.logits(&x0)?.to_vec1::<f32>()?)
     }
 }

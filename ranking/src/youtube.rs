@@ -14,8 +14,9 @@ use crate::error::{RankingError, Result};
 use crate::example::{FeatureSchema, RankingExample};
 use crate::model::input_width;
 use crate::quantiles::{ContinuousEncoder, Quantiles};
-use crate::serve::ServingNet;
+use crate::serve::{DeviceHead, ServingNet};
 use nn::layers::Tower;
+use nn::Compute;
 
 /// Weights file inside a model folder.
 pub const WEIGHTS_FILE: &str = "ranker.safetensors";
@@ -48,6 +49,8 @@ pub struct YoutubeRanker {
     pub(crate) schema: FeatureSchema,
     pub(crate) encoder: ContinuousEncoder,
     serving: ServingNet,
+    /// The tower on a device, when scoring there ([`YoutubeRanker::score_with`]).
+    on_device: Option<DeviceHead<Tower>>,
     pub(crate) weights: HashMap<String, Tensor>,
     device: Device,
 }
@@ -70,9 +73,27 @@ impl YoutubeRanker {
             schema,
             encoder,
             serving,
+            on_device: None,
             weights,
             device: device.clone(),
         })
+    }
+
+    /// Scores with `compute` from now on: the CPU scoring path (the fused kernels, the
+    /// default), or the tower in candle ops on a device (a GPU), fed x_0 rows assembled in
+    /// host memory.
+    pub fn score_with(&mut self, compute: &Compute) -> Result<()> {
+        self.on_device = match compute {
+            Compute::FusedCpu => None,
+            Compute::Candle(device) => {
+                let input = input_width(&self.schema, &self.config);
+                let hidden = &self.config.hidden;
+                Some(DeviceHead::new(&self.weights, device, |vb| {
+                    Ok(Tower::new(vb.pp("tower"), input, hidden, 1)?)
+                })?)
+            }
+        };
+        Ok(())
     }
 
     /// The configuration the ranker was trained with.
@@ -113,7 +134,10 @@ impl YoutubeRanker {
 
     /// Logits of examples already checked against the schema, through the scoring path.
     pub(crate) fn checked_logits(&self, examples: &[RankingExample]) -> Result<Vec<f32>> {
-        self.serving.logits(examples, &self.encoder, &self.device)
+        match &self.on_device {
+            Some(head) => head.logits(self.serving.input_rows(), examples, &self.encoder),
+            None => self.serving.logits(examples, &self.encoder, &self.device),
+        }
     }
 
     /// Logits through the training network (the reference the scoring path must match).
@@ -241,6 +265,10 @@ impl nn::Ranker for YoutubeRanker {
 }
 
 impl crate::registry::RankingModel for YoutubeRanker {
+    fn score_with(&mut self, compute: &Compute) -> Result<()> {
+        YoutubeRanker::score_with(self, compute)
+    }
+
     fn schema(&self) -> &FeatureSchema {
         &self.schema
     }

@@ -1,7 +1,8 @@
 //! DeepFM and DCN-v2: on KuaiRand (EVAL.md section 3) each beats its unit-weight ablation, the
 //! video-CTR order and LightGBM's 0.382; inside a version (`[ranking] model = "deepfm" |
 //! "dcn_v2"` through `build-index`) the version's `ranker.json` names the model, and `query
-//! --rerank` and `rerank --artifacts` score with it.
+//! --rerank` and `rerank --artifacts` score with it (`rerank --device cuda:0` from this CPU-only
+//! build is a one-line error).
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use recpipe_tests::*;
@@ -68,6 +69,25 @@ fn cross_rankers_build_into_a_version_and_rerank() {
         };
         assert!(rows(&ranked) > 0, "{model}");
         assert_eq!(rows(&ranked), rows(&cand), "{model}");
+        // `--device cuda:0` scores on a GPU; this CPU-only binary says so in one line, before
+        // any work, and writes nothing.
+        let on_gpu = w.root.join("ranked-gpu.parquet");
+        let out = recpipe(&[
+            "--device",
+            "cuda:0",
+            "rerank",
+            "--input",
+            s(&cand),
+            "--out",
+            s(&on_gpu),
+            "--artifacts",
+            s(&w.art),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{model}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("`cuda` feature"), "{stderr}");
+        assert!(!on_gpu.exists(), "{model}");
     }
 }
 

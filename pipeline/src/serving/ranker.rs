@@ -18,6 +18,13 @@ pub struct LoadedRanker {
 }
 
 impl LoadedRanker {
+    /// Scores with `compute` from now on (see [`ranking::RankingModel::score_with`]).
+    pub fn score_with(&mut self, compute: &nn::Compute) -> Result<()> {
+        self.ranker
+            .score_with(compute)
+            .map_err(|e| Error::model("ranking", false, e))
+    }
+
     /// Loads the ranker saved in `dir` and replays `data`'s events into the feature state.
     pub fn load(dir: &Path, data: &Dataset) -> Result<Self> {
         let vocab = load_vocab(dir)?;

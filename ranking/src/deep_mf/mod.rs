@@ -172,6 +172,11 @@ impl DeepMf {
         if self.users.var().as_tensor().device().same_device(device) {
             return Ok(self);
         }
+        self.copy_on(device)
+    }
+
+    /// A copy of this model with its weights on `device`.
+    pub(crate) fn copy_on(&self, device: &Device) -> Result<Self> {
         let sizes = (self.users.rows(), self.items.rows());
         let features = self.features();
         let moved = Self::new_on(&self.config, sizes, features.as_ref(), self.mean, device)?;

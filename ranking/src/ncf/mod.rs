@@ -257,6 +257,11 @@ impl Ncf {
         if self.users.var().as_tensor().device().same_device(device) {
             return Ok(self);
         }
+        self.copy_on(device)
+    }
+
+    /// A copy of this model with its weights on `device`.
+    pub(crate) fn copy_on(&self, device: &Device) -> Result<Self> {
         let sizes = (self.users.rows(), self.items.rows());
         let moved = Self::new_on(self.kind, &self.config, sizes, self.mean, device)?
             .with_objective(self.implicit);
