@@ -504,9 +504,13 @@ fn config_errors_are_one_line_naming_the_key() {
 /// same seed: same batches, negatives, DropoutNet and dropout masks, the same update in another
 /// arithmetic order. Exercises every input: tokens, durations, the age bias with masked
 /// not-yet-published candidates, the recent window and categorical and numeric user features.
-/// (With dropout off, hidden units that are nearly constant across items give directions whose
-/// gradient is nearly zero, where AdamW's normalisation magnifies rounding differences: the
-/// tables then differed by 0.005 after 2 epochs. The defaults train with dropout.)
+/// The item tables are compared with each column's mean over the items taken off: the item
+/// tower's output bias adds the same `[c, c_b]` to every item, which the softmax ignores (no
+/// gradient in exact arithmetic), so AdamW moves it on rounding noise, differently on each
+/// path; every user's scores then differ by the constant `u . c + c_b`, and their order not at
+/// all. (With dropout off, hidden units nearly constant across items give further directions
+/// of nearly zero gradient, where the tables differed by 0.005 after 2 epochs. The defaults
+/// train with dropout.)
 #[test]
 fn candle_ops_train_the_fused_kernels_model() {
     let mut w = World::new(60, 80, 12, 4, 31);
@@ -553,8 +557,17 @@ fn candle_ops_train_the_fused_kernels_model() {
     };
     let moved = largest_difference(&t0, &t1);
     assert!(moved > 0.05, "training moved the item table by {moved}");
+    let centred = |t: &[f32]| {
+        let width = cfg.dim + 1;
+        let items = (t.len() / width) as f32;
+        let mean: Vec<f32> = (0..width)
+            .map(|c| t.iter().skip(c).step_by(width).sum::<f32>() / items)
+            .collect();
+        let off = |(k, x): (usize, &f32)| x - mean[k % width];
+        t.iter().enumerate().map(off).collect::<Vec<f32>>()
+    };
     let scale = 1.0 + t1.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let worst = largest_difference(&t1, &t2);
+    let worst = largest_difference(&centred(&t1), &centred(&t2));
     assert!(worst < 1e-4 * scale, "item tables differ by {worst}");
     let loss = |r: &nn::trainer::TrainReport| r.epochs.last().map(|e| e.loss).unwrap();
     assert!((loss(&r1) - loss(&r2)).abs() < 1e-4 * loss(&r1).abs().max(1.0));
@@ -571,37 +584,4 @@ fn candle_ops_train_the_fused_kernels_model() {
     let worst = largest_difference(&u1, &u2);
     assert!(worst < 1e-4 * scale, "user vectors differ by {worst}");
     assert!(candle.item_table().device().is_cpu());
-}
-
-/// The item tower's output bias shifts every item's `[v_j, b_j]` alike, which the softmax
-/// ignores: training leaves it where it started.
-#[test]
-fn training_leaves_the_item_towers_output_bias_alone() {
-    let w = World::new(40, 40, 10, 4, 32);
-    let (model, _) = TwoTower::train(&small(), &w.data(), None, |_| {}).unwrap();
-    let untrained = TwoTower::warm_started(&small(), &w.data(), None, &Device::Cpu).unwrap();
-    let bias = |m: &TwoTower| {
-        let output = m
-            .network
-            .item_tower
-            .layers()
-            .last()
-            .and_then(|l| l.bias().cloned());
-        output.unwrap().to_vec1::<f32>().unwrap()
-    };
-    assert_eq!(bias(&model), bias(&untrained));
-    let weight = |m: &TwoTower| {
-        m.network
-            .user_tower
-            .layers()
-            .last()
-            .unwrap()
-            .weight()
-            .clone()
-    };
-    let moved = (weight(&model) - weight(&untrained))
-        .unwrap()
-        .abs()
-        .unwrap();
-    assert!(moved.max_all().unwrap().to_scalar::<f32>().unwrap() > 0.01);
 }
