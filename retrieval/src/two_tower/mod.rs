@@ -67,6 +67,9 @@
 
 mod age;
 pub mod config;
+#[cfg(test)]
+mod device_tests;
+pub mod gather;
 pub mod network;
 #[cfg(test)]
 mod tests;
