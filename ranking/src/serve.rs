@@ -408,14 +408,17 @@ pub(crate) struct DeviceHead<H> {
 }
 
 impl<H: crate::model::LogitHead> DeviceHead<H> {
-    /// The head `build` makes from `weights` copied to `device`.
+    /// The head `build` makes from `weights` (all but the embedding tables) copied to
+    /// `device`.
     pub fn new(
         weights: &HashMap<String, Tensor>,
         device: &Device,
         build: impl FnOnce(candle_nn::VarBuilder) -> Result<H>,
     ) -> Result<Self> {
+        // The embedding tables stay in host memory, where [`InputRows`] reads them.
         let on_device = weights
             .iter()
+            .filter(|(name, _)| ![ITEM_TABLE, TOKEN_TABLE, USER_TABLE].contains(&name.as_str()))
             .map(|(name, t)| Ok((name.clone(), t.to_device(device)?)))
             .collect::<Result<HashMap<_, _>>>()?;
         let vb = candle_nn::VarBuilder::from_tensors(on_device, candle_core::DType::F32, device);
